@@ -1,0 +1,44 @@
+/*
+ * codelet_util.h - what every codelet file shares: matrix handles in lspo's
+ * row-major convention, task colours by class, and the perfmodel macro.
+ *
+ * A row-major (rows, cols) float matrix is a StarPU matrix with nx = cols
+ * (the contiguous dimension), ny = rows and ld = the row stride.
+ */
+#ifndef LSPO_CODELET_UTIL_H
+#define LSPO_CODELET_UTIL_H
+
+#include <stdint.h>
+#include <starpu.h>
+
+/* History-based model keyed by the task footprint; the symbol names the
+ * file under $STARPU_HOME/.starpu/sampling, so it never changes. */
+#define LSPO_PERFMODEL(var, sym) \
+	static struct starpu_perfmodel var = { .type = STARPU_HISTORY_BASED, .symbol = (sym) }
+
+/* Colours by task class, so traces read at a glance (ViTE, dag.dot). */
+#define LSPO_COLOR_COMPUTE   0x4e79a7u  /* blue: forward/backward math */
+#define LSPO_COLOR_PROJECT   0xf28e2bu  /* orange: sparse projections */
+#define LSPO_COLOR_TRANSFER  0x59a14fu  /* green: packing and casts for transfers */
+#define LSPO_COLOR_UPDATE    0xe15759u  /* red: optimizer updates */
+#define LSPO_COLOR_REDUCE    0xb07aa1u  /* purple: norms and reductions */
+
+/* Interface accessors for a row-major matrix buffer. */
+static inline float *lspo_mat_ptr(void *buf) { return (float *)STARPU_MATRIX_GET_PTR(buf); }
+static inline int lspo_mat_rows(void *buf) { return (int)STARPU_MATRIX_GET_NY(buf); }
+static inline int lspo_mat_cols(void *buf) { return (int)STARPU_MATRIX_GET_NX(buf); }
+static inline int lspo_mat_ld(void *buf) { return (int)STARPU_MATRIX_GET_LD(buf); }
+
+/* Shape of a registered matrix handle. */
+static inline int lspo_handle_rows(starpu_data_handle_t h) { return (int)starpu_matrix_get_ny(h); }
+static inline int lspo_handle_cols(starpu_data_handle_t h) { return (int)starpu_matrix_get_nx(h); }
+
+/* Registers `ptr` (rows, cols), contiguous, in main memory; ptr NULL lets
+ * StarPU allocate it where first written. */
+static inline void lspo_matrix_register(starpu_data_handle_t *h, float *ptr, int rows, int cols)
+{
+	starpu_matrix_data_register(h, ptr ? STARPU_MAIN_RAM : -1, (uintptr_t)ptr,
+	                            (uint32_t)cols, (uint32_t)cols, (uint32_t)rows, sizeof(float));
+}
+
+#endif

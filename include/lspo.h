@@ -1,0 +1,120 @@
+/*
+ * lspo.h - the public API of lspo, LSP-Offload fine-tuning on StarPU.
+ *
+ * lspo trains language models with the weights on the accelerator and the
+ * optimizer on the CPU; gradients cross the bus compressed by learned sparse
+ * projectors (Chen et al., AAAI 2025).  Every stage of a training step is a
+ * StarPU task, so any StarPU scheduling policy can run, trace and simulate it.
+ *
+ * Usage, in order:
+ *   1. struct lspo_config cfg = lspo_config_default();  adjust fields;
+ *   2. struct lspo_ctx *ctx;  lspo_ctx_create(&cfg, &ctx);   starts StarPU;
+ *   3. build models, run steps (later parts of this header);
+ *   4. lspo_ctx_destroy(ctx);                                 stops StarPU.
+ *
+ * Every function that can fail returns an lspo_status; on failure it has
+ * also logged a message naming the file and line where the error was found.
+ * No library function ever exits the process.
+ *
+ * Arrays are row-major float32 unless a comment says otherwise; shapes are
+ * written after each array as (rows, cols).
+ */
+#ifndef LSPO_H
+#define LSPO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+
+enum lspo_status {
+	LSPO_OK = 0,
+	LSPO_EINVAL,   /* invalid argument or configuration value */
+	LSPO_ENOMEM,   /* out of memory */
+	LSPO_EIO,      /* a file could not be opened, read or written */
+	LSPO_EFORMAT,  /* a file was read but its content is malformed */
+	LSPO_ENODEV,   /* no worker can run what was asked (e.g. no CUDA worker) */
+	LSPO_ESTARPU,  /* StarPU reported an error */
+	LSPO_EBUSY,    /* StarPU is already running in this process */
+	LSPO_ENOTSUP,  /* not supported by this build */
+	LSPO_NSTATUS
+};
+
+/* A static, human-readable description of a status code. */
+const char *lspo_strerror(int status);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+
+enum lspo_log_level { LSPO_LOG_ERROR = 0, LSPO_LOG_WARN, LSPO_LOG_INFO, LSPO_LOG_DEBUG };
+
+/* Messages at or below this level go to stderr (default LSPO_LOG_WARN,
+ * or the value of the LSPO_LOG environment variable: error|warn|info|debug). */
+void lspo_log_set_level(enum lspo_log_level level);
+
+/* ------------------------------------------------------------------------ */
+/* Context: one StarPU instance                                             */
+
+struct lspo_config {
+	int ncpus;             /* CPU workers; -1: STARPU_NCPU, else every core left */
+	int ncuda;             /* CUDA workers; -1: STARPU_NCUDA, else every GPU; 0: none */
+	const char *sched;     /* policy: "lspo" (ours) or any StarPU policy name;
+	                          NULL: STARPU_SCHED if set, else "lspo" */
+	const char *trace_dir; /* FxT trace directory (FxT builds); NULL: no FxT trace
+	                          unless STARPU_FXT_TRACE / STARPU_FXT_PREFIX say so */
+	int profiling;         /* 1: record per-task profiling information */
+};
+
+/* The defaults: every worker StarPU finds, policy from STARPU_SCHED or "lspo". */
+struct lspo_config lspo_config_default(void);
+
+struct lspo_ctx;
+
+/* Starts StarPU as cfg says (STARPU_* variables fill what cfg leaves at -1
+ * or NULL), creates a cuBLAS handle per CUDA worker, and makes BLAS calls
+ * single-threaded so that StarPU workers and BLAS threads never share cores.
+ * Returns LSPO_EBUSY if a context already exists, LSPO_EINVAL for an unknown
+ * policy name, LSPO_ENODEV if StarPU finds no worker. */
+int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out);
+
+/* Waits for every submitted task, then shuts StarPU down.  NULL is a no-op. */
+void lspo_ctx_destroy(struct lspo_ctx *ctx);
+
+int lspo_ctx_ncpus(const struct lspo_ctx *ctx);   /* CPU workers running */
+int lspo_ctx_ncuda(const struct lspo_ctx *ctx);   /* CUDA workers running */
+const char *lspo_ctx_sched(const struct lspo_ctx *ctx);  /* policy in use */
+
+/* Prints StarPU's version and features and one line per worker. */
+void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out);
+
+/* Names of the policies lspo_config.sched accepts, NULL-terminated. */
+const char *const *lspo_sched_names(void);
+
+/* ------------------------------------------------------------------------ */
+/* Self-test: the library's smallest real task graph                        */
+
+struct lspo_selftest_report {
+	int ntasks;           /* tasks submitted */
+	double max_rel_err;   /* worst relative error against a double reference */
+	double seconds;       /* wall time of the graph */
+	int tasks_on_cpu;     /* tasks that ran on CPU workers */
+	int tasks_on_cuda;    /* tasks that ran on CUDA workers */
+};
+
+/* Runs nchains independent chains of depth matrix products on n x n
+ * matrices, then a fan-in that sums the chains' ends, all as StarPU tasks
+ * ordered only by data dependencies; compares the result with a double
+ * precision computation on the host.  LSPO_EINVAL if the error exceeds the
+ * float32 tolerance (the report is filled either way). */
+int lspo_selftest(struct lspo_ctx *ctx, int n, int nchains, int depth,
+                  struct lspo_selftest_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LSPO_H */

@@ -1,0 +1,1 @@
+# offload: files of this area (see Makefile.am).

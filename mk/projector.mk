@@ -1,0 +1,1 @@
+# projector: files of this area (see Makefile.am).

@@ -1,0 +1,175 @@
+/*
+ * ctx.c - one lspo context = one running StarPU instance.
+ *
+ * Turns an lspo_config into a starpu_conf (STARPU_* environment variables
+ * still override it, as StarPU users expect), installs the scheduling policy
+ * by name, creates cuBLAS handles for CUDA workers, and keeps BLAS single
+ * threaded: parallelism comes from StarPU workers, one per core.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cblas.h>
+#include <starpu.h>
+#ifdef LSPO_USE_CUDA
+#include <starpu_cublas_v2.h>
+#endif
+
+#include "internal.h"
+#include "sched/sched_lspo.h"
+
+struct lspo_ctx {
+	struct starpu_conf conf;
+	char sched[64];
+	int ncpus, ncuda;
+	int cublas;            /* starpu_cublas_init() was called */
+};
+
+static int ctx_running;
+
+struct lspo_config lspo_config_default(void)
+{
+	return (struct lspo_config){ .ncpus = -1, .ncuda = -1, .sched = NULL,
+	                             .trace_dir = NULL, .profiling = 0 };
+}
+
+const char *const *lspo_sched_names(void)
+{
+	static const char *names[64];
+	if (!names[0]) {
+		struct starpu_sched_policy **builtin = starpu_sched_get_predefined_policies();
+		int n = 0;
+		names[n++] = lspo_sched_policy.policy_name;
+		for (int i = 0; builtin[i] && n < 63; i++)
+			names[n++] = builtin[i]->policy_name;
+	}
+	return names;
+}
+
+static struct starpu_sched_policy *find_policy(const char *name)
+{
+	if (strcmp(name, lspo_sched_policy.policy_name) == 0)
+		return &lspo_sched_policy;
+	struct starpu_sched_policy **builtin = starpu_sched_get_predefined_policies();
+	for (int i = 0; builtin[i]; i++)
+		if (strcmp(builtin[i]->policy_name, name) == 0)
+			return builtin[i];
+	return NULL;
+}
+
+/* FxT records by default in StarPU 1.3, into the system temporary directory.
+ * Record only where asked: to cfg->trace_dir, or where STARPU_FXT_* say. */
+static int setup_fxt(const char *trace_dir)
+{
+	if (!trace_dir) {
+		setenv("STARPU_FXT_TRACE", "0", 0);
+		return LSPO_OK;
+	}
+#ifndef STARPU_USE_FXT
+	lspo_info("StarPU has no FxT: no FxT trace in %s", trace_dir);
+	return LSPO_OK;
+#else
+	if (mkdir(trace_dir, 0777) != 0 && errno != EEXIST)
+		LSPO_FAIL(LSPO_EIO, "%s: cannot create trace directory: %s", trace_dir, strerror(errno));
+	char prefix[4096];
+	if ((size_t)snprintf(prefix, sizeof(prefix), "%s/", trace_dir) >= sizeof(prefix))
+		LSPO_FAIL(LSPO_EINVAL, "trace directory name too long: %s", trace_dir);
+	setenv("STARPU_FXT_PREFIX", prefix, 1);
+	setenv("STARPU_FXT_TRACE", "1", 1);
+	return LSPO_OK;
+#endif
+}
+
+int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
+{
+	*out = NULL;
+	if (ctx_running)
+		LSPO_FAIL(LSPO_EBUSY, "an lspo context already exists; destroy it first");
+	const char *name = cfg->sched ? cfg->sched : getenv("STARPU_SCHED");
+	if (!name || !*name)
+		name = lspo_sched_policy.policy_name;
+	struct starpu_sched_policy *policy = find_policy(name);
+	if (!policy)
+		LSPO_FAIL(LSPO_EINVAL, "unknown scheduling policy '%s' (STARPU_SCHED=help lists StarPU's; "
+		          "lspo adds 'lspo')", name);
+	int rc = setup_fxt(cfg->trace_dir);
+	if (rc)
+		return rc;
+
+	struct lspo_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate the context");
+	snprintf(ctx->sched, sizeof(ctx->sched), "%s", policy->policy_name);
+	starpu_conf_init(&ctx->conf);
+	if (cfg->ncpus >= 0)
+		ctx->conf.ncpus = cfg->ncpus;
+	if (cfg->ncuda >= 0)
+		ctx->conf.ncuda = cfg->ncuda;
+	ctx->conf.sched_policy = policy;
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+	openblas_set_num_threads(1);
+#endif
+	rc = starpu_init(&ctx->conf);
+	if (rc != 0) {
+		free(ctx);
+		LSPO_FAIL(lspo_status_from_starpu(rc), "starpu_init failed (%d)%s", rc,
+		          rc == -ENODEV ? ": no worker available" : "");
+	}
+	ctx_running = 1;
+	ctx->ncpus = (int)starpu_cpu_worker_get_count();
+	ctx->ncuda = (int)starpu_cuda_worker_get_count();
+	if (cfg->profiling)
+		starpu_profiling_status_set(STARPU_PROFILING_ENABLE);
+#ifdef LSPO_USE_CUDA
+	if (ctx->ncuda > 0) {
+		starpu_cublas_init();
+		ctx->cublas = 1;
+	}
+#endif
+	*out = ctx;
+	return LSPO_OK;
+}
+
+void lspo_ctx_destroy(struct lspo_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	starpu_task_wait_for_all();
+#ifdef LSPO_USE_CUDA
+	if (ctx->cublas)
+		starpu_cublas_shutdown();
+#endif
+	starpu_shutdown();
+	ctx_running = 0;
+	free(ctx);
+}
+
+int lspo_ctx_ncpus(const struct lspo_ctx *ctx) { return ctx->ncpus; }
+int lspo_ctx_ncuda(const struct lspo_ctx *ctx) { return ctx->ncuda; }
+const char *lspo_ctx_sched(const struct lspo_ctx *ctx) { return ctx->sched; }
+
+void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out)
+{
+	int major, minor, release;
+	starpu_get_version(&major, &minor, &release);
+	const char *fxt = "no", *cuda = "no";
+#ifdef STARPU_USE_FXT
+	fxt = "yes";
+#endif
+#ifdef LSPO_USE_CUDA
+	cuda = "yes";
+#endif
+	fprintf(out, "StarPU %d.%d.%d (FxT %s, CUDA codelets %s), policy %s\n",
+	        major, minor, release, fxt, cuda, ctx->sched);
+	fprintf(out, "%d CPU worker(s), %d CUDA worker(s), %u memory node(s)\n",
+	        ctx->ncpus, ctx->ncuda, starpu_memory_nodes_get_count());
+	for (unsigned w = 0; w < starpu_worker_get_count(); w++) {
+		char name[128];
+		starpu_worker_get_name((int)w, name, sizeof(name));
+		fprintf(out, "  worker %u: %-24s %s, memory node %u\n", w, name,
+		        starpu_worker_get_type_as_string(starpu_worker_get_type((int)w)),
+		        starpu_worker_get_memory_node(w));
+	}
+}

@@ -1,0 +1,70 @@
+/*
+ * common.h - what lspo's C tests share: exit codes, checks that count
+ * failures, a seeded generator, and starting StarPU or skipping.
+ */
+#ifndef LSPO_TEST_COMMON_H
+#define LSPO_TEST_COMMON_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lspo.h"
+
+#define TEST_SKIP 77
+#define TEST_ERROR 99
+
+static int test_failures;
+
+#define CHECK(cond, ...) do {                                                \
+	if (!(cond)) {                                                       \
+		test_failures++;                                             \
+		fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+		fprintf(stderr, __VA_ARGS__);                                \
+		fputc('\n', stderr);                                         \
+	} } while (0)
+
+/* Deterministic uniform floats in [-1, 1). */
+static inline float test_uniform(uint64_t *s)
+{
+	*s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+	return (float)((*s >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+static inline void test_fill(float *x, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = test_uniform(s);
+}
+
+/* Starts StarPU; exits 77 when the asked workers do not exist. */
+static inline struct lspo_ctx *test_start(const char *sched, int ncpus, int ncuda)
+{
+	struct lspo_config cfg = lspo_config_default();
+	cfg.sched = sched;
+	cfg.ncpus = ncpus;
+	cfg.ncuda = ncuda;
+	struct lspo_ctx *ctx;
+	int rc = lspo_ctx_create(&cfg, &ctx);
+	if (rc == LSPO_ENODEV) {
+		fprintf(stderr, "skip: no worker of the asked kind\n");
+		exit(TEST_SKIP);
+	}
+	if (rc) {
+		fprintf(stderr, "cannot start StarPU: %s\n", lspo_strerror(rc));
+		exit(TEST_ERROR);
+	}
+	return ctx;
+}
+
+static inline int test_finish(const char *name)
+{
+	if (test_failures)
+		fprintf(stderr, "%s: %d check(s) failed\n", name, test_failures);
+	else
+		printf("%s: all checks passed\n", name);
+	return test_failures ? 1 : 0;
+}
+
+#endif
