@@ -33,12 +33,19 @@ static inline int lspo_mat_ld(void *buf) { return (int)STARPU_MATRIX_GET_LD(buf)
 static inline int lspo_handle_rows(starpu_data_handle_t h) { return (int)starpu_matrix_get_ny(h); }
 static inline int lspo_handle_cols(starpu_data_handle_t h) { return (int)starpu_matrix_get_nx(h); }
 
-/* Registers `ptr` (rows, cols), contiguous, in main memory; ptr NULL lets
- * StarPU allocate it where first written. */
-static inline void lspo_matrix_register(starpu_data_handle_t *h, float *ptr, int rows, int cols)
+/* Registers `ptr` (rows, cols) of elemsize-byte elements, contiguous, in main
+ * memory; ptr NULL lets StarPU allocate it where first written. */
+static inline void lspo_matrix_register_elem(starpu_data_handle_t *h, void *ptr, int rows, int cols,
+                                             size_t elemsize)
 {
 	starpu_matrix_data_register(h, ptr ? STARPU_MAIN_RAM : -1, (uintptr_t)ptr,
-	                            (uint32_t)cols, (uint32_t)cols, (uint32_t)rows, sizeof(float));
+	                            (uint32_t)cols, (uint32_t)cols, (uint32_t)rows, elemsize);
+}
+
+/* float32 (rows, cols); 1-D tensors are (1, n), tokens are int32 (B, T). */
+static inline void lspo_matrix_register(starpu_data_handle_t *h, float *ptr, int rows, int cols)
+{
+	lspo_matrix_register_elem(h, ptr, rows, cols, sizeof(float));
 }
 
 #endif

@@ -114,6 +114,30 @@ struct lspo_selftest_report {
 int lspo_selftest(struct lspo_ctx *ctx, int n, int nchains, int depth,
                   struct lspo_selftest_report *report);
 
+/* ------------------------------------------------------------------------ */
+/* GPT-2 model (HF transformers layout)                                     */
+
+struct lspo_gpt2_config {
+	int vocab_size;   /* V */
+	int n_positions;  /* maxT: longest sequence */
+	int n_embd;       /* C, divisible by n_head */
+	int n_layer;      /* L */
+	int n_head;       /* NH */
+};
+
+/* LSPO_OK if every size is positive and n_embd % n_head == 0; otherwise
+ * LSPO_EINVAL with a message naming the field. */
+int lspo_gpt2_config_check(const struct lspo_gpt2_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Projectors (LSP)                                                         */
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints and data                                                     */
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                 */
+
 #ifdef __cplusplus
 }
 #endif

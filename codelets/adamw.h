@@ -1,0 +1,37 @@
+/* adamw.h - AdamW (decoupled weight decay) on one parameter tensor. */
+#ifndef LSPO_ADAMW_H
+#define LSPO_ADAMW_H
+
+#include "codelet_util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lspo_adamw_hparams {
+	float lr, beta1, beta2, eps, weight_decay;
+	int t;  /* step number, from 1: bias corrections 1 - beta^t */
+};
+
+/* As torch.optim.AdamW: g = grad * grad_scale;
+ *   p -= lr * wd * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+ * AVX2 where the CPU has it, scalar tail: any n works.  p, grad, m, v (n). */
+void adamw_cpu(float *p, const float *grad, float *m, float *v, size_t n,
+               const struct lspo_adamw_hparams *h, float grad_scale);
+
+void adamw_cuda(void *buffers[], void *cl_arg);
+extern struct starpu_codelet cl_adamw;
+
+/* param, m, v RW; grad R; clip R: a (1, 2) matrix {norm, scale} written by
+ * lspo_clip_scale_submit, whose scale multiplies the gradient (the clip is
+ * data, so no host wait sits between the norm and the update).  All of
+ * param, grad, m, v have the same shape. */
+int lspo_adamw_submit(starpu_data_handle_t param, starpu_data_handle_t grad,
+                      starpu_data_handle_t m, starpu_data_handle_t v, starpu_data_handle_t clip,
+                      const struct lspo_adamw_hparams *h, int priority, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1 @@
+# ckpt: files of this area (see Makefile.am).

@@ -1,0 +1,1 @@
+# gpt2-ops: files of this area (see Makefile.am).

@@ -1,1 +1,0 @@
-# gpt2: files of this area (see Makefile.am).

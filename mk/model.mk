@@ -1,0 +1,1 @@
+# model: files of this area (see Makefile.am).

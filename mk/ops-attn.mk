@@ -1,0 +1,1 @@
+# attention, adamw, gradnorm: files of this area (see Makefile.am).
