@@ -15,6 +15,11 @@ extern "C" {
 void xent_cpu(float *losses, float *dlogits, const float *logits, const int32_t *targets,
               int N, int V, float dloss);
 
+/* Task argument of cl_xent_fwdbwd (cl_xent_fwd takes none). */
+struct lspo_xent_args {
+	float dloss;  /* scale of the gradient: 1/N for a mean loss */
+};
+
 void xent_forward_cuda(void *buffers[], void *cl_arg);
 void xent_backward_cuda(void *buffers[], void *cl_arg);
 extern struct starpu_codelet cl_xent_fwd, cl_xent_fwdbwd;

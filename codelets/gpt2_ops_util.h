@@ -1,0 +1,54 @@
+/*
+ * gpt2_ops_util.h - what the element-wise GPT-2 codelets (encoder, layernorm,
+ * gelu, residual, xent) share on the host side: a contiguity check for the
+ * submit helpers and an exp that inlines into vectorised loops.
+ *
+ * Not a public header: only codelets/{encoder,layernorm,gelu,residual,xent}.c
+ * include it.
+ */
+#ifndef LSPO_GPT2_OPS_UTIL_H
+#define LSPO_GPT2_OPS_UTIL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "codelet_util.h"
+
+/* The kernels of these ops index rows as ptr + i * cols, so a handle must be
+ * contiguous (ld == cols, or a single row): a sub-matrix cut along columns is
+ * refused by the submit helpers rather than read wrongly. */
+static inline int lspo_handle_contiguous(starpu_data_handle_t h)
+{
+	return starpu_matrix_get_ny(h) <= 1 || starpu_matrix_get_local_ld(h) == starpu_matrix_get_nx(h);
+}
+
+/* exp(x) in float, about 1 ulp for x in [-87, 88], with no call and no branch
+ * so that loops around it vectorise (libm's expf is a call, which -O2 without
+ * -ffast-math never vectorises).  Inputs are clamped to [-87.3, 88.3]: below,
+ * the result is ~1e-38 instead of a denormal or 0, which no caller tells apart.
+ * Method: x = n ln2 + r with |r| <= ln2/2 (round-to-nearest by the 1.5*2^23
+ * trick, ln2 split in two for an exact reduction), exp(r) by its degree-6
+ * Taylor polynomial (truncation 1.2e-7 relative), 2^n built in the exponent bits. */
+static inline float lspo_vexpf(float x)
+{
+	const float shift = 12582912.0f;            /* 1.5 * 2^23 */
+	x = x < -87.3f ? -87.3f : x;
+	x = x > 88.3f ? 88.3f : x;             /* n <= 127: 2^n stays finite */
+	float t = x * 1.44269504088896341f + shift;
+	float n = t - shift;                        /* nearest integer to x / ln2 */
+	float r = x - n * 0.693359375f;             /* ln2 high part: exact product */
+	r = r - n * -2.12194440e-4f;                /* ln2 low part */
+	float p = 1.0f / 720.0f;
+	p = p * r + 1.0f / 120.0f;
+	p = p * r + 1.0f / 24.0f;
+	p = p * r + 1.0f / 6.0f;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	int32_t bits = ((int32_t)n + 127) * (1 << 23);
+	float scale;
+	memcpy(&scale, &bits, sizeof(scale));
+	return p * scale;
+}
+
+#endif
