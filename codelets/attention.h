@@ -8,6 +8,11 @@
 extern "C" {
 #endif
 
+/* Task arguments of both codelets (T and C come from the buffers). */
+struct lspo_attention_args {
+	int B, NH;
+};
+
 /* For batch b, head h (hs = C / NH), positions t2 <= t:
  *   out[b,t,h] = sum_t2 softmax_t2(q[b,t,h] . k[b,t2,h] / sqrt(hs)) v[b,t2,h],
  * with q, k, v the three C-wide thirds of each qkv row (HF c_attn order).

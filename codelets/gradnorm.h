@@ -8,6 +8,12 @@
 extern "C" {
 #endif
 
+/* Task arguments of clip_scale: n partial handles, then the clip handle. */
+struct lspo_clip_args {
+	float max_norm;
+	int n;
+};
+
 /* Sum of squares of n floats, accumulated in double in index order. */
 double sumsq_cpu(const float *x, size_t n);
 
