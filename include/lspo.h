@@ -135,6 +135,86 @@ int lspo_gpt2_config_check(const struct lspo_gpt2_config *cfg);
 /* ------------------------------------------------------------------------ */
 /* Checkpoints and data                                                     */
 
+/* Checkpoints are HF transformers directories: DIR/config.json and
+ * DIR/model.safetensors with HF GPT-2 tensor names.  Parameters live in one
+ * flat float32 slab of lspo_gpt2_nparams(cfg) floats, tensors in HF
+ * state_dict order, weights in HF Conv1D orientation (in, out). */
+#include <stdint.h>
+
+/* Floats in the parameter slab of cfg; 0 if cfg is invalid (not logged). */
+size_t lspo_gpt2_nparams(const struct lspo_gpt2_config *cfg);
+
+/* GPT-2 initialisation, deterministic for `seed` (a counter-based generator,
+ * so independent of threads): wte, wpe, c_attn and c_fc weights N(0, 0.02);
+ * attn.c_proj and mlp.c_proj weights N(0, 0.02 / sqrt(2 n_layer)); biases 0;
+ * layernorm weights 1 and biases 0.  params: (lspo_gpt2_nparams(cfg)). */
+int lspo_gpt2_init_params(const struct lspo_gpt2_config *cfg, uint64_t seed, float *params);
+
+/* Reads DIR/config.json (or `dir` itself when it names a regular file):
+ * vocab_size, n_positions (n_ctx accepted when n_positions is absent),
+ * n_embd, n_layer, n_head, all positive integers.  LSPO_EIO if the file
+ * cannot be read, LSPO_EFORMAT naming the file and the field otherwise. */
+int lspo_ckpt_read_config(const char *dir, struct lspo_gpt2_config *cfg);
+
+/* Loads DIR/model.safetensors into params (lspo_gpt2_nparams(cfg) floats).
+ * Accepts HF names with or without a "transformer." prefix, F32/BF16/F16
+ * (converted to float32), ignores the h.N.attn.bias / h.N.attn.masked_bias
+ * mask buffers, and accepts lm_head.weight only if it equals wte.  A missing,
+ * unknown or duplicate tensor, a wrong shape or dtype, or a checkpoint that
+ * disagrees with cfg (naming the config field) is LSPO_EFORMAT. */
+int lspo_ckpt_load_params(const char *dir, const struct lspo_gpt2_config *cfg, float *params);
+
+/* Creates DIR if needed and writes DIR/model.safetensors (F32, HF names, no
+ * prefix) and DIR/config.json (model_type gpt2, the five sizes, n_ctx,
+ * gelu_new, layer_norm_epsilon 1e-5), each atomically: temporary file in
+ * DIR, fsync, rename, fsync of DIR. */
+int lspo_ckpt_save(const char *dir, const struct lspo_gpt2_config *cfg, const float *params);
+
+/* Token shards in llm.c's format: 256 int32 header (magic 20240520,
+ * version 1, token count), then the uint16 tokens. */
+struct lspo_shard;
+
+/* Maps the shard at `path`.  LSPO_EIO if it cannot be opened; LSPO_EFORMAT
+ * naming the file and field for a short header, bad magic or version, an
+ * empty shard (count 0) or a size that disagrees with the count. */
+int lspo_shard_open(const char *path, struct lspo_shard **out);
+void lspo_shard_close(struct lspo_shard *shard);  /* NULL is a no-op */
+size_t lspo_shard_ntokens(const struct lspo_shard *shard);
+const uint16_t *lspo_shard_tokens(const struct lspo_shard *shard);  /* (ntokens) */
+const char *lspo_shard_path(const struct lspo_shard *shard);
+
+/* Writes n (1 .. INT32_MAX) tokens as a shard, atomically. */
+int lspo_shard_write(const char *path, const uint16_t *tokens, size_t n);
+
+/* LSPO_EFORMAT naming the file, the first offending position and id if a
+ * token id is >= vocab_size. */
+int lspo_shard_check_vocab(const struct lspo_shard *shard, int vocab_size);
+
+/* Byte-level tokenisation: each byte of in_path becomes one token 0..255 of
+ * the shard out_path (written atomically); *ntokens (may be NULL) gets the
+ * count.  An empty input is LSPO_EINVAL. */
+int lspo_tokenize_bytes(const char *in_path, const char *out_path, size_t *ntokens);
+
+/* Validation split: tokens [0, *train_end) train, [*train_end, n) validate;
+ * val_fraction is clamped to [0, 1]. */
+void lspo_shard_split(const struct lspo_shard *shard, double val_fraction, size_t *train_end);
+
+/* Batches of B windows of T + 1 consecutive tokens from positions
+ * [begin, end) of a shard (which must outlive the loader).  Windows start at
+ * begin + k T (every token is a target once per epoch); each epoch visits
+ * them in a fresh permutation drawn from `seed`, so the batch sequence
+ * depends on the seed only. */
+struct lspo_loader;
+
+/* LSPO_EINVAL naming the file if B or T < 1 or [begin, end) is not inside
+ * the shard or holds fewer than T + 1 tokens. */
+int lspo_loader_create(const struct lspo_shard *shard, int B, int T, uint64_t seed,
+                       size_t begin, size_t end, struct lspo_loader **out);
+/* Fills the next batch: inputs (B, T) and targets (B, T), targets[b][t] =
+ * the token after inputs[b][t]. */
+int lspo_loader_next(struct lspo_loader *loader, int32_t *inputs, int32_t *targets);
+void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 

@@ -1,0 +1,197 @@
+/*
+ * cmd_data.c - `lspo init` (a randomly initialised GPT-2 checkpoint),
+ * `lspo tokenize` (text -> llm.c token shard) and `lspo check` (validate a
+ * checkpoint and token shards before a job uses them).  No StarPU needed.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config-json", required_argument, 0, 'j' }, { "vocab", required_argument, 0, 'V' },
+		{ "n-positions", required_argument, 0, 'P' }, { "n-embd", required_argument, 0, 'C' },
+		{ "n-layer", required_argument, 0, 'L' }, { "n-head", required_argument, 0, 'H' },
+		{ "seed", required_argument, 0, 's' }, { "out", required_argument, 0, 'o' },
+		{ "help", no_argument, 0, 'h' }, { 0 } };
+	const char *json = NULL, *out = NULL;
+	long size[5] = { 0 };   /* V, P, C, L, H */
+	const char *size_opt[5] = { "--vocab", "--n-positions", "--n-embd", "--n-layer", "--n-head" };
+	long seed = 0;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int bad = 0;
+		switch (opt) {
+		case 'h':
+			printf("usage: lspo init (--config-json FILE | --vocab V --n-positions P --n-embd C\n"
+			       "                  --n-layer L --n-head H) [--seed S] --out DIR\n"
+			       "Writes a randomly initialised GPT-2 checkpoint (HF layout): DIR/config.json\n"
+			       "and DIR/model.safetensors (float32).  Weights N(0, 0.02), residual\n"
+			       "projections N(0, 0.02/sqrt(2L)), biases 0, layernorm weights 1.\n"
+			       "  --config-json FILE  read the sizes from an HF GPT-2 config.json\n"
+			       "  --vocab V           vocabulary size\n"
+			       "  --n-positions P     longest sequence (context length)\n"
+			       "  --n-embd C          embedding width, divisible by H\n"
+			       "  --n-layer L         transformer blocks\n"
+			       "  --n-head H          attention heads\n"
+			       "  --seed S            random seed, 0 .. 2^63-1 (default 0)\n"
+			       "  --out DIR           checkpoint directory, created if needed\n");
+			return CLI_OK;
+		case 'j': json = optarg; break;
+		case 'V': bad = cli_parse_int("--vocab", optarg, 1, 2147483647L, &size[0]); break;
+		case 'P': bad = cli_parse_int("--n-positions", optarg, 1, 2147483647L, &size[1]); break;
+		case 'C': bad = cli_parse_int("--n-embd", optarg, 1, 2147483647L, &size[2]); break;
+		case 'L': bad = cli_parse_int("--n-layer", optarg, 1, 2147483647L, &size[3]); break;
+		case 'H': bad = cli_parse_int("--n-head", optarg, 1, 2147483647L, &size[4]); break;
+		case 's': bad = cli_parse_int("--seed", optarg, 0, 9223372036854775807L, &seed); break;
+		case 'o': out = optarg; break;
+		default: return cli_usage_error("init", "unknown or incomplete option");
+		}
+		if (bad)
+			return CLI_USAGE;
+	}
+	if (optind < argc)
+		return cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
+	if (!out)
+		return cli_usage_error("init", "--out DIR is required");
+	int nsizes = 0;
+	for (int i = 0; i < 5; i++)
+		nsizes += size[i] != 0;
+	struct lspo_gpt2_config cfg;
+	if (json) {
+		if (nsizes)
+			return cli_usage_error("init", "--config-json and the size options are exclusive");
+		if (lspo_ckpt_read_config(json, &cfg)) {
+			fprintf(stderr, "lspo init: cannot use the config %s\n", json);
+			return CLI_FAIL;
+		}
+	} else {
+		for (int i = 0; i < 5; i++)
+			if (!size[i])
+				return cli_usage_error("init", "%s is required without --config-json", size_opt[i]);
+		cfg = (struct lspo_gpt2_config){ (int)size[0], (int)size[1], (int)size[2], (int)size[3],
+		                                 (int)size[4] };
+		if (lspo_gpt2_config_check(&cfg))
+			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
+			                       size[2], size[4]);
+	}
+	size_t n = lspo_gpt2_nparams(&cfg);
+	float *params = n ? malloc(n * sizeof(float)) : NULL;
+	if (!params) {
+		fprintf(stderr, "lspo init: cannot allocate %zu parameters\n", n);
+		return CLI_FAIL;
+	}
+	int rc = lspo_gpt2_init_params(&cfg, (uint64_t)seed, params);
+	if (!rc)
+		rc = lspo_ckpt_save(out, &cfg, params);
+	free(params);
+	if (rc) {
+		fprintf(stderr, "lspo init: cannot write the checkpoint %s: %s\n", out, lspo_strerror(rc));
+		return CLI_FAIL;
+	}
+	printf("init: %s: %zu parameters (vocab %d, n_positions %d, n_embd %d, n_layer %d, "
+	       "n_head %d), seed %ld\n", out, n, cfg.vocab_size, cfg.n_positions, cfg.n_embd,
+	       cfg.n_layer, cfg.n_head, seed);
+	return CLI_OK;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bytes", no_argument, 0, 'b' }, { "help", no_argument, 0, 'h' }, { 0 } };
+	int bytes = 0, opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			printf("usage: lspo tokenize --bytes IN OUT\n"
+			       "Tokenises the file IN into the llm.c token shard OUT (uint16 tokens,\n"
+			       "256-int32 header, magic 20240520, version 1), written atomically.\n"
+			       "  --bytes   byte-level: each byte is one token id 0..255 (vocab 256)\n");
+			return CLI_OK;
+		case 'b': bytes = 1; break;
+		default: return cli_usage_error("tokenize", "unknown or incomplete option");
+		}
+	}
+	if (!bytes)
+		return cli_usage_error("tokenize", "choose a tokeniser: --bytes");
+	if (argc - optind != 2)
+		return cli_usage_error("tokenize", "expected two arguments IN OUT, got %d", argc - optind);
+	size_t n;
+	int rc = lspo_tokenize_bytes(argv[optind], argv[optind + 1], &n);
+	if (rc) {
+		fprintf(stderr, "lspo tokenize: cannot tokenise %s into %s: %s\n", argv[optind],
+		        argv[optind + 1], lspo_strerror(rc));
+		return CLI_FAIL;
+	}
+	printf("tokenize: %s: %zu tokens -> %s\n", argv[optind], n, argv[optind + 1]);
+	return CLI_OK;
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ckpt", required_argument, 0, 'c' }, { "vocab", required_argument, 0, 'V' },
+		{ "help", no_argument, 0, 'h' }, { 0 } };
+	const char *ckpt = NULL;
+	long vocab = 0;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			printf("usage: lspo check [--ckpt DIR] [--vocab V] [SHARD...]\n"
+			       "Validates a checkpoint and token shards; prints one line per input and\n"
+			       "exits 1 at the first invalid one (the message names the file and field).\n"
+			       "  --ckpt DIR   checkpoint directory: config.json and model.safetensors\n"
+			       "  --vocab V    token ids of the shards must be < V (default: the\n"
+			       "               checkpoint's vocab_size, if --ckpt is given)\n"
+			       "  SHARD        llm.c token shard files\n");
+			return CLI_OK;
+		case 'c': ckpt = optarg; break;
+		case 'V': if (cli_parse_int("--vocab", optarg, 1, 65536, &vocab)) return CLI_USAGE; break;
+		default: return cli_usage_error("check", "unknown or incomplete option");
+		}
+	}
+	if (!ckpt && optind == argc)
+		return cli_usage_error("check", "nothing to check: give --ckpt DIR and/or shard files");
+	if (ckpt) {
+		struct lspo_gpt2_config cfg;
+		if (lspo_ckpt_read_config(ckpt, &cfg)) {
+			fprintf(stderr, "lspo check: invalid checkpoint config in %s\n", ckpt);
+			return CLI_FAIL;
+		}
+		size_t n = lspo_gpt2_nparams(&cfg);
+		float *params = malloc(n * sizeof(float));
+		int rc = params ? lspo_ckpt_load_params(ckpt, &cfg, params) : LSPO_ENOMEM;
+		free(params);
+		if (rc) {
+			fprintf(stderr, "lspo check: invalid checkpoint %s: %s\n", ckpt, lspo_strerror(rc));
+			return CLI_FAIL;
+		}
+		printf("check: %s: GPT-2 checkpoint, %zu parameters (vocab %d, n_positions %d, "
+		       "n_embd %d, n_layer %d, n_head %d)\n", ckpt, n, cfg.vocab_size, cfg.n_positions,
+		       cfg.n_embd, cfg.n_layer, cfg.n_head);
+		if (!vocab)
+			vocab = cfg.vocab_size;
+	}
+	for (int i = optind; i < argc; i++) {
+		struct lspo_shard *s;
+		int rc = lspo_shard_open(argv[i], &s);
+		if (!rc && vocab)
+			rc = lspo_shard_check_vocab(s, (int)vocab);
+		if (rc) {
+			fprintf(stderr, "lspo check: invalid token shard %s: %s\n", argv[i], lspo_strerror(rc));
+			lspo_shard_close(s);
+			return CLI_FAIL;
+		}
+		printf("check: %s: %zu tokens\n", argv[i], lspo_shard_ntokens(s));
+		lspo_shard_close(s);
+	}
+	return CLI_OK;
+}
