@@ -1,1 +1,4 @@
-# model: files of this area (see Makefile.am).
+# GPT-2 engine: the model as a StarPU task graph, training and evaluation.
+liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h codelets/fill.c codelets/fill.h
+CUDA_SOURCES += codelets/fill.cu
+EXTRA_DIST += tests/ref

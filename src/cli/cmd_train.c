@@ -1,0 +1,292 @@
+/*
+ * cmd_train.c - `lspo train` and `lspo eval`: GPT-2 training and evaluation
+ * from HF checkpoints and llm.c token shards, one line per step.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "cli.h"
+
+struct run_opts {
+	const char *model, *data, *val, *save, *log, *mode;
+	long steps, batch, seq, val_every, val_batches;
+	double lr, wd, clip, beta1, beta2, eps, val_fraction;
+	long seed;
+	struct lspo_config ctx;
+};
+
+static void run_opts_default(struct run_opts *o)
+{
+	struct lspo_optim d = lspo_optim_default();
+	*o = (struct run_opts){ .mode = "native", .steps = 10, .batch = 4, .seq = 64, .val_every = 0,
+		.val_batches = 8, .lr = d.lr, .wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1,
+		.beta2 = d.beta2, .eps = d.eps, .val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default() };
+}
+
+static const char train_help[] =
+	"usage: lspo train --model DIR --data SHARD [OPTIONS]\n"
+	"Trains the GPT-2 checkpoint in DIR (config.json + model.safetensors) on an llm.c token\n"
+	"shard; prints one line per step: step, loss (of that step's forward pass), lr, grad norm,\n"
+	"ms, tokens/s.\n"
+	"  --model DIR        checkpoint to start from (required)\n"
+	"  --data SHARD       training tokens, llm.c shard format (required)\n"
+	"  --val SHARD        validation tokens (default: --val-fraction of --data's tail)\n"
+	"  --val-fraction F   hold out this tail fraction of --data for validation (default 0)\n"
+	"  --val-every N      validate every N steps and at the end (default 0: only at the end)\n"
+	"  --val-batches N    batches per validation (default 8)\n"
+	"  --steps N          optimizer steps (default 10)\n"
+	"  --batch B          sequences per step (default 4)\n"
+	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
+	"  --lr LR            AdamW learning rate (default 3e-4)\n"
+	"  --wd WD            decoupled weight decay on 2-D weights (default 0)\n"
+	"  --beta1 B1 --beta2 B2 --eps E   AdamW constants (default 0.9, 0.999, 1e-8)\n"
+	"  --clip C           global gradient-norm clip, 0 = none (default 1)\n"
+	"  --seed S           batch sampling seed (default 1)\n"
+	"  --mode MODE        native (default)\n"
+	"  --save DIR         write the trained checkpoint to DIR (atomically)\n"
+	"  --log FILE         also write the per-step lines as CSV\n";
+
+static const char eval_help[] =
+	"usage: lspo eval --model DIR --data SHARD [--batch B] [--seq T] [--batches N] [--seed S]\n"
+	"Prints the mean cross-entropy and perplexity of the checkpoint on N batches (default 8).\n";
+
+#define CTX_HELP \
+	"  --sched NAME       scheduling policy: lspo (default) or any StarPU policy\n" \
+	"  --ncpus N --ncuda N   worker counts (default: STARPU_NCPU / STARPU_NCUDA, else all)\n" \
+	"  --trace DIR        record a StarPU FxT trace into DIR (FxT builds)\n"
+
+enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
+       O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
+       O_NCUDA, O_TRACE, O_HELP };
+
+static const struct option train_options[] = {
+	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
+	{ "val-fraction", 1, 0, O_VALFRAC }, { "val-every", 1, 0, O_VALEVERY },
+	{ "val-batches", 1, 0, O_VALBATCHES }, { "batches", 1, 0, O_VALBATCHES },
+	{ "steps", 1, 0, O_STEPS }, { "batch", 1, 0, O_BATCH }, { "seq", 1, 0, O_SEQ },
+	{ "lr", 1, 0, O_LR }, { "wd", 1, 0, O_WD }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
+	{ "eps", 1, 0, O_EPS }, { "clip", 1, 0, O_CLIP }, { "seed", 1, 0, O_SEED }, { "mode", 1, 0, O_MODE },
+	{ "save", 1, 0, O_SAVE }, { "log", 1, 0, O_LOG }, { "sched", 1, 0, O_SCHED },
+	{ "ncpus", 1, 0, O_NCPUS }, { "ncuda", 1, 0, O_NCUDA }, { "trace", 1, 0, O_TRACE },
+	{ "help", 0, 0, O_HELP }, { 0 } };
+
+/* Parses the options; returns -1 to go on, else the exit code. */
+static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
+{
+	int opt;
+	long v;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "", train_options, NULL)) != -1) {
+		int bad = 0;
+		switch (opt) {
+		case O_MODEL: o->model = optarg; break;
+		case O_DATA: o->data = optarg; break;
+		case O_VAL: o->val = optarg; break;
+		case O_SAVE: o->save = optarg; break;
+		case O_LOG: o->log = optarg; break;
+		case O_MODE: o->mode = optarg; break;
+		case O_VALFRAC: bad = cli_parse_float("--val-fraction", optarg, 0, 0.9, &o->val_fraction); break;
+		case O_VALEVERY: bad = cli_parse_int("--val-every", optarg, 0, 1L << 30, &o->val_every); break;
+		case O_VALBATCHES: bad = cli_parse_int("--val-batches", optarg, 1, 1L << 20, &o->val_batches); break;
+		case O_STEPS: bad = cli_parse_int("--steps", optarg, 0, 1L << 30, &o->steps); break;
+		case O_BATCH: bad = cli_parse_int("--batch", optarg, 1, 1 << 16, &o->batch); break;
+		case O_SEQ: bad = cli_parse_int("--seq", optarg, 1, 1 << 20, &o->seq); break;
+		case O_LR: bad = cli_parse_float("--lr", optarg, 0, 10, &o->lr); break;
+		case O_WD: bad = cli_parse_float("--wd", optarg, 0, 10, &o->wd); break;
+		case O_B1: bad = cli_parse_float("--beta1", optarg, 0, 0.999999, &o->beta1); break;
+		case O_B2: bad = cli_parse_float("--beta2", optarg, 0, 0.999999999, &o->beta2); break;
+		case O_EPS: bad = cli_parse_float("--eps", optarg, 1e-30, 1, &o->eps); break;
+		case O_CLIP: bad = cli_parse_float("--clip", optarg, 0, 1e9, &o->clip); break;
+		case O_SEED: bad = cli_parse_int("--seed", optarg, 0, 1L << 62, &o->seed); break;
+		case O_SCHED: o->ctx.sched = optarg; break;
+		case O_NCPUS: bad = cli_parse_int("--ncpus", optarg, 0, 4096, &v); o->ctx.ncpus = (int)v; break;
+		case O_NCUDA: bad = cli_parse_int("--ncuda", optarg, 0, 64, &v); o->ctx.ncuda = (int)v; break;
+		case O_TRACE: o->ctx.trace_dir = optarg; break;
+		case O_HELP:
+			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
+			return CLI_OK;
+		default:
+			return cli_usage_error(cmd, "unknown option or missing value: '%s'", argv[optind - 1]);
+		}
+		if (bad)
+			return CLI_USAGE;
+	}
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (!o->model)
+		return cli_usage_error(cmd, "--model DIR is required");
+	if (!o->data)
+		return cli_usage_error(cmd, "--data SHARD is required");
+	if (strcmp(o->mode, "native") != 0)
+		return cli_usage_error(cmd, "--mode: expected native, got '%s'", o->mode);
+	return -1;
+}
+
+/* Everything a run holds; freed by run_free whatever the state. */
+struct run {
+	struct lspo_ctx *ctx;
+	struct lspo_gpt2 *model;
+	struct lspo_gpt2_config cfg;
+	struct lspo_shard *train, *val;
+	struct lspo_loader *train_loader;
+	int32_t *inputs, *targets;
+	float *params;
+	FILE *log;
+};
+
+static void run_free(struct run *r)
+{
+	if (r->log)
+		fclose(r->log);
+	lspo_loader_free(r->train_loader);
+	lspo_gpt2_free(r->model);
+	lspo_shard_close(r->train);
+	lspo_shard_close(r->val);
+	lspo_ctx_destroy(r->ctx);
+	free(r->inputs);
+	free(r->targets);
+	free(r->params);
+}
+
+/* Loads the checkpoint and the data and checks they agree; CLI_* on error. */
+static int run_open(struct run *r, const struct run_opts *o)
+{
+	if (lspo_ckpt_read_config(o->model, &r->cfg))
+		return CLI_FAIL;
+	if (o->seq > r->cfg.n_positions) {
+		fprintf(stderr, "lspo: --seq %ld is larger than the model's context: %s/config.json "
+		        "n_positions = %d\n", o->seq, o->model, r->cfg.n_positions);
+		return CLI_USAGE;
+	}
+	if (lspo_shard_open(o->data, &r->train) || lspo_shard_check_vocab(r->train, r->cfg.vocab_size))
+		return CLI_FAIL;
+	if (o->val && (lspo_shard_open(o->val, &r->val) || lspo_shard_check_vocab(r->val, r->cfg.vocab_size)))
+		return CLI_FAIL;
+	size_t bt = (size_t)o->batch * o->seq;
+	r->inputs = malloc(bt * sizeof(int32_t));
+	r->targets = malloc(bt * sizeof(int32_t));
+	r->params = malloc(lspo_gpt2_nparams(&r->cfg) * sizeof(float));
+	if (!r->inputs || !r->targets || !r->params) {
+		fprintf(stderr, "lspo: out of memory\n");
+		return CLI_FAIL;
+	}
+	if (lspo_ckpt_load_params(o->model, &r->cfg, r->params))
+		return CLI_FAIL;
+	int rc = lspo_ctx_create(&o->ctx, &r->ctx);
+	if (rc) {
+		fprintf(stderr, "lspo: cannot start StarPU: %s\n", lspo_strerror(rc));
+		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
+	}
+	if (lspo_gpt2_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
+	    || lspo_gpt2_set_params(r->model, r->params))
+		return CLI_FAIL;
+	return CLI_OK;
+}
+
+/* Mean loss over nbatches batches of [begin, end) of a shard. */
+static int evaluate(struct run *r, const struct run_opts *o, const struct lspo_shard *s, size_t begin,
+                    size_t end, double *loss)
+{
+	struct lspo_loader *ld;
+	if (lspo_loader_create(s, (int)o->batch, (int)o->seq, (uint64_t)o->seed + 7777, begin, end, &ld))
+		return CLI_FAIL;
+	double sum = 0;
+	int rc = CLI_OK;
+	for (long b = 0; b < o->val_batches && rc == CLI_OK; b++) {
+		double l;
+		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_gpt2_forward(r->model, r->inputs, r->targets, &l))
+			rc = CLI_FAIL;
+		sum += l;
+	}
+	lspo_loader_free(ld);
+	*loss = sum / o->val_batches;
+	return rc;
+}
+
+static int validate(struct run *r, const struct run_opts *o, size_t train_end, long step)
+{
+	double loss;
+	int rc = r->val ? evaluate(r, o, r->val, 0, lspo_shard_ntokens(r->val), &loss)
+	                : evaluate(r, o, r->train, train_end, lspo_shard_ntokens(r->train), &loss);
+	if (rc == CLI_OK)
+		printf("val step %ld: loss %.4f, perplexity %.2f\n", step, loss, exp(loss));
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	struct run_opts o;
+	run_opts_default(&o);
+	int rc = parse("train", argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	struct run r = { 0 };
+	if ((rc = run_open(&r, &o)))
+		goto out;
+	size_t train_end = lspo_shard_ntokens(r.train);
+	int has_val = o.val || o.val_fraction > 0;
+	if (!o.val && o.val_fraction > 0)
+		lspo_shard_split(r.train, o.val_fraction, &train_end);
+	rc = CLI_FAIL;
+	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
+		goto out;
+	if (o.log && !(r.log = fopen(o.log, "w"))) {
+		fprintf(stderr, "lspo: --log %s: cannot open for writing\n", o.log);
+		goto out;
+	}
+	if (r.log)
+		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s\n");
+	printf("lspo train: %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
+	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
+	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
+	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
+	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
+	for (long s = 1; s <= o.steps; s++) {
+		struct lspo_step_stats st;
+		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
+		    || lspo_gpt2_train_step(r.model, r.inputs, r.targets, &opt, &st))
+			goto out;
+		double tps = (double)o.batch * o.seq / st.seconds;
+		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
+		       st.step, st.loss, o.lr, st.grad_norm, st.seconds * 1e3, tps);
+		fflush(stdout);
+		if (r.log)
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f\n", st.step, st.loss, o.lr, st.grad_norm,
+			        st.seconds * 1e3, tps);
+		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
+			goto out;
+	}
+	if (has_val && validate(&r, &o, train_end, o.steps))
+		goto out;
+	if (o.save) {
+		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params))
+			goto out;
+		printf("saved %s\n", o.save);
+	}
+	rc = CLI_OK;
+out:
+	run_free(&r);
+	return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	struct run_opts o;
+	run_opts_default(&o);
+	int rc = parse("eval", argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	struct run r = { 0 };
+	double loss;
+	if (!(rc = run_open(&r, &o)) && !(rc = evaluate(&r, &o, r.train, 0, lspo_shard_ntokens(r.train), &loss)))
+		printf("eval: %s on %s: loss %.4f, perplexity %.2f (%ld batches of %ld x %ld)\n",
+		       o.model, o.data, loss, exp(loss), o.val_batches, o.batch, o.seq);
+	run_free(&r);
+	return rc;
+}

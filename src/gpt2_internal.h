@@ -1,0 +1,76 @@
+/*
+ * gpt2_internal.h - the GPT-2 model object, shared by the native engine
+ * (gpt2.c) and the offload modes, which replace the hooks below.
+ */
+#ifndef LSPO_GPT2_INTERNAL_H
+#define LSPO_GPT2_INTERNAL_H
+
+#include <starpu.h>
+
+#include "lspo.h"
+#include "gpt2_params.h"
+
+#define GPT2_WTE 0
+#define GPT2_WPE 1
+#define GPT2_MAX_NAMES 1024
+
+/* Activations of one block, all (N, C) unless noted; N = B * T. */
+struct gpt2_acts {
+	starpu_data_handle_t ln1, ln1_mean, ln1_rstd;  /* mean, rstd (1, N) */
+	starpu_data_handle_t qkv;                      /* (N, 3C) */
+	starpu_data_handle_t atty, lse;                /* lse (1, B*NH*T) */
+	starpu_data_handle_t attproj, res2;
+	starpu_data_handle_t ln2, ln2_mean, ln2_rstd;
+	starpu_data_handle_t fch, fch_gelu;            /* (N, 4C) */
+	starpu_data_handle_t fcproj, res3;
+};
+
+struct lspo_gpt2 {
+	struct lspo_gpt2_config cfg;
+	int B, T, N;
+	struct gpt2_layout layout;
+	float *params, *grads, *m, *v;                 /* slabs (layout.nfloats), pinned */
+	starpu_data_handle_t *hp, *hg, *hm, *hv;       /* one per tensor, views of the slabs */
+	double *partials;                              /* per-tensor sums of squares */
+	starpu_data_handle_t *hpartial;
+	starpu_data_handle_t *norm_parts;              /* scratch for the clip task */
+	float clip_buf[2];                             /* {norm, scale} */
+	starpu_data_handle_t clip;
+	int32_t *tok_buf, *tgt_buf;                    /* (B, T) */
+	starpu_data_handle_t tokens, targets;
+	struct gpt2_acts *acts;                        /* n_layer */
+	starpu_data_handle_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses, ones;
+	/* Gradients of activations, reused by every layer. */
+	starpu_data_handle_t dres, dln, datty, dqkv, dfch, dfch_gelu;
+	int step;                                      /* optimizer steps done */
+	int registered;
+	int nnames;
+	char names[GPT2_MAX_NAMES][40];
+
+	/* Mode hooks (native: gpt2_use_native). */
+	int (*prio_fwd)(struct lspo_gpt2 *g, int layer);
+	int (*prio_bwd)(struct lspo_gpt2 *g, int layer);
+	int (*grad_in_norm)(struct lspo_gpt2 *g, int tensor);
+	/* A block's linear layer `kind` (a weight; its bias follows it). */
+	int (*linear_fwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
+	                  starpu_data_handle_t out, int prio, const char *name);
+	int (*linear_bwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
+	                  starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio);
+	int (*update)(struct lspo_gpt2 *g, const struct lspo_optim *opt);
+	void *mode;                                    /* the mode's own state */
+};
+
+static inline int gpt2_lnf_index(const struct lspo_gpt2 *g) { return g->layout.ntensors - 2; }
+
+/* Interned task name "<op>:L<layer>:<stage>" ("<op>:<stage>" for layer < 0). */
+const char *gpt2_name(struct lspo_gpt2 *g, const char *op, int layer, const char *stage);
+void gpt2_use_native(struct lspo_gpt2 *g);
+int gpt2_linear_fwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_handle_t w,
+                    starpu_data_handle_t b, starpu_data_handle_t out, int prio, const char *name);
+int gpt2_linear_bwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_handle_t w,
+                    starpu_data_handle_t dout, starpu_data_handle_t dinp, starpu_data_handle_t dw,
+                    starpu_data_handle_t db, int prio, const char *name);
+int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm);
+int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *opt, int prio);
+
+#endif
