@@ -23,6 +23,7 @@
 #define LSPO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -217,6 +218,56 @@ void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
+
+/* A GPT-2 model registered with StarPU: parameters, gradients and AdamW
+ * moments in three flat slabs (layout: HF state_dict order), activations for
+ * batches of B sequences of T tokens. */
+struct lspo_gpt2;
+
+/* Builds the model (parameters zero) for (B, T), T <= cfg->n_positions. */
+int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, int B, int T,
+                     struct lspo_gpt2 **out);
+/* Waits for the model's tasks, unregisters and frees everything.  NULL is a no-op. */
+void lspo_gpt2_free(struct lspo_gpt2 *model);
+
+const struct lspo_gpt2_config *lspo_gpt2_get_config(const struct lspo_gpt2 *model);
+size_t lspo_gpt2_num_floats(const struct lspo_gpt2 *model);   /* parameters in the slab */
+
+/* Copies parameters (num_floats, layout order) in, and restarts the
+ * optimizer (moments zero, step 0). */
+int lspo_gpt2_set_params(struct lspo_gpt2 *model, const float *params);
+/* Copies the current parameters / gradients out (num_floats), after the
+ * tasks that write them. */
+int lspo_gpt2_get_params(struct lspo_gpt2 *model, float *params);
+int lspo_gpt2_get_grads(struct lspo_gpt2 *model, float *grads);
+/* Logits (B*T, V) of the last lspo_gpt2_forward. */
+int lspo_gpt2_get_logits(struct lspo_gpt2 *model, float *logits);
+
+struct lspo_optim {
+	float lr, beta1, beta2, eps;
+	float weight_decay;   /* on 2-D weights only; biases and layernorms get none */
+	float clip;           /* global gradient-norm clip; <= 0: none */
+};
+/* lr 3e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, clip 1. */
+struct lspo_optim lspo_optim_default(void);
+
+struct lspo_step_stats {
+	int step;             /* optimizer steps done, this one included */
+	double loss;          /* mean cross-entropy of this step's forward pass */
+	double grad_norm;     /* global gradient norm before clipping */
+	double seconds;       /* wall time from first submission to the end of the step */
+};
+
+/* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
+int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+                      double *loss);
+/* Forward and backward: gradients (see lspo_gpt2_get_grads), loss and norm; no update. */
+int lspo_gpt2_forward_backward(struct lspo_gpt2 *model, const int32_t *inputs,
+                               const int32_t *targets, double *loss, double *grad_norm);
+/* One training step: forward, backward, global-norm clip and AdamW, all as
+ * StarPU tasks ordered by their data; waits once, at the end. */
+int lspo_gpt2_train_step(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+                         const struct lspo_optim *opt, struct lspo_step_stats *stats);
 
 #ifdef __cplusplus
 }
