@@ -1,1 +1,9 @@
 # projector: files of this area (see Makefile.am).
+# Learned (d, r)-sparse projectors: compress (project_fwd/bwd), decompress and
+# apply (proj_apply), subspace Adam, projector learning and refresh.
+liblspo_la_SOURCES += \
+	codelets/project_fwd.c codelets/project_fwd.h \
+	codelets/project_bwd.c codelets/project_bwd.h \
+	codelets/proj_apply.c codelets/proj_apply.h \
+	codelets/subspace_adam.c codelets/subspace_adam.h
+CUDA_SOURCES += codelets/project_fwd.cu codelets/project_bwd.cu codelets/proj_apply.cu

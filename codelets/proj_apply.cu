@@ -1,0 +1,63 @@
+/*
+ * proj_apply.cu - the CUDA side of proj_apply, two kernels on the worker's
+ * stream: E[a, j] = sum_k Delta[a, qidx[j,k]] qval[j,k] into the scratch
+ * (d, n), then W[i, j] = (1 - lr_wd) W[i, j] + alpha sum_k pval[i,k]
+ * E[pidx[i,k], j].  One thread per output, j fastest: coalesced, and the
+ * summation order is fixed.
+ */
+#include <starpu.h>
+
+#ifdef STARPU_USE_CUDA
+#include "proj_apply.h"
+
+static __global__ void apply_e_kernel(int n, int d, int r, const int32_t *qidx, const float *qval,
+                                      const float *Delta, int ldd, float *e)
+{
+	int j = blockIdx.x * blockDim.x + threadIdx.x;
+	if (j >= n)
+		return;
+	for (int a = blockIdx.y; a < d; a += gridDim.y) {
+		float s = 0.0f;
+		for (int k = 0; k < r; k++)
+			s = fmaf(Delta[(size_t)a * ldd + qidx[(size_t)j * r + k]], qval[(size_t)j * r + k], s);
+		e[(size_t)a * n + j] = s;
+	}
+}
+
+static __global__ void apply_w_kernel(int m, int n, int r, const int32_t *pidx, const float *pval,
+                                      const float *e, float alpha, float keep, float *W, int ldw)
+{
+	int j = blockIdx.x * blockDim.x + threadIdx.x;
+	if (j >= n)
+		return;
+	for (int i = blockIdx.y; i < m; i += gridDim.y) {
+		float s = keep * W[(size_t)i * ldw + j];
+		for (int k = 0; k < r; k++)
+			s = fmaf(alpha * pval[(size_t)i * r + k], e[(size_t)pidx[(size_t)i * r + k] * n + j], s);
+		W[(size_t)i * ldw + j] = s;
+	}
+}
+
+extern "C" void proj_apply_cuda(void *buffers[], void *cl_arg)
+{
+	const struct lspo_proj_apply_args *args = (const struct lspo_proj_apply_args *)cl_arg;
+	void *W = buffers[0], *D = buffers[5];
+	int m = lspo_mat_rows(W), n = lspo_mat_cols(W), d = lspo_mat_rows(D);
+	int r = lspo_mat_cols(buffers[1]);
+	float *e = lspo_mat_ptr(buffers[6]);
+	cudaStream_t s = starpu_cuda_get_local_stream();
+	if (m == 0 || n == 0)
+		return;
+	dim3 block(128);
+	dim3 ge((n + 127) / 128, d < 65535 ? d : 65535);
+	apply_e_kernel<<<ge, block, 0, s>>>(n, d, r, (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[3]),
+	                                    lspo_mat_ptr(buffers[4]), lspo_mat_ptr(D), lspo_mat_ld(D), e);
+	dim3 gw((n + 127) / 128, m < 65535 ? m : 65535);
+	apply_w_kernel<<<gw, block, 0, s>>>(m, n, r, (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[1]),
+	                                    lspo_mat_ptr(buffers[2]), e, args->alpha, 1.0f - args->lr_wd,
+	                                    lspo_mat_ptr(W), lspo_mat_ld(W));
+	cudaError_t st = cudaGetLastError();
+	if (st != cudaSuccess)
+		STARPU_CUDA_REPORT_ERROR(st);
+}
+#endif

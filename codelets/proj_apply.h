@@ -1,0 +1,45 @@
+/*
+ * proj_apply.h - decompress a subspace update and apply it to the weight:
+ *     W (m, n) <- (1 - lr_wd) * W + alpha * P Delta Q^T
+ * with P (m, d), Q (n, d) ELL projectors (project_fwd.h) and Delta (d, d).
+ * Cost O(m n r + n d r) through the sparse structure, never through dense P
+ * or Q: E = Delta Q^T (d, n) goes to a scratch buffer, then each row of W
+ * takes r axpys of rows of E.  lr_wd = lr * weight_decay is the optional
+ * decoupled weight decay (0: none), applied before the update, as AdamW.
+ */
+#ifndef LSPO_PROJ_APPLY_H
+#define LSPO_PROJ_APPLY_H
+
+#include <stdint.h>
+
+#include "codelet_util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lspo_proj_apply_args {
+	float alpha;  /* scale of P Delta Q^T: 1 when Delta already holds -lr */
+	float lr_wd;  /* W *= 1 - lr_wd before the update */
+};
+
+/* The pure kernel.  W row stride ldw, Delta row stride ldd; e is a (d, n)
+ * scratch (row stride n).  Fixed summation order, AVX2 where available. */
+void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
+                    const int32_t *qidx, const float *qval, const float *Delta, int ldd,
+                    float alpha, float lr_wd, float *W, int ldw, float *e);
+
+void proj_apply_cuda(void *buffers[], void *cl_arg);
+extern struct starpu_codelet cl_proj_apply;
+
+/* Submits the update: W (m, n) RW, pidx/pval (m, r) R, qidx/qval (n, r) R,
+ * Delta (d, d) R.  LSPO_EINVAL if the shapes do not agree. */
+int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
+                           starpu_data_handle_t pval, starpu_data_handle_t qidx,
+                           starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                           float alpha, float lr_wd, int priority, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
