@@ -4,3 +4,5 @@ liblspo_la_SOURCES += \
 	codelets/adamw.c codelets/adamw.h \
 	codelets/gradnorm.c codelets/gradnorm.h
 CUDA_SOURCES += codelets/attention.cu codelets/adamw.cu codelets/gradnorm.cu
+check_PROGRAMS += tests/test_ops_b tests/test_ops_b_cuda
+TESTS += tests/test_ops_b tests/test_ops_b_cuda
