@@ -19,7 +19,16 @@
  * refused by the submit helpers rather than read wrongly. */
 static inline int lspo_handle_contiguous(starpu_data_handle_t h)
 {
-	return starpu_matrix_get_ny(h) <= 1 || starpu_matrix_get_local_ld(h) == starpu_matrix_get_nx(h);
+	/* Read the ld of the home node's interface: that is the registered one
+	 * (starpu_matrix_get_local_ld asserts when main memory holds no copy
+	 * yet).  A handle registered without memory (home -1) has ld 0 on every
+	 * node until StarPU allocates it, always with ld = nx. */
+	int home = starpu_data_get_home_node(h);
+	if (starpu_matrix_get_ny(h) <= 1 || home < 0)
+		return 1;
+	const struct starpu_matrix_interface *m = (const struct starpu_matrix_interface *)
+		starpu_data_get_interface_on_node(h, (unsigned)home);
+	return m->ld == m->nx;
 }
 
 /* exp(x) in float, about 1 ulp for x in [-87, 88], with no call and no branch
