@@ -2,3 +2,6 @@
 liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h codelets/fill.c codelets/fill.h
 CUDA_SOURCES += codelets/fill.cu
 EXTRA_DIST += tests/ref
+lspo_SOURCES += src/cli/cmd_train.c
+check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
+TESTS += tests/test_gpt2_golden tests/test_train_converge

@@ -55,7 +55,7 @@ static struct lspo_ctx *ctx;
 
 static void check_model(const char *dir)
 {
-	char path[4096];
+	char path[4200];
 	snprintf(path, sizeof(path), "%s/golden.bin", dir);
 	struct golden gd;
 	if (read_golden(path, &gd)) {

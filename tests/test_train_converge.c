@@ -16,10 +16,10 @@ static const char text[] =
 int main(void)
 {
 	const char *dir = getenv("LSPO_BUILDDIR");
-	char txt[4096], shard_path[4096];
+	char txt[4200], shard_path[4200];
 	snprintf(txt, sizeof(txt), "%s/tests/out/converge.txt", dir ? dir : ".");
 	snprintf(shard_path, sizeof(shard_path), "%s/tests/out/converge.bin", dir ? dir : ".");
-	char cmd[4200];
+	char cmd[4300];
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/tests/out'", dir ? dir : ".");
 	if (system(cmd) != 0)
 		return TEST_ERROR;

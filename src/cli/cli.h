@@ -10,6 +10,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 /* Each subcommand gets argv with argv[0] = its name. */
 int cmd_info(int argc, char **argv);
 int cmd_selftest(int argc, char **argv);
+int cmd_train(int argc, char **argv);     /* cmd_train.c */
+int cmd_eval(int argc, char **argv);      /* cmd_train.c */
 int cmd_init(int argc, char **argv);      /* cmd_data.c */
 int cmd_tokenize(int argc, char **argv);  /* cmd_data.c */
 int cmd_check(int argc, char **argv);     /* cmd_data.c */

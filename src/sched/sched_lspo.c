@@ -75,22 +75,27 @@ static int push_task(struct starpu_task *task)
 {
 	unsigned ctx = task->sched_ctx;
 	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
+	struct starpu_worker_collection *workers = starpu_sched_ctx_get_worker_collection(ctx);
+	struct starpu_sched_ctx_iterator it;
+	int able[STARPU_NMAXWORKERS], nable = 0;
 
+	/* Decide who can run it while the task is surely alive: once the lock
+	 * is released, a worker may pop, run and free it. */
 	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
+	workers->init_iterator(workers, &it);
+	while (workers->has_next(workers, &it)) {
+		unsigned w = workers->get_next(workers, &it);
+		if (starpu_worker_can_execute_task_first_impl(w, task, NULL))
+			able[nable++] = (int)w;
+	}
 	insert_by_priority(&s->ready, task);
 	starpu_push_task_end(task);
 	STARPU_PTHREAD_MUTEX_UNLOCK(&s->lock);
 
 	/* Wake one sleeping worker that can run it. */
-	struct starpu_worker_collection *workers = starpu_sched_ctx_get_worker_collection(ctx);
-	struct starpu_sched_ctx_iterator it;
-	workers->init_iterator(workers, &it);
-	while (workers->has_next(workers, &it)) {
-		unsigned w = workers->get_next(workers, &it);
-		if (starpu_worker_can_execute_task_first_impl(w, task, NULL)
-		    && starpu_wake_worker_relax_light(w))
+	for (int i = 0; i < nable; i++)
+		if (starpu_wake_worker_relax_light(able[i]))
 			break;
-	}
 	return 0;
 }
 
