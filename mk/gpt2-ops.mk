@@ -10,5 +10,5 @@ liblspo_la_SOURCES += \
 CUDA_SOURCES += codelets/encoder.cu codelets/layernorm.cu codelets/gelu.cu \
 	codelets/residual.cu codelets/xent.cu
 EXTRA_DIST += codelets/gpt2_ops_util.cuh
-check_PROGRAMS += tests/test_ops_a
-TESTS += tests/test_ops_a
+check_PROGRAMS += tests/test_ops_a tests/test_ops_a_cuda
+TESTS += tests/test_ops_a tests/test_ops_a_cuda
