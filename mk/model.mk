@@ -5,3 +5,5 @@ EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
 check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
 TESTS += tests/test_gpt2_golden tests/test_train_converge
+TESTS += tests/test_cli_train.sh
+dist_check_SCRIPTS += tests/test_cli_train.sh

@@ -1,0 +1,60 @@
+#!/bin/sh
+# test_cli_train.sh - `lspo init`, `tokenize`, `train` and `eval` end to end as a
+# job script uses them, and the CLI's answers to bad usage (exit code 2, a
+# message naming the option or file).
+set -u
+lspo="$LSPO_BUILDDIR/lspo"
+out="$LSPO_BUILDDIR/tests/out/cli_train"
+rm -rf "$out"; mkdir -p "$out"
+fail=0
+check() { if ! eval "$2"; then echo "FAILED: $1"; fail=1; fi; }
+
+i=0; while [ $i -lt 40 ]; do
+  echo "Every stage of the step is a task; the runtime orders tasks by their data." >> "$out/text.txt"
+  i=$((i + 1))
+done
+"$lspo" tokenize --bytes "$out/text.txt" "$out/tok.bin" > /dev/null || { echo "tokenize failed"; exit 1; }
+"$lspo" init --vocab 256 --n-positions 32 --n-embd 32 --n-layer 2 --n-head 2 --seed 3 --out "$out/init" > /dev/null \
+  || { echo "init failed"; exit 1; }
+
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --val-fraction 0.2 --steps 6 --batch 2 --seq 16 \
+  --lr 1e-3 --wd 0.01 --clip 1 --seed 5 --sched lspo --save "$out/trained" --log "$out/log.csv" \
+  > "$out/train.out" 2> "$out/train.err"
+check "train exits 0" "[ $? -eq 0 ]"
+check "one line per step" "[ \$(grep -c '^step ' '$out/train.out') -eq 6 ]"
+check "step line fields" "grep -q '^step     6 | loss [0-9.]* | lr 1.000e-03 | norm [0-9.]* | .* ms | .* tok/s' '$out/train.out'"
+check "validation printed" "grep -q '^val step 6: loss [0-9.]*, perplexity' '$out/train.out'"
+check "CSV header and rows" "[ \"\$(head -n1 '$out/log.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s' ] && [ \$(wc -l < '$out/log.csv') -eq 7 ]"
+check "checkpoint saved" "[ -s '$out/trained/model.safetensors' ] && [ -s '$out/trained/config.json' ]"
+
+"$lspo" eval --model "$out/trained" --data "$out/tok.bin" --batch 2 --seq 16 --batches 3 > "$out/eval.out" 2>&1
+check "eval exits 0" "[ $? -eq 0 ]"
+check "eval prints loss and perplexity" "grep -q '^eval: .* loss [0-9.]*, perplexity [0-9.]*' '$out/eval.out'"
+
+# Same seed, same data: the run is reproducible line for line (times aside).
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --val-fraction 0.2 --steps 6 --batch 2 --seq 16 \
+  --lr 1e-3 --wd 0.01 --clip 1 --seed 5 --sched eager > "$out/train2.out" 2>/dev/null
+strip() { sed -n 's/^\(step.*| norm [0-9.]*\) .*/\1/p' "$1"; }
+check "reproducible across runs and policies" "[ \"\$(strip '$out/train.out')\" = \"\$(strip '$out/train2.out')\" ]"
+
+bad() {  # expected exit code, words the message must contain, then the command
+  want=$1; words=$2; shift 2
+  "$@" > "$out/bad.out" 2> "$out/bad.err"; rc=$?
+  if [ $rc -ne "$want" ]; then echo "FAILED: '$*' exited $rc, expected $want"; cat "$out/bad.err"; fail=1; return; fi
+  for w in $words; do
+    grep -q -- "$w" "$out/bad.err" || { echo "FAILED: '$*': stderr lacks '$w'"; cat "$out/bad.err"; fail=1; }
+  done
+}
+bad 2 "--steps" "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps -3
+bad 2 "--lr" "$lspo" train --model "$out/init" --data "$out/tok.bin" --lr abc
+bad 2 "--bogus" "$lspo" train --model "$out/init" --data "$out/tok.bin" --bogus 1
+bad 2 "--model" "$lspo" train --data "$out/tok.bin"
+bad 2 "--mode" "$lspo" train --model "$out/init" --data "$out/tok.bin" --mode turbo
+bad 2 "policy" "$lspo" train --model "$out/init" --data "$out/tok.bin" --sched nosuch --steps 1 --seq 8
+bad 2 "n_positions config.json" "$lspo" train --model "$out/init" --data "$out/tok.bin" --seq 33
+bad 1 "nothere" "$lspo" train --model "$out/nothere" --data "$out/tok.bin"
+bad 1 "missing.bin" "$lspo" eval --model "$out/init" --data "$out/missing.bin" --seq 16
+bad 2 "" "$lspo" frobnicate
+check "help documents every option" "\"$lspo\" train --help | grep -q -- '--val-fraction' && \"$lspo\" train --help | grep -q -- '--save'"
+[ $fail -eq 0 ] && echo "test_cli_train: all checks passed"
+exit $fail
