@@ -312,15 +312,22 @@ static void shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
 		snprintf(buf + len, size - (size_t)len, "]");
 }
 
-/* The config field a shape mismatch of layout tensor i points at. */
+/* The config field a shape mismatch of layout tensor i points at, or NULL
+ * when the file's shape is not that of GPT-2 with another value of a field
+ * (e.g. a transposed weight). */
 static const char *mismatch_field(const struct gpt2_layout *lay, int i, const struct st_tensor *t,
-                                  int want_ndim)
+                                  int want_ndim, int C)
 {
-	if (i == 0 && t->ndim == 2 && t->shape[1] == lay->tensors[0].cols)
-		return "vocab_size";
-	if (i == 1 && t->ndim == 2 && t->shape[1] == lay->tensors[1].cols)
-		return "n_positions";
-	return t->ndim == want_ndim ? "n_embd" : NULL;
+	const struct gpt2_tensor *g = &lay->tensors[i];
+	if (t->ndim != want_ndim)
+		return NULL;
+	if (i < 2)   /* wte (V, C), wpe (P, C) */
+		return t->shape[1] != C ? "n_embd" : i == 0 ? "vocab_size" : "n_positions";
+	int64_t mc = g->cols / C, last = t->shape[want_ndim - 1];
+	if (last % mc)
+		return NULL;
+	int64_t Cp = last / mc;   /* the n_embd the file's tensor was made for */
+	return want_ndim == 1 || t->shape[0] == (int64_t)(g->rows / C) * Cp ? "n_embd" : NULL;
 }
 
 static int check_tensor(const char *path, const struct gpt2_layout *lay, int i,
@@ -342,7 +349,7 @@ static int check_tensor(const char *path, const struct gpt2_layout *lay, int i,
 		char have[128], exp[64];
 		shape_str(have, sizeof(have), t->ndim, t->shape);
 		shape_str(exp, sizeof(exp), nd, want);
-		const char *field = mismatch_field(lay, i, t, nd);
+		const char *field = mismatch_field(lay, i, t, nd, cfg->n_embd);
 		if (field) {
 			int v = !strcmp(field, "vocab_size") ? cfg->vocab_size :
 			        !strcmp(field, "n_positions") ? cfg->n_positions : cfg->n_embd;

@@ -140,7 +140,7 @@ static int parse_tensor(const char *path, const char *name, json_t *desc, size_t
 		buf[len] = '\0';
 		LSPO_FAIL(LSPO_EFORMAT, "%s: tensor '%s': data_offsets [%" PRId64 ", %" PRId64 "] span "
 		          "%" PRId64 " bytes, but shape [%s] of %s needs %s%" PRIu64, path, name, b, e,
-		          e - b, buf, dtypes[d].name, overflow ? "more than " : "",
+		          e - b, buf, dtypes[d].name, overflow ? "more than 2^64 - 1 = " : "",
 		          overflow ? UINT64_MAX : nbytes);
 	}
 	t->begin = (size_t)b;
@@ -279,9 +279,9 @@ int st_open(const char *path, struct st_file **out)
 	memcpy(&hlen, p, 8);
 	uint64_t avail = f->map_size - 8;
 	if (hlen == 0 || hlen > avail || hlen > ST_MAX_HEADER) {
-		lspo_error("%s: header length %" PRIu64 " is %s (the file has %" PRIu64 " bytes after "
-		           "the 8-byte length field; headers are limited to %" PRIu64 " bytes)", path, hlen,
-		           hlen == 0 ? "zero" : hlen > avail ? "beyond the end of the file" : "absurd",
+		lspo_error("%s: header length %" PRIu64 " is invalid: %s (the file has %" PRIu64 " bytes "
+		           "after the 8-byte length field; headers are limited to %" PRIu64 " bytes)", path,
+		           hlen, hlen == 0 ? "zero" : hlen > avail ? "beyond the end of the file" : "too large",
 		           avail, ST_MAX_HEADER);
 		st_close(f);
 		return LSPO_EFORMAT;
