@@ -133,6 +133,120 @@ int lspo_gpt2_config_check(const struct lspo_gpt2_config *cfg);
 /* ------------------------------------------------------------------------ */
 /* Projectors (LSP)                                                         */
 
+/*
+ * A (d, r)-sparse projector pair for a trainable matrix W (m, n) (HF Conv1D
+ * orientation, Y = X W): P (m, d) on the input side, Q (n, d) on the output
+ * side, every row with exactly r distinct non-zeros, stored in ELL form
+ * (r int32 column indices + r float values per row, indices sorted).  The
+ * compressed gradient is G_hat = P^T G Q (d, d); an update Delta (d, d)
+ * becomes W += P Delta Q^T (lsp-offload.md sections 4 to 7).
+ */
+#include <stdint.h>
+
+struct lspo_proj;
+
+enum lspo_proj_init {
+	LSPO_PROJ_GAUSSIAN = 0,  /* values N(0, 1/r) */
+	LSPO_PROJ_SIGN,          /* values +-1/sqrt(r), random signs */
+};
+
+/* A fresh pair: positions drawn without replacement per row, values as
+ * `init` says; the same (m, n, d, r, init, seed) gives the same pair.
+ * LSPO_EINVAL unless m, n, d >= 1 and 1 <= r <= d. */
+int lspo_proj_create(int m, int n, int d, int r, enum lspo_proj_init init, uint64_t seed,
+                     struct lspo_proj **out);
+/* NULL is a no-op.  Unregisters the pair's StarPU handles if it has any. */
+void lspo_proj_free(struct lspo_proj *p);
+/* A deep copy (no StarPU handles). */
+int lspo_proj_clone(const struct lspo_proj *p, struct lspo_proj **out);
+/* Draws a new pattern and new values in place (as lspo_proj_create). */
+int lspo_proj_redraw(struct lspo_proj *p, enum lspo_proj_init init, uint64_t seed);
+
+void lspo_proj_shape(const struct lspo_proj *p, int *m, int *n, int *d, int *r);
+/* Read-only views of the ELL arrays: side 0 = P (m, r), side 1 = Q (n, r). */
+void lspo_proj_ell(const struct lspo_proj *p, int side, const int32_t **idx, const float **val);
+
+/* *err = mean over the k gradients of ||P P^T G Q Q^T - G||_F / ||G||_F,
+ * grads[i] (m, n) row-major.  O(m n r) per gradient. */
+int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ngrads, double *err);
+
+/* Projector learning (lsp-offload.md 7.1, 7.2): Adam on the non-zero values
+ * only (pattern fixed), analytic gradients of the relative error; one
+ * "iteration" takes one Adam step per gradient. */
+struct lspo_proj_learn_opts {
+	int iters;                /* iterations over the gradients (100) */
+	float lr;                 /* Adam learning rate, constant (0.1) */
+	float beta1, beta2, eps;  /* 0.9, 0.999, 1e-8 */
+};
+struct lspo_proj_learn_opts lspo_proj_learn_opts_default(void);
+
+/* Learns p's values on grads.  err_before / err_after (either may be NULL):
+ * mean relative error before the first and after the last step. */
+int lspo_proj_learn(struct lspo_proj *p, const float *const *grads, int ngrads,
+                    const struct lspo_proj_learn_opts *opts, double *err_before, double *err_after);
+
+/* Re-projects the Adam moments of `count` matrices that used old_p onto
+ * new_p (lsp-offload.md 7.4; the moments are kept, never reset):
+ *   L = P_new^T P_old,  R = Q_new^T Q_old  (d, d),
+ *   M <- L M R^T,  V <- (L o L) V (R o R)^T,
+ * then M: NaN -> 0, +-Inf -> +-1; V: NaN -> 0, +Inf -> 1, clamped >= 0.
+ * M[i], V[i] (d, d) host arrays (acquire them first if StarPU holds them). */
+int lspo_proj_reproject_moments(const struct lspo_proj *old_p, const struct lspo_proj *new_p,
+                                float *const *M, float *const *V, int count);
+
+struct lspo_proj_refresh_opts {
+	double alpha;             /* refresh when the error exceeds it (0.8, the reference's
+	                             default; the paper's runs use 0.2 to 0.8) */
+	enum lspo_proj_init init; /* values of the new pattern */
+	uint64_t seed;            /* seed of the new pattern (vary it per refresh) */
+	struct lspo_proj_learn_opts learn;
+};
+struct lspo_proj_refresh_opts lspo_proj_refresh_opts_default(void);
+
+struct lspo_proj_refresh_report {
+	double err_check;   /* error of the current pair on check_grads */
+	int refreshed;      /* 1 if a new pair was drawn and learned */
+	double err_learned; /* error of the new pair on train_grads after learning (else -1) */
+	double err_after;   /* error of the pair now in place on check_grads */
+};
+
+/* The periodic check (paper Alg. 1, MAYBEUPDATE): measures p's error on the
+ * held-out check_grads; if it exceeds alpha, draws a new pattern, learns it
+ * on train_grads (check_grads if NULL), re-projects the moments of the
+ * nmoments matrices using p, and replaces p's pattern and values in place
+ * (waiting for tasks that use p's handles).  report may be NULL. */
+int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads, int ncheck,
+                            const float *const *train_grads, int ntrain,
+                            const struct lspo_proj_refresh_opts *opts,
+                            float *const *M, float *const *V, int nmoments,
+                            struct lspo_proj_refresh_report *report);
+
+/* Who owns which projector: per matrix, or shared by all matrices of the
+ * same role and shape (the pair is then learned on all their gradients). */
+enum lspo_proj_role {
+	LSPO_ROLE_QKV = 0,    /* fused q/k/v (c_attn) */
+	LSPO_ROLE_ATTN_OUT,   /* attention output (attn c_proj) */
+	LSPO_ROLE_FC,         /* MLP up (c_fc) */
+	LSPO_ROLE_MLP_PROJ,   /* MLP down (mlp c_proj) */
+	LSPO_ROLE_OTHER,
+	LSPO_NROLES
+};
+
+struct lspo_proj_registry;
+
+/* shared 1: one pair per (role, m, n); 0: one pair per (role, layer, m, n).
+ * Pairs get seeds derived from `seed` and their key, not from call order. */
+int lspo_proj_registry_create(int shared, int d, int r, enum lspo_proj_init init, uint64_t seed,
+                              struct lspo_proj_registry **out);
+/* Frees the registry and every pair it handed out.  NULL is a no-op. */
+void lspo_proj_registry_free(struct lspo_proj_registry *reg);
+/* The pair for this matrix (created on first request, owned by the
+ * registry); the same key always gives the same pair. */
+int lspo_proj_registry_get(struct lspo_proj_registry *reg, enum lspo_proj_role role, int layer,
+                           int m, int n, struct lspo_proj **out);
+int lspo_proj_registry_count(const struct lspo_proj_registry *reg);
+struct lspo_proj *lspo_proj_registry_at(const struct lspo_proj_registry *reg, int i);
+
 /* ------------------------------------------------------------------------ */
 /* Checkpoints and data                                                     */
 

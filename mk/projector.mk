@@ -7,3 +7,6 @@ liblspo_la_SOURCES += \
 	codelets/proj_apply.c codelets/proj_apply.h \
 	codelets/subspace_adam.c codelets/subspace_adam.h
 CUDA_SOURCES += codelets/project_fwd.cu codelets/project_bwd.cu codelets/proj_apply.cu
+liblspo_la_SOURCES += src/projector.c src/projector.h src/projector_learn.c
+check_PROGRAMS += tests/test_proj_codelets tests/test_proj_codelets_cuda
+TESTS += tests/test_proj_codelets tests/test_proj_codelets_cuda

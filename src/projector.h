@@ -1,0 +1,50 @@
+/*
+ * projector.h - what the rest of lspo sees of a projector pair beyond the
+ * public API: its layout, its StarPU handles, and the dense helpers of the
+ * learning code (projector_learn.c).
+ */
+#ifndef LSPO_PROJECTOR_H
+#define LSPO_PROJECTOR_H
+
+#include <stdint.h>
+
+#include <starpu.h>
+
+#include "lspo.h"
+
+struct lspo_proj {
+	int m, n, d, r;
+	int32_t *idx[2];  /* side 0: P (m, r); side 1: Q (n, r); sorted per row */
+	float *val[2];
+	int registered;   /* the four handles below exist */
+	starpu_data_handle_t h_idx[2], h_val[2];
+};
+
+/* Registers the ELL arrays as StarPU matrix handles (int32 indices, float
+ * values, (rows, r)); idempotent; StarPU must be running.  lspo_proj_free
+ * unregisters them.  Host changes (learn, redraw, refresh) acquire them. */
+int lspo_proj_register(struct lspo_proj *p);
+void lspo_proj_handles(const struct lspo_proj *p, starpu_data_handle_t *pidx, starpu_data_handle_t *pval,
+                       starpu_data_handle_t *qidx, starpu_data_handle_t *qval);
+
+/* Waits for the tasks using p's handles and takes them for host writes
+ * (no-op when not registered); release hands them back. */
+void lspo_proj_acquire_rw(struct lspo_proj *p);
+void lspo_proj_release(struct lspo_proj *p);
+
+/* Rows of side `side` (m for P, n for Q). */
+static inline int lspo_proj_rows(const struct lspo_proj *p, int side) { return side ? p->n : p->m; }
+
+/* Sparse products through the ELL structure of S (N, d) (projector_learn.c),
+ * each O(N r L), all row operations contiguous:
+ *   ell_tmul: Y (d, L) = S^T X,   X (N, L)
+ *   ell_mul:  Z (N, L) = S Y,     Y (d, L)
+ *   ell_mdot: out[i r + k] += A[i, :] . B[idx[i, k], :],  A (N, L), B (d, L) */
+void lspo_ell_tmul(int N, int d, int r, const int32_t *idx, const float *val, int L,
+                   const float *X, float *Y);
+void lspo_ell_mul(int N, int r, const int32_t *idx, const float *val, int L,
+                  const float *Y, float *Z);
+void lspo_ell_mdot(int N, int r, const int32_t *idx, int L, const float *A, const float *B,
+                   float *out);
+
+#endif

@@ -1,0 +1,239 @@
+/*
+ * projector_learn.c - the relative error of a projector pair and its
+ * learning by Adam on the non-zero values (lsp-offload.md 7.1, 7.2).
+ *
+ * Everything goes through the ELL structure, O(m n r) per product, never
+ * through dense P or Q.  For one gradient G (m, n), with A = P P^T and
+ * B = Q Q^T:
+ *   C = G B            via U = Q^T G^T (d, m), C^T = Q U
+ *   R = A C - G        via P^T C (d, n)
+ *   loss = |R| / |G|,  E = R / (|R| |G|)
+ *   grad_P[i, k] = E[i,:] . (P^T C)[c,:] + C[i,:] . (P^T E)[c,:]      c = pidx[i, k]
+ *   grad_Q[j, k] = D^T[j,:] . (Q^T E^T)[c,:] + E^T[j,:] . (Q^T D^T)[c,:]  c = qidx[j, k]
+ * with D = A G; these are the masked entries of (E C^T + C E^T) P and
+ * (D^T E + E^T D) Q.  About 13 m n r multiply-adds and 4 transposes per step.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "internal.h"
+#include "projector.h"
+
+void lspo_ell_tmul(int N, int d, int r, const int32_t *idx, const float *val, int L,
+                   const float *X, float *Y)
+{
+	memset(Y, 0, sizeof(float) * (size_t)d * L);
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < r; k++)
+			cblas_saxpy(L, val[(size_t)i * r + k], X + (size_t)i * L, 1,
+			            Y + (size_t)idx[(size_t)i * r + k] * L, 1);
+}
+
+void lspo_ell_mul(int N, int r, const int32_t *idx, const float *val, int L,
+                  const float *Y, float *Z)
+{
+	memset(Z, 0, sizeof(float) * (size_t)N * L);
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < r; k++)
+			cblas_saxpy(L, val[(size_t)i * r + k], Y + (size_t)idx[(size_t)i * r + k] * L, 1,
+			            Z + (size_t)i * L, 1);
+}
+
+void lspo_ell_mdot(int N, int r, const int32_t *idx, int L, const float *A, const float *B,
+                   float *out)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < r; k++)
+			out[(size_t)i * r + k] += cblas_sdot(L, A + (size_t)i * L, 1,
+			                                     B + (size_t)idx[(size_t)i * r + k] * L, 1);
+}
+
+/* dst (cols, rows) = src (rows, cols)^T, by 32 x 32 blocks. */
+static void transpose(int rows, int cols, const float *src, float *dst)
+{
+	for (int i0 = 0; i0 < rows; i0 += 32)
+		for (int j0 = 0; j0 < cols; j0 += 32) {
+			int i1 = i0 + 32 < rows ? i0 + 32 : rows, j1 = j0 + 32 < cols ? j0 + 32 : cols;
+			for (int i = i0; i < i1; i++)
+				for (int j = j0; j < j1; j++)
+					dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
+		}
+}
+
+static double norm2(size_t n, const float *x)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)x[i] * x[i];
+	return sqrt(s);
+}
+
+/* Work arrays for one (m, n, d). */
+struct learn_ws {
+	float *gt, *u, *ct, *c, *ptc, *res, *pte, *ptg, *dm, *dt, *et, *eqt, *dqt;
+	float *block;
+};
+
+static void ws_free(struct learn_ws *w)
+{
+	free(w->block);
+	memset(w, 0, sizeof(*w));
+}
+
+static int ws_alloc(struct learn_ws *w, int m, int n, int d, int grads)
+{
+	size_t mn = (size_t)m * n, dm = (size_t)d * m, dn = (size_t)d * n;
+	size_t total = grads ? 6 * mn + 4 * dm + 3 * dn : 3 * mn + dm + dn;
+	memset(w, 0, sizeof(*w));
+	w->block = malloc(sizeof(float) * total);
+	if (!w->block)
+		LSPO_FAIL(LSPO_ENOMEM, "projector learning: cannot allocate %.1f MB of work arrays",
+		          4.0 * total / 1e6);
+	float *q = w->block;
+	w->gt = q; q += mn;
+	w->ct = q; q += mn;
+	w->c = q; q += mn;
+	w->res = w->ct;  /* C^T is dead once C exists */
+	w->u = q; q += dm;
+	w->ptc = q; q += dn;
+	if (grads) {
+		w->res = q; q += mn;
+		w->dm = q; q += mn;
+		w->dt = q; q += mn;
+		w->et = w->gt;  /* G^T is dead after U */
+		w->eqt = q; q += dm;
+		w->dqt = q; q += dm;
+		w->pte = q; q += dn;
+		w->ptg = q; q += dn;
+		(void)q;
+	}
+	return LSPO_OK;
+}
+
+/* Relative error of p on G; with gP, gQ (zeroed by the caller, (m r), (n r)),
+ * also the gradient of that error with respect to the values. */
+static double loss_grad(const struct lspo_proj *p, const float *G, struct learn_ws *w,
+                        float *gP, float *gQ)
+{
+	int m = p->m, n = p->n, d = p->d, r = p->r;
+	const int32_t *pi = p->idx[0], *qi = p->idx[1];
+	const float *pv = p->val[0], *qv = p->val[1];
+	size_t mn = (size_t)m * n;
+	transpose(m, n, G, w->gt);
+	lspo_ell_tmul(n, d, r, qi, qv, m, w->gt, w->u);      /* U = Q^T G^T (d, m) */
+	lspo_ell_mul(n, r, qi, qv, m, w->u, w->ct);          /* C^T = Q U (n, m) */
+	transpose(n, m, w->ct, w->c);                        /* C = G Q Q^T (m, n) */
+	lspo_ell_tmul(m, d, r, pi, pv, n, w->c, w->ptc);     /* P^T C (d, n) */
+	lspo_ell_mul(m, r, pi, pv, n, w->ptc, w->res);       /* A C (m, n) */
+	for (size_t i = 0; i < mn; i++)
+		w->res[i] -= G[i];
+	double nr = norm2(mn, w->res), ng = norm2(mn, G);
+	if (ng == 0)
+		return 0;
+	if (!gP || nr == 0)
+		return nr / ng;
+	float s = (float)(1.0 / (nr * ng));
+	for (size_t i = 0; i < mn; i++)
+		w->res[i] *= s;                                  /* E */
+	const float *E = w->res;
+	lspo_ell_mdot(m, r, pi, n, E, w->ptc, gP);
+	lspo_ell_tmul(m, d, r, pi, pv, n, E, w->pte);        /* P^T E (d, n) */
+	lspo_ell_mdot(m, r, pi, n, w->c, w->pte, gP);
+	lspo_ell_tmul(m, d, r, pi, pv, n, G, w->ptg);        /* P^T G (d, n) */
+	lspo_ell_mul(m, r, pi, pv, n, w->ptg, w->dm);        /* D = A G (m, n) */
+	transpose(m, n, w->dm, w->dt);                       /* D^T (n, m) */
+	transpose(m, n, E, w->et);                           /* E^T (n, m) */
+	lspo_ell_tmul(n, d, r, qi, qv, m, w->et, w->eqt);    /* (E Q)^T (d, m) */
+	lspo_ell_tmul(n, d, r, qi, qv, m, w->dt, w->dqt);    /* (D Q)^T (d, m) */
+	lspo_ell_mdot(n, r, qi, m, w->dt, w->eqt, gQ);
+	lspo_ell_mdot(n, r, qi, m, w->et, w->dqt, gQ);
+	return nr / ng;
+}
+
+static int check_grads(const struct lspo_proj *p, const float *const *grads, int ngrads)
+{
+	if (ngrads < 1 || !grads)
+		LSPO_FAIL(LSPO_EINVAL, "projector: no gradients given");
+	for (int k = 0; k < ngrads; k++)
+		if (!grads[k])
+			LSPO_FAIL(LSPO_EINVAL, "projector: gradient %d is NULL", k);
+	(void)p;
+	return LSPO_OK;
+}
+
+int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ngrads, double *err)
+{
+	int rc = check_grads(p, grads, ngrads);
+	if (rc)
+		return rc;
+	struct learn_ws w;
+	rc = ws_alloc(&w, p->m, p->n, p->d, 0);
+	if (rc)
+		return rc;
+	double s = 0;
+	for (int k = 0; k < ngrads; k++)
+		s += loss_grad(p, grads[k], &w, NULL, NULL);
+	ws_free(&w);
+	*err = s / ngrads;
+	return LSPO_OK;
+}
+
+struct lspo_proj_learn_opts lspo_proj_learn_opts_default(void)
+{
+	return (struct lspo_proj_learn_opts){ .iters = 100, .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f,
+	                                      .eps = 1e-8f };
+}
+
+static void adam_values(float *x, const float *g, float *m, float *v, size_t n, int t,
+                        const struct lspo_proj_learn_opts *o)
+{
+	double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
+	float step = (float)(o->lr / bc1), ibc2 = (float)(1.0 / bc2);
+	for (size_t i = 0; i < n; i++) {
+		m[i] = o->beta1 * m[i] + (1.0f - o->beta1) * g[i];
+		v[i] = o->beta2 * v[i] + (1.0f - o->beta2) * g[i] * g[i];
+		x[i] -= step * m[i] / (sqrtf(v[i] * ibc2) + o->eps);
+	}
+}
+
+int lspo_proj_learn(struct lspo_proj *p, const float *const *grads, int ngrads,
+                    const struct lspo_proj_learn_opts *opts, double *err_before, double *err_after)
+{
+	int rc = check_grads(p, grads, ngrads);
+	if (rc)
+		return rc;
+	if (!opts || opts->iters < 0 || !(opts->lr >= 0) || !(opts->beta1 >= 0 && opts->beta1 < 1)
+	    || !(opts->beta2 >= 0 && opts->beta2 < 1) || !(opts->eps > 0))
+		LSPO_FAIL(LSPO_EINVAL, "projector learning: invalid options");
+	if (err_before && (rc = lspo_proj_error(p, grads, ngrads, err_before)))
+		return rc;
+	size_t np = (size_t)p->m * p->r, nq = (size_t)p->n * p->r;
+	float *st = calloc(3 * (np + nq), sizeof(float));
+	struct learn_ws w;
+	if (!st)
+		LSPO_FAIL(LSPO_ENOMEM, "projector learning: out of memory");
+	if ((rc = ws_alloc(&w, p->m, p->n, p->d, 1))) {
+		free(st);
+		return rc;
+	}
+	float *gP = st, *gQ = gP + np, *mP = gQ + nq, *mQ = mP + np, *vP = mQ + nq, *vQ = vP + np;
+	lspo_proj_acquire_rw(p);
+	int t = 0;
+	for (int it = 0; it < opts->iters; it++)
+		for (int k = 0; k < ngrads; k++) {
+			memset(gP, 0, sizeof(float) * (np + nq));
+			loss_grad(p, grads[k], &w, gP, gQ);
+			t++;
+			adam_values(p->val[0], gP, mP, vP, np, t, opts);
+			adam_values(p->val[1], gQ, mQ, vQ, nq, t, opts);
+		}
+	lspo_proj_release(p);
+	ws_free(&w);
+	free(st);
+	if (err_after)
+		return lspo_proj_error(p, grads, ngrads, err_after);
+	return LSPO_OK;
+}
