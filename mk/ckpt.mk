@@ -5,7 +5,7 @@ liblspo_la_SOURCES += \
 	src/safetensors.c src/safetensors.h \
 	src/ckpt.c src/data.c
 lspo_SOURCES += src/cli/cmd_data.c
-check_PROGRAMS += tests/test_ckpt tests/test_ckpt_bad
-TESTS += tests/test_ckpt tests/test_ckpt_bad
+check_PROGRAMS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
+TESTS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 tests_test_ckpt_LDADD = $(LDADD) $(JANSSON_LIBS)
 EXTRA_DIST += tests/st_craft.h
