@@ -34,18 +34,21 @@ static inline int lspo_handle_contiguous(starpu_data_handle_t h)
 /* exp(x) in float, about 1 ulp for x in [-87, 88], with no call and no branch
  * so that loops around it vectorise (libm's expf is a call, which -O2 without
  * -ffast-math never vectorises).  Inputs are clamped to [-87.3, 88.3]: below,
- * the result is ~1e-38 instead of a denormal or 0, which no caller tells apart.
+ * the result is ~1e-38 instead of a denormal or 0 (so exp(-inf) ~ 1e-38),
+ * which no caller tells apart; above, ~2e38 instead of inf.  NaN gives NaN
+ * (selected at the end: the integer conversion only ever sees the clamped,
+ * never-NaN value, so there is no undefined behaviour).
  * Method: x = n ln2 + r with |r| <= ln2/2 (round-to-nearest by the 1.5*2^23
  * trick, ln2 split in two for an exact reduction), exp(r) by its degree-6
  * Taylor polynomial (truncation 1.2e-7 relative), 2^n built in the exponent bits. */
 static inline float lspo_vexpf(float x)
 {
 	const float shift = 12582912.0f;            /* 1.5 * 2^23 */
-	x = x < -87.3f ? -87.3f : x;
-	x = x > 88.3f ? 88.3f : x;             /* n <= 127: 2^n stays finite */
-	float t = x * 1.44269504088896341f + shift;
-	float n = t - shift;                        /* nearest integer to x / ln2 */
-	float r = x - n * 0.693359375f;             /* ln2 high part: exact product */
+	float xc = x > -87.3f ? x : -87.3f;         /* NaN -> -87.3 */
+	xc = xc < 88.3f ? xc : 88.3f;               /* n <= 127: 2^n stays finite */
+	float t = xc * 1.44269504088896341f + shift;
+	float n = t - shift;                        /* nearest integer to xc / ln2 */
+	float r = xc - n * 0.693359375f;            /* ln2 high part: exact product */
 	r = r - n * -2.12194440e-4f;                /* ln2 low part */
 	float p = 1.0f / 720.0f;
 	p = p * r + 1.0f / 120.0f;
@@ -57,7 +60,7 @@ static inline float lspo_vexpf(float x)
 	int32_t bits = ((int32_t)n + 127) * (1 << 23);
 	float scale;
 	memcpy(&scale, &bits, sizeof(scale));
-	return p * scale;
+	return x != x ? x : p * scale;
 }
 
 #endif

@@ -25,7 +25,7 @@ static __global__ void xent_kernel(float *losses, float *dlogits, const float *l
 			if (v > m) {
 				s = s * expf(m - v) + 1.0f;
 				m = v;
-			} else {
+			} else if (v != -INFINITY) {  /* -inf - -inf would be NaN */
 				s += expf(v - m);
 			}
 		}

@@ -570,6 +570,24 @@ static void test_refusals(void)
 		starpu_data_unregister(hs[i]);
 }
 
+/* Non-finite inputs: NaN propagates; a -inf logit has probability 0. */
+static void test_nonfinite(void)
+{
+	float x[4] = { NAN, INFINITY, -INFINITY, 1.0f }, g[4], d[4], one[4] = { 1, 1, 1, 1 };
+	gelu_forward_cpu(g, x, 4);
+	gelu_backward_cpu(d, x, one, 4);
+	CHECK(isnan(g[0]) && isnan(d[0]), "gelu(NaN) = %g, gelu'(NaN) = %g", g[0], d[0]);
+	CHECK(g[3] > 0.84f && g[3] < 0.85f, "gelu(1) = %g", g[3]);  /* infinities: NaN, as in PyTorch */
+	float row[6] = { 0.5f, NAN, 1.0f, -INFINITY, 2.0f, 0.0f }, loss[2], dl[6];
+	int32_t tgt[2] = { 0, 1 };
+	xent_cpu(loss, NULL, row, tgt, 1, 3, 0.0f);
+	CHECK(isnan(loss[0]), "xent with a NaN logit: loss %g", loss[0]);
+	xent_cpu(loss, dl, row + 3, tgt + 1, 1, 3, 1.0f);  /* logits (-inf, 2, 0), target 1 */
+	double ref = log(1.0 + exp(-2.0));
+	CHECK(fabs(loss[0] - ref) < 1e-6 && dl[0] >= 0.0f && dl[0] < 1e-30f, "xent with a -inf logit: loss %g "
+	      "(want %g), dlogit %g", loss[0], ref, dl[0]);
+}
+
 int main(void)
 {
 	struct lspo_ctx *ctx = test_start("eager", -1, 0);
@@ -593,6 +611,7 @@ int main(void)
 	test_xent(1, 7, 257, &seed);
 	cases += 2;
 	test_refusals();
+	test_nonfinite();
 	printf("%d cases on CPU: worst forward error %.2e (tol %.0e), worst gradient error %.2e (tol %.0e)\n",
 	       cases, worst_fwd, FWD_TOL, worst_grad, GRAD_TOL);
 	lspo_ctx_destroy(ctx);

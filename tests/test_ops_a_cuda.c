@@ -190,6 +190,10 @@ static void test_xent(int B, int T, int V, uint64_t *s)
 	if (N > 1)
 		logits[V] = work[V] = 70.0f;  /* needs the row max */
 	int32_t *tgt = tokens((size_t)N, V, s);
+	if (V > 2) {  /* a masked (-inf) logit, not the target: probability 0 */
+		logits[1] = work[1] = -INFINITY;
+		tgt[0] = tgt[0] == 1 ? 2 : tgt[0];
+	}
 	float *l1 = falloc(N), *l2 = falloc(N), *c_l1 = falloc(N), *c_l2 = falloc(N), *c_d = falloc(nv);
 	float dloss = 1.0f / (float)N;
 	xent_cpu(c_l1, NULL, logits, tgt, N, V, 0.0f);
