@@ -157,7 +157,7 @@ int lspo_adamw_submit(starpu_data_handle_t param, starpu_data_handle_t grad,
 		LSPO_FAIL(LSPO_EINVAL, "%s: clip is (%d, %d), expected a (1, 2) float32 matrix", name,
 		          lspo_handle_rows(clip), lspo_handle_cols(clip));
 	if (h->t < 1 || !(h->lr >= 0) || !(h->beta1 >= 0 && h->beta1 < 1) || !(h->beta2 >= 0 && h->beta2 < 1)
-	    || !(h->eps > 0) || !(h->weight_decay >= 0))
+	    || !(h->eps >= 0) || !(h->weight_decay >= 0))
 		LSPO_FAIL(LSPO_EINVAL, "%s: bad AdamW hyper-parameters (t=%d lr=%g betas=%g/%g eps=%g wd=%g)",
 		          name, h->t, h->lr, h->beta1, h->beta2, h->eps, h->weight_decay);
 	struct lspo_adamw_hparams *a = malloc(sizeof(*a));

@@ -14,7 +14,9 @@ struct lspo_clip_args {
 	int n;
 };
 
-/* Sum of squares of n floats, accumulated in double in index order. */
+/* Sum of squares of n floats, accumulated in double in a fixed order that
+ * depends on n only (16 interleaved partial sums, element i in sum i % 16,
+ * added in a fixed tree): deterministic, and the same bits on every CPU. */
 double sumsq_cpu(const float *x, size_t n);
 
 void sumsq_cuda(void *buffers[], void *cl_arg);

@@ -144,9 +144,12 @@ static void check_attention(int B, int T, int C, int NH, uint64_t *seed)
 	for (size_t i = 0; i < nq; i++)
 		dq[i] = qkv[i];
 	attn_ref(ro, rl, dq, B, T, C, NH);
+	/* CPU worst case measured 5.4e-7 (out), 2.1e-7 (lse); the CUDA kernel
+	 * sums in another order and rescales online */
+	double tol = ON_CUDA ? 5e-6 : 2e-6;
 	double eo = max_rel(out, ro, no, 1.0), el = max_rel(lse, rl, nl, 1.0);
-	CHECK(eo < 2e-6, "B=%d T=%d C=%d NH=%d: out error %.3g", B, T, C, NH, eo);
-	CHECK(el < 2e-6, "B=%d T=%d C=%d NH=%d: lse error %.3g", B, T, C, NH, el);
+	CHECK(eo < tol, "B=%d T=%d C=%d NH=%d: out error %.3g", B, T, C, NH, eo);
+	CHECK(el < tol, "B=%d T=%d C=%d NH=%d: lse error %.3g", B, T, C, NH, el);
 
 	/* d sum(out * R) / d qkv by central differences on up to 64 elements */
 	double gmax = 0, worst = 0;
@@ -173,7 +176,7 @@ static void check_attention(int B, int T, int C, int NH, uint64_t *seed)
 		attention_backward_cpu(cd, R, qkv, co, cl, B, T, C, NH);
 		double e1 = max_rel_f(out, co, no, 1.0), e2 = max_rel_f(lse, cl, nl, 1.0);
 		double e3 = max_rel_f(dqkv, cd, nq, gmax + 1e-3);
-		CHECK(e1 < 2e-6 && e2 < 2e-6 && e3 < 1e-5, "B=%d T=%d C=%d NH=%d: CUDA vs CPU kernel: "
+		CHECK(e1 < tol && e2 < tol && e3 < 1e-5, "B=%d T=%d C=%d NH=%d: CUDA vs CPU kernel: "
 		      "out %.3g lse %.3g dqkv %.3g", B, T, C, NH, e1, e2, e3);
 		free(co); free(cl); free(cd);
 	}
