@@ -9,3 +9,5 @@ check_PROGRAMS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 TESTS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 tests_test_ckpt_LDADD = $(LDADD) $(JANSSON_LIBS)
 EXTRA_DIST += tests/st_craft.h
+TESTS += tests/test_bad_input.sh
+dist_check_SCRIPTS += tests/test_bad_input.sh tests/craft_inputs.py
