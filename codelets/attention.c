@@ -10,8 +10,10 @@
  * Backward: P = exp(S - lse) (recomputed), D[t] = dO[t] . O[t],
  *           dV = P^T dO, dP = dO V^T, dS = P * (dP - D) / sqrt(hs),
  *           dQ = dS K, dK = dS^T Q.
- * The scratch (T, T) matrices are malloc'd per call: nothing is shared
- * between workers and the summation order never depends on the schedule.
+ * Query rows go in blocks of ATT_ROWS so the masked triangle is mostly
+ * skipped.  The scratch (ATT_ROWS, T) matrices are malloc'd per call:
+ * nothing is shared between workers, and the summation order (blocks in a
+ * fixed order) never depends on the schedule.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -21,12 +23,18 @@
 #include "attention.h"
 #include "internal.h"
 
-/* Scores of one (b, h) into S (T, T): the causal part is exact, the rest
- * (t2 > t) is left as computed by the product and is never read. */
-static void scores(float *S, const float *Q, const float *K, int T, int hs, int ld)
+/* Query rows are processed in blocks of ATT_ROWS: the rows [r0, r0 + nr)
+ * only see the keys [0, r0 + nr), so the products skip most of the masked
+ * upper triangle (5/8 of the full T x T work at T = 256). */
+#define ATT_ROWS 64
+
+/* Scaled scores of query rows [r0, r0 + nr) against keys [0, nk) into S (ld T). */
+static void scores(float *S, int T, const float *Q, const float *K, int r0, int nr, int nk,
+                   int hs, int ld)
 {
 	float scale = 1.0f / sqrtf((float)hs);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, Q, ld, K, ld, 0.0f, S, T);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale, Q + (size_t)r0 * ld, ld,
+	            K, ld, 0.0f, S, T);
 }
 
 /* Fills every output of a call that could not get its scratch with NaN, so
@@ -40,9 +48,9 @@ static void fill_nan(float *x, size_t n)
 void attention_forward_cpu(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
 {
 	int hs = C / NH, ld = 3 * C;
-	float *S = malloc(sizeof(float) * (size_t)T * T);
+	float *S = malloc(sizeof(float) * (size_t)ATT_ROWS * T);
 	if (!S) {
-		lspo_error("attention forward: cannot allocate %d x %d scores", T, T);
+		lspo_error("attention forward: cannot allocate %d x %d scores", ATT_ROWS, T);
 		fill_nan(out, (size_t)B * T * C);
 		fill_nan(lse, (size_t)B * NH * T);
 		return;
@@ -52,26 +60,30 @@ void attention_forward_cpu(float *out, float *lse, const float *qkv, int B, int 
 			const float *Q = qkv + (size_t)b * T * ld + h * hs;
 			const float *K = Q + C, *V = Q + 2 * C;
 			float *lse_bh = lse + ((size_t)b * NH + h) * T;
-			scores(S, Q, K, T, hs, ld);
-			for (int t = 0; t < T; t++) {
-				float *row = S + (size_t)t * T;
-				float mx = row[0];
-				for (int j = 1; j <= t; j++)
-					mx = row[j] > mx ? row[j] : mx;
-				float sum = 0.0f;
-				for (int j = 0; j <= t; j++) {
-					row[j] = expf(row[j] - mx);
-					sum += row[j];
+			for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+				int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+				scores(S, T, Q, K, r0, nr, nk, hs, ld);
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					float *row = S + (size_t)i * T;
+					float mx = row[0];
+					for (int j = 1; j <= t; j++)
+						mx = row[j] > mx ? row[j] : mx;
+					float sum = 0.0f;
+					for (int j = 0; j <= t; j++) {
+						row[j] = expf(row[j] - mx);
+						sum += row[j];
+					}
+					float inv = 1.0f / sum;
+					for (int j = 0; j <= t; j++)
+						row[j] *= inv;
+					for (int j = t + 1; j < nk; j++)
+						row[j] = 0.0f;
+					lse_bh[t] = mx + logf(sum);
 				}
-				float inv = 1.0f / sum;
-				for (int j = 0; j <= t; j++)
-					row[j] *= inv;
-				for (int j = t + 1; j < T; j++)
-					row[j] = 0.0f;
-				lse_bh[t] = mx + logf(sum);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, 1.0f, S, T, V, ld,
+				            0.0f, out + ((size_t)b * T + r0) * C + h * hs, C);
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, V, ld,
-			            0.0f, out + (size_t)b * T * C + h * hs, C);
 		}
 	free(S);
 }
@@ -81,13 +93,14 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *qkv, co
 {
 	int hs = C / NH, ld = 3 * C;
 	float scale = 1.0f / sqrtf((float)hs);
-	float *P = malloc(sizeof(float) * 2 * (size_t)T * T);
+	float *P = malloc(sizeof(float) * 2 * (size_t)ATT_ROWS * T);
 	if (!P) {
-		lspo_error("attention backward: cannot allocate 2 x %d x %d scratch", T, T);
+		lspo_error("attention backward: cannot allocate 2 x %d x %d scratch", ATT_ROWS, T);
 		fill_nan(dqkv, (size_t)B * T * ld);
 		return;
 	}
-	float *dP = P + (size_t)T * T;
+	float *dP = P + (size_t)ATT_ROWS * T;
+	int nblocks = (T + ATT_ROWS - 1) / ATT_ROWS;
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < NH; h++) {
 			size_t q0 = (size_t)b * T * ld + h * hs, o0 = (size_t)b * T * C + h * hs;
@@ -95,36 +108,43 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *qkv, co
 			const float *dO = dout + o0, *O = out + o0;
 			float *dQ = dqkv + q0, *dK = dQ + C, *dV = dQ + 2 * C;
 			const float *lse_bh = lse + ((size_t)b * NH + h) * T;
-
-			scores(P, Q, K, T, hs, ld);
-			for (int t = 0; t < T; t++) {
-				float *row = P + (size_t)t * T;
-				for (int j = 0; j <= t; j++)
-					row[j] = expf(row[j] - lse_bh[t]);
-				for (int j = t + 1; j < T; j++)
-					row[j] = 0.0f;
+			/* Last block first: it sees every key, so its dK, dV products
+			 * write all T rows (beta 0) and the others add to theirs. */
+			for (int blk = nblocks - 1; blk >= 0; blk--) {
+				int r0 = blk * ATT_ROWS, nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+				float beta = blk == nblocks - 1 ? 0.0f : 1.0f;
+				const float *dOb = dO + (size_t)r0 * C;
+				scores(P, T, Q, K, r0, nr, nk, hs, ld);
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					float *row = P + (size_t)i * T;
+					for (int j = 0; j <= t; j++)
+						row[j] = expf(row[j] - lse_bh[t]);
+					for (int j = t + 1; j < nk; j++)
+						row[j] = 0.0f;
+				}
+				/* dV[0:nk] += P^T dO; dP = dO V[0:nk]^T */
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f, P, T, dOb, C,
+				            beta, dV, ld);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, 1.0f, dOb, C, V, ld,
+				            0.0f, dP, T);
+				/* dS = P * (dP - D) * scale, kept in P (zero above the diagonal) */
+				for (int i = 0; i < nr; i++) {
+					const float *o = O + (size_t)(r0 + i) * C, *dot = dOb + (size_t)i * C;
+					float D = 0.0f;
+					for (int d = 0; d < hs; d++)
+						D += o[d] * dot[d];
+					float *row = P + (size_t)i * T;
+					const float *dprow = dP + (size_t)i * T;
+					for (int j = 0; j <= r0 + i; j++)
+						row[j] = row[j] * (dprow[j] - D) * scale;
+				}
+				/* dQ = dS K[0:nk]; dK[0:nk] += dS^T Q */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, 1.0f, P, T, K, ld,
+				            0.0f, dQ + (size_t)r0 * ld, ld);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f, P, T,
+				            Q + (size_t)r0 * ld, ld, beta, dK, ld);
 			}
-			/* dV = P^T dO; dP = dO V^T */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dO, C,
-			            0.0f, dV, ld);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dO, C, V, ld,
-			            0.0f, dP, T);
-			/* dS = P * (dP - D) * scale, kept in P; zero above the diagonal */
-			for (int t = 0; t < T; t++) {
-				const float *o = O + (size_t)t * C, *dot = dO + (size_t)t * C;
-				float D = 0.0f;
-				for (int d = 0; d < hs; d++)
-					D += o[d] * dot[d];
-				float *row = P + (size_t)t * T;
-				const float *dprow = dP + (size_t)t * T;
-				for (int j = 0; j <= t; j++)
-					row[j] = row[j] * (dprow[j] - D) * scale;
-			}
-			/* dQ = dS K; dK = dS^T Q */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, K, ld,
-			            0.0f, dQ, ld);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, Q, ld,
-			            0.0f, dK, ld);
 		}
 	free(P);
 }
