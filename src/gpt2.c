@@ -55,10 +55,23 @@ const char *gpt2_name(struct lspo_gpt2 *g, const char *op, int layer, const char
 /* ------------------------------------------------------------------------ */
 /* Build and free                                                           */
 
-static void lazy(starpu_data_handle_t *h, int rows, int cols)
+/* An activation: StarPU allocates it where first written, unless the model
+ * splits products, which needs host memory under the partition plans.  With
+ * g->act_slab NULL this only counts the floats the split layout needs. */
+static void act(struct lspo_gpt2 *g, starpu_data_handle_t *h, int rows, int cols)
 {
-	lspo_matrix_register(h, NULL, rows, cols);
+	size_t n = (size_t)rows * cols;
+	if (g->split < 2) {
+		lspo_matrix_register(h, NULL, rows, cols);
+	} else if (!g->act_slab) {
+		g->act_size += n;
+	} else {
+		lspo_matrix_register(h, g->act_slab + g->act_used, rows, cols);
+		g->act_used += n;
+	}
 }
+
+#define lazy(h, rows, cols) act(g, h, rows, cols)
 
 static void register_activations(struct lspo_gpt2 *g)
 {
@@ -76,12 +89,64 @@ static void register_activations(struct lspo_gpt2 *g)
 	lazy(&g->encoded, N, C);
 	lazy(&g->lnf, N, C); lazy(&g->lnf_mean, 1, N); lazy(&g->lnf_rstd, 1, N);
 	lazy(&g->logits, N, V); lazy(&g->losses, 1, N);
-	lazy(&g->ones, N, 1);
 	lazy(&g->dres, N, C); lazy(&g->dln, N, C); lazy(&g->datty, N, C);
 	lazy(&g->dqkv, N, 3 * C); lazy(&g->dfch, N, 4 * C); lazy(&g->dfch_gelu, N, 4 * C);
+}
+
+/* Inputs and constants, in host memory. */
+static void register_host_data(struct lspo_gpt2 *g)
+{
+	for (int i = 0; i < g->N; i++)
+		g->ones_buf[i] = 1.0f;
+	/* Two handles on the same ones: never written, so they cannot disagree,
+	 * and whole-matrix uses do not undo the row partition of the other. */
+	lspo_matrix_register(&g->ones, g->ones_buf, g->N, 1);
+	lspo_matrix_register(&g->ones_whole, g->ones_buf, g->N, 1);
 	lspo_matrix_register_elem(&g->tokens, g->tok_buf, g->B, g->T, sizeof(int32_t));
 	lspo_matrix_register_elem(&g->targets, g->tgt_buf, g->B, g->T, sizeof(int32_t));
+	lspo_matrix_register_elem(&g->targets_flat, g->tgt_buf, 1, g->N, sizeof(int32_t));
 	lspo_matrix_register(&g->clip, g->clip_buf, 1, 2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Split products (CPU-only runs)                                            */
+
+/* Row blocks (by_cols 0) or column blocks of h, planned on first use. */
+static starpu_data_handle_t *plan(struct lspo_gpt2 *g, starpu_data_handle_t h, int by_cols)
+{
+	for (int i = 0; i < g->nplans; i++)
+		if (g->plans[i].parent == h && g->plans[i].by_cols == by_cols)
+			return g->plans[i].children;
+	if (g->nplans == g->max_plans)
+		return NULL;
+	struct gpt2_plan *p = &g->plans[g->nplans++];
+	struct starpu_data_filter f = {
+		.filter_func = by_cols ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
+		.nchildren = (unsigned)g->split,
+	};
+	p->parent = h;
+	p->by_cols = by_cols;
+	starpu_data_partition_plan(h, &f, p->children);
+	return p->children;
+}
+
+int gpt2_matmul(struct lspo_gpt2 *g, starpu_data_handle_t A, int ta, starpu_data_handle_t B, int tb,
+                starpu_data_handle_t C, float alpha, float beta, int prio, const char *name)
+{
+	starpu_data_handle_t *a = NULL, *c = NULL;
+	/* Blocks of fewer than 16 rows cost more in tasks than they save. */
+	if (g->split > 1 && lspo_handle_rows(C) >= 16 * g->split) {
+		a = plan(g, A, ta);
+		c = plan(g, C, 0);
+	}
+	if (!a || !c)
+		return lspo_matmul_submit(A, B, C, ta, tb, alpha, beta, prio, name);
+	for (int i = 0; i < g->split; i++) {
+		int rc = lspo_matmul_submit(a[i], B, c[i], ta, tb, alpha, beta, prio, name);
+		if (rc)
+			return rc;
+	}
+	return LSPO_OK;
 }
 
 static void register_tensors(struct lspo_gpt2 *g)
@@ -138,8 +203,11 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 	g->acts = calloc(cfg->n_layer, sizeof(*g->acts));
 	g->tok_buf = calloc(g->N, sizeof(int32_t));
 	g->tgt_buf = calloc(g->N, sizeof(int32_t));
+	g->ones_buf = calloc(g->N, sizeof(float));
+	g->max_plans = 64 + 16 * cfg->n_layer;
+	g->plans = calloc(g->max_plans, sizeof(*g->plans));
 	if (!g->hp || !g->hg || !g->hm || !g->hv || !g->hpartial || !g->partials || !g->norm_parts || !g->acts
-	    || !g->tok_buf || !g->tgt_buf) {
+	    || !g->tok_buf || !g->tgt_buf || !g->ones_buf || !g->plans) {
 		lspo_error("cannot allocate the model's handles");
 		rc = LSPO_ENOMEM;
 		goto fail;
@@ -147,11 +215,17 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 	if ((rc = alloc_slab(&g->params, n)) || (rc = alloc_slab(&g->grads, n))
 	    || (rc = alloc_slab(&g->m, n)) || (rc = alloc_slab(&g->v, n)))
 		goto fail;
+	int ncpu = (int)starpu_cpu_worker_get_count();
+	g->split = starpu_cuda_worker_get_count() == 0 && ncpu > 1 ? (ncpu < GPT2_MAX_SPLIT ? ncpu : GPT2_MAX_SPLIT) : 1;
+	if (g->split > 1) {
+		register_activations(g);   /* counts */
+		if ((rc = alloc_slab(&g->act_slab, g->act_size)))
+			goto fail;
+	}
 	register_tensors(g);
 	register_activations(g);
+	register_host_data(g);
 	g->registered = 1;
-	if ((rc = lspo_fill_submit(g->ones, 1.0f, 0, gpt2_name(g, "fill", -1, "ones"))))
-		goto fail;
 	*out = g;
 	return LSPO_OK;
 fail:
@@ -161,6 +235,8 @@ fail:
 
 static void unregister_all(struct lspo_gpt2 *g)
 {
+	for (int i = 0; i < g->nplans; i++)
+		starpu_data_partition_clean(g->plans[i].parent, (unsigned)g->split, g->plans[i].children);
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		starpu_data_unregister(g->hp[i]);
 		starpu_data_unregister(g->hg[i]);
@@ -174,7 +250,7 @@ static void unregister_all(struct lspo_gpt2 *g)
 			starpu_data_unregister(h[k]);
 	}
 	starpu_data_handle_t rest[] = { g->encoded, g->lnf, g->lnf_mean, g->lnf_rstd, g->logits,
-		g->losses, g->ones, g->dres, g->dln, g->datty, g->dqkv, g->dfch, g->dfch_gelu,
+		g->losses, g->ones, g->ones_whole, g->targets_flat, g->dres, g->dln, g->datty, g->dqkv, g->dfch, g->dfch_gelu,
 		g->tokens, g->targets, g->clip };
 	for (size_t k = 0; k < sizeof(rest) / sizeof(rest[0]); k++)
 		starpu_data_unregister(rest[k]);
@@ -195,6 +271,9 @@ void lspo_gpt2_free(struct lspo_gpt2 *g)
 	free(g->acts);
 	free(g->tok_buf);
 	free(g->tgt_buf);
+	free(g->ones_buf);
+	free(g->plans);
+	starpu_free(g->act_slab);
 	gpt2_layout_free(&g->layout);
 	free(g);
 }
@@ -265,8 +344,8 @@ int lspo_gpt2_get_logits(struct lspo_gpt2 *g, float *logits)
 int gpt2_linear_fwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_handle_t w,
                     starpu_data_handle_t b, starpu_data_handle_t out, int prio, const char *name)
 {
-	TRY(lspo_matmul_submit(g->ones, b, out, 0, 0, 1.0f, 0.0f, prio, name));
-	return lspo_matmul_submit(inp, w, out, 0, 0, 1.0f, 1.0f, prio, name);
+	TRY(gpt2_matmul(g, g->ones, 0, b, 0, out, 1.0f, 0.0f, prio, name));
+	return gpt2_matmul(g, inp, 0, w, 0, out, 1.0f, 1.0f, prio, name);
 }
 
 static int forward_layer(struct lspo_gpt2 *g, int l, starpu_data_handle_t res_in)
@@ -302,8 +381,8 @@ static int submit_forward(struct lspo_gpt2 *g)
 	TRY(lspo_layernorm_fwd_submit(g->acts[L - 1].res3, g->hp[gpt2_lnf_index(g)], g->hp[gpt2_lnf_index(g) + 1],
 	                              g->lnf, g->lnf_mean, g->lnf_rstd, prio, gpt2_name(g, "layernorm", L, "fwd")));
 	/* Tied LM head: logits = lnf wte^T. */
-	return lspo_matmul_submit(g->lnf, g->hp[GPT2_WTE], g->logits, 0, 1, 1.0f, 0.0f, prio,
-	                          gpt2_name(g, "matmul", L, "fwd"));
+	return gpt2_matmul(g, g->lnf, 0, g->hp[GPT2_WTE], 1, g->logits, 1.0f, 0.0f, prio,
+	                   gpt2_name(g, "matmul", L, "fwd"));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -313,9 +392,9 @@ int gpt2_linear_bwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_h
                     starpu_data_handle_t dout, starpu_data_handle_t dinp, starpu_data_handle_t dw,
                     starpu_data_handle_t db, int prio, const char *name)
 {
-	TRY(lspo_matmul_submit(dout, w, dinp, 0, 1, 1.0f, 0.0f, prio, name));
-	TRY(lspo_matmul_submit(inp, dout, dw, 1, 0, 1.0f, 0.0f, prio, name));
-	return lspo_matmul_submit(g->ones, dout, db, 1, 0, 1.0f, 0.0f, prio, name);
+	TRY(gpt2_matmul(g, dout, 0, w, 1, dinp, 1.0f, 0.0f, prio, name));
+	TRY(gpt2_matmul(g, inp, 1, dout, 0, dw, 1.0f, 0.0f, prio, name));
+	return lspo_matmul_submit(g->ones_whole, dout, db, 1, 0, 1.0f, 0.0f, prio, name);
 }
 
 /* g->dres holds d(res3 of layer l) on entry, d(res_in) on exit. */
@@ -349,9 +428,10 @@ static int submit_backward(struct lspo_gpt2 *g)
 	int L = g->cfg.n_layer, f = gpt2_lnf_index(g);
 	int prio = g->prio_bwd(g, L);
 	const char *mm = gpt2_name(g, "matmul", L, "bwd"), *fill = gpt2_name(g, "fill", L, "bwd");
-	/* LM head: dwte = dlogits^T lnf (first write of dwte), dlnf = dlogits wte. */
-	TRY(lspo_matmul_submit(g->logits, g->lnf, g->hg[GPT2_WTE], 1, 0, 1.0f, 0.0f, prio, mm));
-	TRY(lspo_matmul_submit(g->logits, g->hp[GPT2_WTE], g->dln, 0, 0, 1.0f, 0.0f, prio, mm));
+	/* LM head: dlnf = dlogits wte (row blocks, as the loss left dlogits),
+	 * then dwte = dlogits^T lnf (the first write of dwte). */
+	TRY(gpt2_matmul(g, g->logits, 0, g->hp[GPT2_WTE], 0, g->dln, 1.0f, 0.0f, prio, mm));
+	TRY(gpt2_matmul(g, g->logits, 1, g->lnf, 0, g->hg[GPT2_WTE], 1.0f, 0.0f, prio, mm));
 	TRY(lspo_fill_submit(g->dres, 0.0f, prio, fill));
 	TRY(lspo_fill_submit(g->hg[f], 0.0f, prio, fill));
 	TRY(lspo_fill_submit(g->hg[f + 1], 0.0f, prio, fill));
@@ -445,8 +525,11 @@ static int set_batch(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *
 	starpu_data_acquire(g->tokens, STARPU_W);
 	memcpy(g->tok_buf, inputs, (size_t)g->N * sizeof(int32_t));
 	starpu_data_release(g->tokens);
+	/* targets and targets_flat view the same memory: both are written. */
 	starpu_data_acquire(g->targets, STARPU_W);
+	starpu_data_acquire(g->targets_flat, STARPU_W);
 	memcpy(g->tgt_buf, targets, (size_t)g->N * sizeof(int32_t));
+	starpu_data_release(g->targets_flat);
 	starpu_data_release(g->targets);
 	return LSPO_OK;
 }
@@ -481,11 +564,26 @@ int lspo_gpt2_forward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t 
 	return LSPO_OK;
 }
 
+/* Loss and dlogits, in the row blocks the LM head left the logits in. */
+static int submit_loss(struct lspo_gpt2 *g)
+{
+	int prio = g->prio_fwd(g, g->cfg.n_layer);
+	const char *name = gpt2_name(g, "xent", -1, "fwd");
+	if (g->split < 2 || g->N < 16 * g->split)
+		return lspo_xent_fwdbwd_submit(g->logits, g->targets, g->losses, 1.0f / g->N, prio, name);
+	starpu_data_handle_t *lg = plan(g, g->logits, 0), *tg = plan(g, g->targets_flat, 1);
+	starpu_data_handle_t *ls = plan(g, g->losses, 1);
+	if (!lg || !tg || !ls)
+		return lspo_xent_fwdbwd_submit(g->logits, g->targets, g->losses, 1.0f / g->N, prio, name);
+	for (int i = 0; i < g->split; i++)
+		TRY(lspo_xent_fwdbwd_submit(lg[i], tg[i], ls[i], 1.0f / g->N, prio, name));
+	return LSPO_OK;
+}
+
 static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
 {
 	TRY(submit_forward(g));
-	TRY(lspo_xent_fwdbwd_submit(g->logits, g->targets, g->losses, 1.0f / g->N,
-	                            g->prio_fwd(g, g->cfg.n_layer), gpt2_name(g, "xent", -1, "fwd")));
+	TRY(submit_loss(g));
 	TRY(submit_backward(g));
 	return gpt2_submit_norm(g, clip);
 }

@@ -13,6 +13,14 @@
 #define GPT2_WTE 0
 #define GPT2_WPE 1
 #define GPT2_MAX_NAMES 1024
+#define GPT2_MAX_SPLIT 64
+
+/* A partition plan: `parent` cut into row blocks or column blocks. */
+struct gpt2_plan {
+	starpu_data_handle_t parent;
+	int by_cols;
+	starpu_data_handle_t children[GPT2_MAX_SPLIT];
+};
 
 /* Activations of one block, all (N, C) unless noted; N = B * T. */
 struct gpt2_acts {
@@ -39,7 +47,17 @@ struct lspo_gpt2 {
 	int32_t *tok_buf, *tgt_buf;                    /* (B, T) */
 	starpu_data_handle_t tokens, targets;
 	struct gpt2_acts *acts;                        /* n_layer */
-	starpu_data_handle_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses, ones;
+	starpu_data_handle_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
+	starpu_data_handle_t ones, ones_whole;         /* (N, 1) of 1: split and whole uses */
+	float *ones_buf;
+	starpu_data_handle_t targets_flat;             /* targets as (1, N), for split losses */
+	/* CPU-only runs cut large products into `split` row blocks, one per CPU
+	 * worker, so that every core works (BLAS itself stays single-threaded). */
+	int split;
+	float *act_slab;                               /* host memory of activations when split */
+	size_t act_used, act_size;
+	struct gpt2_plan *plans;
+	int nplans, max_plans;
 	/* Gradients of activations, reused by every layer. */
 	starpu_data_handle_t dres, dln, datty, dqkv, dfch, dfch_gelu;
 	int step;                                      /* optimizer steps done */
@@ -71,6 +89,10 @@ int gpt2_linear_bwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_h
                     starpu_data_handle_t dout, starpu_data_handle_t dinp, starpu_data_handle_t dw,
                     starpu_data_handle_t db, int prio, const char *name);
 int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm);
+/* C = alpha op(A) op(B) + beta C, as `split` tasks on row blocks of C when
+ * the model splits (op(A) cut accordingly), else one task. */
+int gpt2_matmul(struct lspo_gpt2 *g, starpu_data_handle_t A, int ta, starpu_data_handle_t B, int tb,
+                starpu_data_handle_t C, float alpha, float beta, int prio, const char *name);
 int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *opt, int prio);
 
 #endif

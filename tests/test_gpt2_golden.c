@@ -142,7 +142,7 @@ int main(void)
 	const char *src = getenv("LSPO_SRCDIR");
 	ctx = test_start("lspo", -1, 0);
 	char dir[4096];
-	for (const char *const *name = (const char *const[]){ "small", "odd", NULL }; *name; name++) {
+	for (const char *const *name = (const char *const[]){ "small", "odd", "wide", NULL }; *name; name++) {
 		snprintf(dir, sizeof(dir), "%s/tests/ref/%s", src ? src : ".", *name);
 		check_model(dir);
 	}

@@ -27,6 +27,7 @@ CONFIGS = {
     # name: (vocab, n_positions, n_embd, n_layer, n_head, B, T)
     "small": (64, 16, 16, 2, 2, 2, 8),
     "odd": (67, 13, 24, 3, 3, 1, 11),   # odd vocab and sequence, batch 1, 3 heads of 8
+    "wide": (96, 32, 32, 2, 4, 2, 24),  # 48 tokens: products are split across CPU workers
 }
 OPTIM = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, clip=1.0)
 NSTEPS = 3
