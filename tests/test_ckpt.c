@@ -259,7 +259,7 @@ static void test_half_checkpoint(const char *tmp)
 	size_t n = lspo_gpt2_nparams(&tiny);
 	float *p = malloc(n * sizeof(float)), *q = malloc(n * sizeof(float));
 	lspo_gpt2_init_params(&tiny, 9, p);
-	struct craft_t *e;
+	struct craft_t *e = NULL;
 	int ne = craft_model(&tiny, p, 0, &e);
 	/* wte as BF16: the expected floats are the values truncated to bf16 */
 	int iw = craft_find(e, ne, "wte.weight");
@@ -335,12 +335,12 @@ static void test_hf_variants(const char *tmp)
 	size_t n = lspo_gpt2_nparams(&tiny);
 	float *p = malloc(n * sizeof(float)), *q = malloc(n * sizeof(float));
 	lspo_gpt2_init_params(&tiny, 11, p);
-	struct craft_t *e;
+	struct craft_t *e = NULL;
 	int ne = craft_model(&tiny, p, 2 * tiny.n_layer + 1, &e);
 	for (int i = 0; i < ne; i++) {   /* HF's GPT2LMHeadModel names */
-		char tmpname[96];
-		snprintf(tmpname, sizeof(tmpname), "transformer.%s", e[i].name);
-		strcpy(e[i].name, tmpname);
+		size_t len = strlen(e[i].name);   /* layout names are < 48 characters */
+		memmove(e[i].name + 12, e[i].name, len + 1);
+		memcpy(e[i].name, "transformer.", 12);
 	}
 	/* attention-mask buffers: BOOL (1, 1, P, P) and an F32 scalar */
 	size_t P = (size_t)tiny.n_positions;
