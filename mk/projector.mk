@@ -10,3 +10,5 @@ CUDA_SOURCES += codelets/project_fwd.cu codelets/project_bwd.cu codelets/proj_ap
 liblspo_la_SOURCES += src/projector.c src/projector.h src/projector_learn.c
 check_PROGRAMS += tests/test_proj_codelets tests/test_proj_codelets_cuda
 TESTS += tests/test_proj_codelets tests/test_proj_codelets_cuda
+check_PROGRAMS += tests/test_proj_learn
+TESTS += tests/test_proj_learn

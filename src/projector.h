@@ -47,4 +47,8 @@ void lspo_ell_mul(int N, int r, const int32_t *idx, const float *val, int L,
 void lspo_ell_mdot(int N, int r, const int32_t *idx, int L, const float *A, const float *B,
                    float *out);
 
+/* The relative error of p on G (m, n) and its gradient with respect to the
+ * values, gP (m, r) and gQ (n, r): what one learning step uses. */
+int lspo_proj_loss_grad(const struct lspo_proj *p, const float *G, float *gP, float *gQ, double *loss);
+
 #endif

@@ -181,6 +181,19 @@ int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ng
 	return LSPO_OK;
 }
 
+int lspo_proj_loss_grad(const struct lspo_proj *p, const float *G, float *gP, float *gQ, double *loss)
+{
+	struct learn_ws w;
+	int rc = ws_alloc(&w, p->m, p->n, p->d, 1);
+	if (rc)
+		return rc;
+	memset(gP, 0, sizeof(float) * (size_t)p->m * p->r);
+	memset(gQ, 0, sizeof(float) * (size_t)p->n * p->r);
+	*loss = loss_grad(p, G, &w, gP, gQ);
+	ws_free(&w);
+	return LSPO_OK;
+}
+
 struct lspo_proj_learn_opts lspo_proj_learn_opts_default(void)
 {
 	return (struct lspo_proj_learn_opts){ .iters = 100, .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f,
