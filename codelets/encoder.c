@@ -16,7 +16,13 @@ void encoder_forward_cpu(float *out, const int32_t *tok, const float *wte, const
 	for (int i = 0; i < N; i++) {
 		float *o = out + (size_t)i * C;
 		const float *e = wte + (size_t)tok[i] * C, *p = wpe + (size_t)(i % T) * C;
-		for (int c = 0; c < C; c++)
+		int c = 0;
+		for (; c + LSPO_BLOCK <= C; c += LSPO_BLOCK) {
+			LSPO_IVDEP
+			for (int l = 0; l < LSPO_BLOCK; l++)
+				o[c + l] = e[c + l] + p[c + l];
+		}
+		for (; c < C; c++)
 			o[c] = e[c] + p[c];
 	}
 }
@@ -28,7 +34,15 @@ void encoder_backward_cpu(float *dwte, float *dwpe, const float *dout, const int
 	for (int i = 0; i < N; i++) {
 		const float *d = dout + (size_t)i * C;
 		float *e = dwte + (size_t)tok[i] * C, *p = dwpe + (size_t)(i % T) * C;
-		for (int c = 0; c < C; c++) {
+		int c = 0;
+		for (; c + LSPO_BLOCK <= C; c += LSPO_BLOCK) {
+			LSPO_IVDEP
+			for (int l = 0; l < LSPO_BLOCK; l++) {
+				e[c + l] += d[c + l];
+				p[c + l] += d[c + l];
+			}
+		}
+		for (; c < C; c++) {
 			e[c] += d[c];
 			p[c] += d[c];
 		}

@@ -7,6 +7,10 @@
  * error of tanh stays below ~1e-7, which keeps gelu's relative error ~1e-7
  * where 1 + tanh is not small and its absolute error ~1e-7 |x| elsewhere.
  */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")  /* vectorises lspo_vexpf's clamps: see gpt2_ops_util.h */
+#endif
+
 #include "internal.h"
 #include "gelu.h"
 #include "gpt2_ops_util.h"
@@ -19,24 +23,42 @@ static inline float tanh_inl(float u)
 	return 1.0f - 2.0f / (lspo_vexpf(2.0f * u) + 1.0f);
 }
 
-void gelu_forward_cpu(float *out, const float *inp, size_t n)
+static inline float gelu1(float x)
 {
-	for (size_t i = 0; i < n; i++) {
-		float x = inp[i];
-		float t = tanh_inl(GELU_SCALE * (x + GELU_CUBE * x * x * x));
-		out[i] = 0.5f * x * (1.0f + t);
-	}
+	float t = tanh_inl(GELU_SCALE * (x + GELU_CUBE * x * x * x));
+	return 0.5f * x * (1.0f + t);
 }
 
 /* gelu'(x) = (1 + t) / 2 + x (1 - t^2) s (1 + 3 a x^2) / 2, t = tanh(s (x + a x^3)). */
+static inline float dgelu1(float x)
+{
+	float t = tanh_inl(GELU_SCALE * (x + GELU_CUBE * x * x * x));
+	float dt = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
+	return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dt;
+}
+
+void gelu_forward_cpu(float *out, const float *inp, size_t n)
+{
+	size_t i = 0;
+	for (; i + LSPO_BLOCK <= n; i += LSPO_BLOCK) {
+		LSPO_IVDEP
+		for (size_t j = i; j < i + LSPO_BLOCK; j++)
+			out[j] = gelu1(inp[j]);
+	}
+	for (; i < n; i++)
+		out[i] = gelu1(inp[i]);
+}
+
 void gelu_backward_cpu(float *dinp, const float *inp, const float *dout, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		float x = inp[i];
-		float t = tanh_inl(GELU_SCALE * (x + GELU_CUBE * x * x * x));
-		float dt = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
-		dinp[i] = (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dt) * dout[i];
+	size_t i = 0;
+	for (; i + LSPO_BLOCK <= n; i += LSPO_BLOCK) {
+		LSPO_IVDEP
+		for (size_t j = i; j < i + LSPO_BLOCK; j++)
+			dinp[j] = dgelu1(inp[j]) * dout[j];
 	}
+	for (; i < n; i++)
+		dinp[i] = dgelu1(inp[i]) * dout[i];
 }
 
 static size_t numel(void *buf)

@@ -14,6 +14,22 @@
 
 #include "codelet_util.h"
 
+/* Hot loops are written as blocks of LSPO_BLOCK iterations plus a scalar
+ * tail: GCC's -O2 vectoriser (the "very cheap" model) only takes loops whose
+ * trip count is a multiple of the vector length, and LSPO_IVDEP before the
+ * block tells it that the iterations are independent (the arrays may alias,
+ * as dlogits and logits do, but only element for element).  Files whose loops
+ * contain selects on floats (the clamps of lspo_vexpf: gelu.c, xent.c) also
+ * say `#pragma GCC optimize("no-trapping-math")`: with -ftrapping-math, GCC
+ * keeps such a float compare as a branch, which stops vectorisation; lspo
+ * never enables floating-point traps, so the results are the same. */
+#define LSPO_BLOCK 8
+#if defined(__GNUC__) && !defined(__clang__)
+#define LSPO_IVDEP _Pragma("GCC ivdep")
+#else
+#define LSPO_IVDEP
+#endif
+
 /* The kernels of these ops index rows as ptr + i * cols, so a handle must be
  * contiguous (ld == cols, or a single row): a sub-matrix cut along columns is
  * refused by the submit helpers rather than read wrongly. */

@@ -42,7 +42,12 @@ void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *in
 		for (; c < C; c++)
 			var[c % LANES] += (x[c] - m) * (x[c] - m);
 		float s = 1.0f / sqrtf(lanes_total(var) / (float)C + LSPO_LAYERNORM_EPS);
-		for (c = 0; c < C; c++)
+		for (c = 0; c + LSPO_BLOCK <= C; c += LSPO_BLOCK) {
+			LSPO_IVDEP
+			for (int l = 0; l < LSPO_BLOCK; l++)
+				o[c + l] = (x[c + l] - m) * s * w[c + l] + b[c + l];
+		}
+		for (; c < C; c++)
 			o[c] = (x[c] - m) * s * w[c] + b[c];
 		mean[i] = m;
 		rstd[i] = s;
@@ -74,7 +79,16 @@ void layernorm_backward_cpu(float *dinp, float *dw, float *db, const float *dout
 			sgn[c % LANES] += g * (x[c] - m) * s;
 		}
 		float g_mean = lanes_total(sg) / (float)C, gn_mean = lanes_total(sgn) / (float)C;
-		for (c = 0; c < C; c++) {
+		for (c = 0; c + LSPO_BLOCK <= C; c += LSPO_BLOCK) {
+			LSPO_IVDEP
+			for (int l = 0; l < LSPO_BLOCK; l++) {
+				float n = (x[c + l] - m) * s;
+				db[c + l] += d[c + l];
+				dw[c + l] += n * d[c + l];
+				di[c + l] += s * (w[c + l] * d[c + l] - g_mean - n * gn_mean);
+			}
+		}
+		for (; c < C; c++) {
 			float n = (x[c] - m) * s;
 			db[c] += d[c];
 			dw[c] += n * d[c];

@@ -9,13 +9,25 @@
 
 void residual_forward_cpu(float *out, const float *a, const float *b, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	for (; i + LSPO_BLOCK <= n; i += LSPO_BLOCK) {
+		LSPO_IVDEP
+		for (size_t j = i; j < i + LSPO_BLOCK; j++)
+			out[j] = a[j] + b[j];
+	}
+	for (; i < n; i++)
 		out[i] = a[i] + b[i];
 }
 
 void accumulate_cpu(float *y, const float *x, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	for (; i + LSPO_BLOCK <= n; i += LSPO_BLOCK) {
+		LSPO_IVDEP
+		for (size_t j = i; j < i + LSPO_BLOCK; j++)
+			y[j] += x[j];
+	}
+	for (; i < n; i++)
 		y[i] += x[i];
 }
 

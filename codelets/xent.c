@@ -9,6 +9,10 @@
  * is (exp(x - m) / s - onehot) * dloss, with exp(x - m) stored in the first
  * pass and scaled in the second, so each element is exponentiated once.
  */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")  /* vectorises lspo_vexpf's clamps: see gpt2_ops_util.h */
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -42,6 +46,7 @@ void xent_cpu(float *losses, float *dlogits, const float *logits, const int32_t 
 		if (dlogits) {
 			float *d = dlogits + (size_t)i * V;
 			for (j = 0; j + LANES <= V; j += LANES)
+				LSPO_IVDEP
 				for (int l = 0; l < LANES; l++) {
 					float e = lspo_vexpf(x[j + l] - m);
 					d[j + l] = e;
@@ -64,7 +69,10 @@ void xent_cpu(float *losses, float *dlogits, const float *logits, const int32_t 
 		if (dlogits) {
 			float *d = dlogits + (size_t)i * V;
 			float scale = (float)(dloss / s);
-			for (j = 0; j < V; j++)
+			for (j = 0; j + LANES <= V; j += LANES)
+				for (int l = 0; l < LANES; l++)
+					d[j + l] *= scale;
+			for (; j < V; j++)
 				d[j] *= scale;
 			d[t] -= dloss;
 		}
