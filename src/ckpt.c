@@ -32,9 +32,26 @@ size_t lspo_gpt2_nparams(const struct lspo_gpt2_config *c)
 	if (!c || c->vocab_size <= 0 || c->n_positions <= 0 || c->n_embd <= 0 || c->n_layer <= 0 ||
 	    c->n_head <= 0 || c->n_embd % c->n_head)
 		return 0;
-	size_t C = (size_t)c->n_embd;
-	return ((size_t)c->vocab_size + (size_t)c->n_positions) * C +
-	       (size_t)c->n_layer * (12 * C * C + 13 * C) + 2 * C;
+	/* (V + P) C + L (12 C^2 + 13 C) + 2 C, with overflow checks */
+	size_t C = (size_t)c->n_embd, emb, layer, all;
+	if (__builtin_mul_overflow((size_t)c->vocab_size + (size_t)c->n_positions, C, &emb) ||
+	    __builtin_mul_overflow(12 * C + 13, C, &layer) ||
+	    __builtin_mul_overflow(layer, (size_t)c->n_layer, &layer) ||
+	    __builtin_add_overflow(emb, layer, &all) || __builtin_add_overflow(all, 2 * C, &all))
+		return 0;
+	return all;
+}
+
+/* gpt2_layout_build, refusing configs whose slab size overflows size_t. */
+static int layout_for(const struct lspo_gpt2_config *cfg, struct gpt2_layout *lay)
+{
+	int rc = gpt2_layout_build(cfg, lay);
+	if (!rc && lspo_gpt2_nparams(cfg) != lay->nfloats) {
+		gpt2_layout_free(lay);
+		LSPO_FAIL(LSPO_EINVAL, "GPT-2 config: %d layers of n_embd %d with vocab_size %d is too "
+		          "large to address", cfg->n_layer, cfg->n_embd, cfg->vocab_size);
+	}
+	return rc;
 }
 
 static inline uint64_t splitmix64(uint64_t x)
@@ -72,7 +89,7 @@ static void fill_const(float *x, size_t n, float v)
 int lspo_gpt2_init_params(const struct lspo_gpt2_config *cfg, uint64_t seed, float *params)
 {
 	struct gpt2_layout lay;
-	int rc = gpt2_layout_build(cfg, &lay);
+	int rc = layout_for(cfg, &lay);
 	if (rc)
 		return rc;
 	if (!params) {
@@ -243,7 +260,7 @@ static int mkdir_p(const char *dir)
 int lspo_ckpt_save(const char *dir, const struct lspo_gpt2_config *cfg, const float *params)
 {
 	struct gpt2_layout lay;
-	int rc = gpt2_layout_build(cfg, &lay);
+	int rc = layout_for(cfg, &lay);
 	if (rc)
 		return rc;
 	struct st_out_tensor *ts = calloc((size_t)lay.ntensors, sizeof(*ts));
@@ -444,7 +461,7 @@ static int check_lm_head(const struct st_file *f, const struct st_tensor *t,
 int lspo_ckpt_load_params(const char *dir, const struct lspo_gpt2_config *cfg, float *params)
 {
 	struct gpt2_layout lay;
-	int rc = gpt2_layout_build(cfg, &lay);
+	int rc = layout_for(cfg, &lay);
 	if (rc)
 		return rc;
 	char *path = join(dir, "model.safetensors");

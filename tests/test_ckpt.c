@@ -38,6 +38,8 @@ static void test_nparams(void)
 	bad.n_layer = 0;
 	CHECK(lspo_gpt2_nparams(&bad) == 0, "n_layer 0 must give 0");
 	CHECK(lspo_gpt2_nparams(NULL) == 0, "NULL must give 0");
+	struct lspo_gpt2_config huge = { 2147483647, 2147483647, 2147483646, 2147483647, 2 };
+	CHECK(lspo_gpt2_nparams(&huge) == 0, "a count beyond size_t must give 0");
 }
 
 /* mean and standard deviation, in double */
