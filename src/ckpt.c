@@ -45,13 +45,14 @@ size_t lspo_gpt2_nparams(const struct lspo_gpt2_config *c)
 /* gpt2_layout_build, refusing configs whose slab size overflows size_t. */
 static int layout_for(const struct lspo_gpt2_config *cfg, struct gpt2_layout *lay)
 {
-	int rc = gpt2_layout_build(cfg, lay);
-	if (!rc && lspo_gpt2_nparams(cfg) != lay->nfloats) {
-		gpt2_layout_free(lay);
+	memset(lay, 0, sizeof(*lay));
+	int rc = lspo_gpt2_config_check(cfg);
+	if (rc)
+		return rc;
+	if (lspo_gpt2_nparams(cfg) == 0)
 		LSPO_FAIL(LSPO_EINVAL, "GPT-2 config: %d layers of n_embd %d with vocab_size %d is too "
 		          "large to address", cfg->n_layer, cfg->n_embd, cfg->vocab_size);
-	}
-	return rc;
+	return gpt2_layout_build(cfg, lay);
 }
 
 static inline uint64_t splitmix64(uint64_t x)

@@ -40,6 +40,8 @@ static void test_nparams(void)
 	CHECK(lspo_gpt2_nparams(NULL) == 0, "NULL must give 0");
 	struct lspo_gpt2_config huge = { 2147483647, 2147483647, 2147483646, 2147483647, 2 };
 	CHECK(lspo_gpt2_nparams(&huge) == 0, "a count beyond size_t must give 0");
+	float dummy;
+	CHECK(lspo_gpt2_init_params(&huge, 1, &dummy) == LSPO_EINVAL, "init of a config too large");
 }
 
 /* mean and standard deviation, in double */
