@@ -97,6 +97,9 @@ void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out);
 const char *const *lspo_sched_names(void);
 
 /* ------------------------------------------------------------------------ */
+/* Scheduling policy `lspo` and tracing                                     */
+
+/* ------------------------------------------------------------------------ */
 /* Self-test: the library's smallest real task graph                        */
 
 struct lspo_selftest_report {
