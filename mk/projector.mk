@@ -12,3 +12,5 @@ check_PROGRAMS += tests/test_proj_codelets tests/test_proj_codelets_cuda
 TESTS += tests/test_proj_codelets tests/test_proj_codelets_cuda
 check_PROGRAMS += tests/test_proj_learn
 TESTS += tests/test_proj_learn
+# Built by `make check` (or `make bench/bench_projector`) but never run by it.
+check_PROGRAMS += bench/bench_projector
