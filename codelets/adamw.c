@@ -145,6 +145,15 @@ int lspo_adamw_submit(starpu_data_handle_t param, starpu_data_handle_t grad,
                       starpu_data_handle_t m, starpu_data_handle_t v, starpu_data_handle_t clip,
                       const struct lspo_adamw_hparams *h, int priority, const char *name)
 {
+	return lspo_adamw_submit_where(param, grad, m, v, clip, h, STARPU_CPU | STARPU_CUDA,
+	                               priority, name);
+}
+
+int lspo_adamw_submit_where(starpu_data_handle_t param, starpu_data_handle_t grad,
+                            starpu_data_handle_t m, starpu_data_handle_t v, starpu_data_handle_t clip,
+                            const struct lspo_adamw_hparams *h, uint32_t where,
+                            int priority, const char *name)
+{
 	if (starpu_matrix_get_elemsize(param) != sizeof(float) || !same_shape(param, grad)
 	    || !same_shape(param, m) || !same_shape(param, v))
 		LSPO_FAIL(LSPO_EINVAL, "%s: param (%d, %d), grad (%d, %d), m (%d, %d), v (%d, %d): "
@@ -167,7 +176,7 @@ int lspo_adamw_submit(starpu_data_handle_t param, starpu_data_handle_t grad,
 	double n = (double)lspo_handle_rows(param) * lspo_handle_cols(param);
 	LSPO_STARPU(starpu_task_insert(&cl_adamw,
 		STARPU_RW, param, STARPU_R, grad, STARPU_RW, m, STARPU_RW, v, STARPU_R, clip,
-		STARPU_CL_ARGS, a, sizeof(*a),
+		STARPU_CL_ARGS, a, sizeof(*a), STARPU_EXECUTE_WHERE, where,
 		STARPU_PRIORITY, priority, STARPU_NAME, name,
 		STARPU_FLOPS, 14.0 * n, 0));
 	return LSPO_OK;

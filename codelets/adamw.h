@@ -31,6 +31,13 @@ int lspo_adamw_submit(starpu_data_handle_t param, starpu_data_handle_t grad,
                       starpu_data_handle_t m, starpu_data_handle_t v, starpu_data_handle_t clip,
                       const struct lspo_adamw_hparams *h, int priority, const char *name);
 
+/* The same, restricted to the workers in `where` (STARPU_CPU: ZeRO-Offload's
+ * CPU update). */
+int lspo_adamw_submit_where(starpu_data_handle_t param, starpu_data_handle_t grad,
+                            starpu_data_handle_t m, starpu_data_handle_t v, starpu_data_handle_t clip,
+                            const struct lspo_adamw_hparams *h, uint32_t where,
+                            int priority, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -167,6 +167,12 @@ static int is_double_scalar(starpu_data_handle_t h)
 int lspo_sumsq_submit(starpu_data_handle_t x, starpu_data_handle_t out,
                       int priority, const char *name)
 {
+	return lspo_sumsq_submit_where(x, out, STARPU_CPU | STARPU_CUDA, priority, name);
+}
+
+int lspo_sumsq_submit_where(starpu_data_handle_t x, starpu_data_handle_t out, uint32_t where,
+                            int priority, const char *name)
+{
 	if (starpu_matrix_get_elemsize(x) != sizeof(float))
 		LSPO_FAIL(LSPO_EINVAL, "%s: x must be a float32 matrix", name);
 	if (!is_double_scalar(out))
@@ -177,7 +183,7 @@ int lspo_sumsq_submit(starpu_data_handle_t x, starpu_data_handle_t out,
 	double n = (double)lspo_handle_rows(x) * lspo_handle_cols(x);
 	int rc = starpu_task_insert(&cl_sumsq,
 		STARPU_R, x, STARPU_W, out, STARPU_SCRATCH, scratch,
-		STARPU_PRIORITY, priority, STARPU_NAME, name,
+		STARPU_EXECUTE_WHERE, where, STARPU_PRIORITY, priority, STARPU_NAME, name,
 		STARPU_FLOPS, 2.0 * n, 0);
 	starpu_data_unregister_submit(scratch);
 	LSPO_STARPU(rc);

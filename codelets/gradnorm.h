@@ -26,6 +26,10 @@ extern struct starpu_codelet cl_sumsq, cl_clip_scale;
 /* out: a (1, 1) double matrix (elemsize 8) <- sum of squares of x (any matrix). */
 int lspo_sumsq_submit(starpu_data_handle_t x, starpu_data_handle_t out,
                       int priority, const char *name);
+/* The same, restricted to the workers in `where` (STARPU_CPU: the gradient
+ * moves to host memory as soon as it is complete, as ZeRO-Offload's does). */
+int lspo_sumsq_submit_where(starpu_data_handle_t x, starpu_data_handle_t out, uint32_t where,
+                            int priority, const char *name);
 /* clip: (1, 2) float matrix <- { norm, scale } with norm = sqrt(sum of the n
  * partial sums, added in order) and scale = min(1, max_norm / (norm + 1e-6))
  * (torch.nn.utils.clip_grad_norm_); max_norm <= 0 means no clipping (scale 1). */

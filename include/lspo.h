@@ -69,6 +69,7 @@ struct lspo_config {
 	const char *trace_dir; /* FxT trace directory (FxT builds); NULL: no FxT trace
 	                          unless STARPU_FXT_TRACE / STARPU_FXT_PREFIX say so */
 	int profiling;         /* 1: record per-task profiling information */
+	long cuda_mem_mib;     /* > 0: cap StarPU's memory per GPU (STARPU_LIMIT_CUDA_MEM) */
 };
 
 /* The defaults: every worker StarPU finds, policy from STARPU_SCHED or "lspo". */
@@ -373,7 +374,58 @@ struct lspo_step_stats {
 	double loss;          /* mean cross-entropy of this step's forward pass */
 	double grad_norm;     /* global gradient norm before clipping */
 	double seconds;       /* wall time from first submission to the end of the step */
+	double bytes_d2h, bytes_h2d;  /* measured on the bus this step (0 without accelerator) */
 };
+
+/* Where the optimizer runs and what crosses the bus (lsp-offload.md 5, 8):
+ *   native: everything on the accelerator, dense AdamW there;
+ *   zero:   ZeRO-Offload: full gradients to host memory, AdamW with fp32
+ *           master weights on CPU workers, weights back to the accelerator;
+ *   lsp:    LSP-Offload: the four matrices of every block send only
+ *           G_hat = P^T G Q (d, d) to the host, Adam runs there in the
+ *           subspace, Delta comes back and W += P Delta Q^T on the
+ *           accelerator; other parameters train densely on the accelerator
+ *           (or stay frozen). */
+enum lspo_mode { LSPO_MODE_NATIVE = 0, LSPO_MODE_ZERO, LSPO_MODE_LSP };
+
+struct lspo_offload_opts {
+	enum lspo_mode mode;
+	int lsp_d;              /* subspace size d (capped at min(m, n) per matrix); 256 */
+	int lsp_r;              /* non-zeros per projector row; 8 */
+	int lsp_shared;         /* 1: one projector pair per role and shape; 0: per matrix */
+	enum lspo_proj_init lsp_init;
+	double lsp_alpha;       /* refresh when the projector error exceeds it; 0.3 */
+	int lsp_eps_inside_sqrt;/* subspace Adam in the reference code's form */
+	struct lspo_proj_learn_opts learn;
+	int freeze_dense;       /* lsp: embeddings, layernorms and biases stay fixed */
+	uint64_t seed;          /* projector patterns */
+};
+/* native; lsp defaults as commented above. */
+struct lspo_offload_opts lspo_offload_opts_default(void);
+/* Selects the mode (before the first step, or to switch: the optimizer
+ * state of the new mode starts from zero). */
+int lspo_gpt2_set_mode(struct lspo_gpt2 *model, const struct lspo_offload_opts *opts);
+const char *lspo_mode_name(enum lspo_mode mode);
+/* "native", "zero", "lsp" -> mode; LSPO_EINVAL otherwise. */
+int lspo_mode_parse(const char *text, enum lspo_mode *mode);
+
+/* Bytes each training step sends device->host and host->device, from the
+ * graph: lsp 4 d^2 per matrix each way, zero 4 m n per tensor each way,
+ * native 0.  Measured bus totals are in lspo_step_stats. */
+void lspo_gpt2_offload_volume(const struct lspo_gpt2 *model, double *d2h, double *h2d);
+
+struct lspo_lsp_check {
+	int nmatrices;          /* compressed matrices checked */
+	double err_before;      /* mean projector error on the calibration gradients */
+	int refreshed;          /* projector pairs re-drawn, learned and moments re-projected */
+	double err_after;       /* mean error of the pairs now in place */
+};
+/* lsp: the periodic check (paper Alg. 1): full gradients of the four
+ * matrices of every block on a held-out calibration batch; pairs whose error
+ * exceeds alpha are re-drawn, learned on them and the Adam moments
+ * re-projected.  Waits for the model's tasks. */
+int lspo_gpt2_lsp_check(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+                        struct lspo_lsp_check *report);
 
 /* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
 int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,

@@ -1,5 +1,5 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
-liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h codelets/fill.c codelets/fill.h
+liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c codelets/fill.c codelets/fill.h
 CUDA_SOURCES += codelets/fill.cu
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
@@ -7,3 +7,7 @@ check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
 TESTS += tests/test_gpt2_golden tests/test_train_converge
 TESTS += tests/test_cli_train.sh
 dist_check_SCRIPTS += tests/test_cli_train.sh
+check_PROGRAMS += tests/test_offload
+TESTS += tests/test_offload
+check_PROGRAMS += tests/test_lsp_converge
+TESTS += tests/test_lsp_converge

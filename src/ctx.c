@@ -32,7 +32,7 @@ static int ctx_running;
 struct lspo_config lspo_config_default(void)
 {
 	return (struct lspo_config){ .ncpus = -1, .ncuda = -1, .sched = NULL,
-	                             .trace_dir = NULL, .profiling = 0 };
+	                             .trace_dir = NULL, .profiling = 0, .cuda_mem_mib = 0 };
 }
 
 const char *const *lspo_sched_names(void)
@@ -97,6 +97,11 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	int rc = setup_fxt(cfg->trace_dir);
 	if (rc)
 		return rc;
+	if (cfg->cuda_mem_mib > 0) {
+		char mib[32];
+		snprintf(mib, sizeof(mib), "%ld", cfg->cuda_mem_mib);
+		setenv("STARPU_LIMIT_CUDA_MEM", mib, 1);
+	}
 
 	struct lspo_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)

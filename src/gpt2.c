@@ -215,6 +215,9 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 	if ((rc = alloc_slab(&g->params, n)) || (rc = alloc_slab(&g->grads, n))
 	    || (rc = alloc_slab(&g->m, n)) || (rc = alloc_slab(&g->v, n)))
 		goto fail;
+	/* Bus byte counts per step need StarPU's profiling where there is a bus. */
+	if (starpu_cuda_worker_get_count() > 0)
+		starpu_profiling_status_set(STARPU_PROFILING_ENABLE);
 	int ncpu = (int)starpu_cpu_worker_get_count();
 	g->split = starpu_cuda_worker_get_count() == 0 && ncpu > 1 ? (ncpu < GPT2_MAX_SPLIT ? ncpu : GPT2_MAX_SPLIT) : 1;
 	if (g->split > 1) {
@@ -261,6 +264,8 @@ void lspo_gpt2_free(struct lspo_gpt2 *g)
 	if (!g)
 		return;
 	starpu_task_wait_for_all();
+	if (g->free_mode)
+		g->free_mode(g);
 	if (g->registered)
 		unregister_all(g);
 	starpu_free(g->params);
@@ -452,8 +457,9 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm)
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		if (!g->grad_in_norm(g, i))
 			continue;
-		TRY(lspo_sumsq_submit(g->hg[i], g->hpartial[i], 0,
-		                      gpt2_name(g, "sumsq", g->layout.tensors[i].layer, "upd")));
+		int cpu = g->norm_on_cpu && g->norm_on_cpu(g, i);
+		TRY(lspo_sumsq_submit_where(g->hg[i], g->hpartial[i], cpu ? STARPU_CPU : STARPU_CPU | STARPU_CUDA,
+		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, "upd")));
 		g->norm_parts[n++] = g->hpartial[i];
 	}
 	return lspo_clip_scale_submit(g->norm_parts, n, g->clip, max_norm, 0,
@@ -507,6 +513,7 @@ void gpt2_use_native(struct lspo_gpt2 *g)
 	g->linear_fwd = native_linear_fwd;
 	g->linear_bwd = native_linear_bwd;
 	g->update = native_update;
+	g->norm_on_cpu = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -588,6 +595,35 @@ static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
 	return gpt2_submit_norm(g, clip);
 }
 
+int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets)
+{
+	TRY(set_batch(g, inputs, targets));
+	TRY(submit_forward(g));
+	TRY(submit_loss(g));
+	TRY(submit_backward(g));
+	starpu_task_wait_for_all();
+	return LSPO_OK;
+}
+
+/* Bytes moved by the buses since the last call, by direction (needs
+ * profiling; reading resets StarPU's counters). */
+static void bus_bytes(double *d2h, double *h2d)
+{
+	*d2h = *h2d = 0;
+	for (int b = 0; b < starpu_bus_get_count(); b++) {
+		struct starpu_profiling_bus_info info;
+		if (starpu_bus_get_profiling_info(b, &info) != 0)
+			continue;
+		int src = starpu_bus_get_src(b), dst = starpu_bus_get_dst(b);
+		int src_ram = starpu_node_get_kind((unsigned)src) == STARPU_CPU_RAM;
+		int dst_ram = starpu_node_get_kind((unsigned)dst) == STARPU_CPU_RAM;
+		if (!src_ram && dst_ram)
+			*d2h += (double)info.transferred_bytes;
+		else if (src_ram && !dst_ram)
+			*h2d += (double)info.transferred_bytes;
+	}
+}
+
 int lspo_gpt2_forward_backward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets,
                                double *loss, double *grad_norm)
 {
@@ -608,6 +644,8 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32
 		gpt2_use_native(g);
 	double t0 = starpu_timing_now();
 	TRY(set_batch(g, inputs, targets));
+	double d2h, h2d;
+	bus_bytes(&d2h, &h2d);   /* reset: count this step only */
 	g->step++;
 	starpu_iteration_push(g->step);
 	int rc = submit_forward_backward(g, opt->clip);
@@ -621,6 +659,7 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32
 	stats->loss = mean_loss(g);
 	stats->grad_norm = read_norm(g);
 	stats->seconds = (starpu_timing_now() - t0) * 1e-6;
+	bus_bytes(&stats->bytes_d2h, &stats->bytes_h2d);
 	return LSPO_OK;
 }
 

@@ -75,7 +75,11 @@ struct lspo_gpt2 {
 	int (*linear_bwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
 	                  starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio);
 	int (*update)(struct lspo_gpt2 *g, const struct lspo_optim *opt);
-	void *mode;                                    /* the mode's own state */
+	/* Non-NULL and true: tensor i's norm partial runs on a CPU worker. */
+	int (*norm_on_cpu)(struct lspo_gpt2 *g, int tensor);
+	enum lspo_mode mode_id;
+	void *mode;                                    /* the mode's own state (offload.c) */
+	void (*free_mode)(struct lspo_gpt2 *g);
 };
 
 static inline int gpt2_lnf_index(const struct lspo_gpt2 *g) { return g->layout.ntensors - 2; }
@@ -94,5 +98,7 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm);
 int gpt2_matmul(struct lspo_gpt2 *g, starpu_data_handle_t A, int ta, starpu_data_handle_t B, int tb,
                 starpu_data_handle_t C, float alpha, float beta, int prio, const char *name);
 int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *opt, int prio);
+/* Forward and backward of one batch with the current hooks; waits. */
+int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets);
 
 #endif

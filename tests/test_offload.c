@@ -1,0 +1,116 @@
+/*
+ * test_offload.c - the three modes as one task graph on CPU workers:
+ * losses bit-identical under eager, prio, dmdas and lspo (results do not
+ * depend on the schedule); zero equal to native (same update, other
+ * workers); lsp training, its offload volume, and its projector check.
+ */
+#include <string.h>
+
+#include "common.h"
+
+#define STEPS 5
+static const struct lspo_gpt2_config cfg = { .vocab_size = 61, .n_positions = 32, .n_embd = 32,
+                                             .n_layer = 2, .n_head = 2 };
+enum { B = 2, T = 24 };
+
+static void batch(int step, int32_t *in, int32_t *tg)
+{
+	uint64_t s = 99 + (uint64_t)step;
+	for (int i = 0; i < B * T; i++) {
+		in[i] = (int)((test_uniform(&s) + 1) * 0.5f * cfg.vocab_size) % cfg.vocab_size;
+		tg[i] = (in[i] * 7 + 3) % cfg.vocab_size;   /* a learnable mapping */
+	}
+}
+
+static struct lspo_ctx *ctx;
+
+/* Runs STEPS steps of `mode` under `sched`; losses out.  With keep, the model
+ * and the context stay alive for the caller. */
+static void run(const char *sched, enum lspo_mode mode, double *losses, struct lspo_gpt2 **keep)
+{
+	ctx = test_start(sched, -1, 0);
+	float *params = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
+	struct lspo_gpt2 *m;
+	struct lspo_offload_opts o = lspo_offload_opts_default();
+	o.mode = mode;
+	o.lsp_d = 16;
+	o.lsp_r = 4;
+	CHECK(lspo_gpt2_init_params(&cfg, 5, params) == LSPO_OK, "init");
+	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
+	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "params");
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode %s", lspo_mode_name(mode));
+	struct lspo_optim opt = lspo_optim_default();
+	opt.lr = 2e-3f;
+	opt.weight_decay = 0.01f;
+	int32_t in[B * T], tg[B * T];
+	for (int s = 0; s < STEPS; s++) {
+		struct lspo_step_stats st;
+		batch(s, in, tg);
+		int rc = lspo_gpt2_train_step(m, in, tg, &opt, &st);
+		CHECK(rc == LSPO_OK, "%s %s step %d: %s", sched, lspo_mode_name(mode), s, lspo_strerror(rc));
+		losses[s] = st.loss;
+		CHECK(st.bytes_d2h == 0 && st.bytes_h2d == 0, "bytes on a CPU-only machine");
+	}
+	if (keep) {
+		*keep = m;   /* the caller frees it and the context */
+		free(params);
+		return;
+	}
+	lspo_gpt2_free(m);
+	free(params);
+	lspo_ctx_destroy(ctx);
+}
+
+int main(void)
+{
+	static const char *const scheds[] = { "eager", "prio", "dmdas", "lspo" };
+	double ref[3][STEPS];
+	for (int mode = 0; mode < 3; mode++)
+		for (size_t p = 0; p < sizeof(scheds) / sizeof(scheds[0]); p++) {
+			double l[STEPS];
+			run(scheds[p], (enum lspo_mode)mode, p ? l : ref[mode], NULL);
+			for (int s = 0; p && s < STEPS; s++)
+				CHECK(memcmp(&l[s], &ref[mode][s], sizeof(double)) == 0,
+				      "%s, mode %s, step %d: loss %.17g differs from eager's %.17g", scheds[p],
+				      lspo_mode_name((enum lspo_mode)mode), s, l[s], ref[mode][s]);
+			printf("%-6s %-6s losses %.6f ... %.6f\n", scheds[p], lspo_mode_name((enum lspo_mode)mode),
+			       (p ? l : ref[mode])[0], (p ? l : ref[mode])[STEPS - 1]);
+		}
+	for (int s = 0; s < STEPS; s++)
+		CHECK(ref[1][s] == ref[0][s], "zero step %d: %.17g, native %.17g", s, ref[1][s], ref[0][s]);
+	CHECK(ref[2][0] == ref[0][0], "the first forward does not depend on the mode");
+	CHECK(ref[2][STEPS - 1] < ref[2][0], "lsp does not train: %.4f -> %.4f", ref[2][0], ref[2][STEPS - 1]);
+	CHECK(ref[2][STEPS - 1] != ref[0][STEPS - 1], "lsp equals native: compression not applied?");
+
+	/* Offload volume and the projector check. */
+	struct lspo_gpt2 *m;
+	double l[STEPS], d2h, h2d;
+	run("lspo", LSPO_MODE_LSP, l, &m);
+	lspo_gpt2_offload_volume(m, &d2h, &h2d);
+	CHECK(d2h == 4.0 * 16 * 16 * 4 * cfg.n_layer && h2d == d2h, "lsp volume %.0f / %.0f bytes", d2h, h2d);
+	int32_t in[B * T], tg[B * T];
+	batch(1000, in, tg);
+	struct lspo_lsp_check rep;
+	CHECK(lspo_gpt2_lsp_check(m, in, tg, &rep) == LSPO_OK, "lsp check");
+	CHECK(rep.nmatrices == 4 * cfg.n_layer, "%d matrices checked", rep.nmatrices);
+	CHECK(rep.err_before > 0.3 && rep.refreshed == rep.nmatrices, "random projectors: error %.3f, %d refreshed",
+	      rep.err_before, rep.refreshed);
+	CHECK(rep.err_after < 0.5 * rep.err_before, "learning: error %.3f -> %.3f", rep.err_before, rep.err_after);
+	printf("lsp check: error %.3f -> %.3f, %d pairs refreshed\n", rep.err_before, rep.err_after, rep.refreshed);
+	struct lspo_optim opt = lspo_optim_default();
+	struct lspo_step_stats st;
+	CHECK(lspo_gpt2_train_step(m, in, tg, &opt, &st) == LSPO_OK && st.loss > 0, "step after refresh");
+	struct lspo_offload_opts o = lspo_offload_opts_default();
+	o.mode = LSPO_MODE_ZERO;
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "switch to zero");
+	lspo_gpt2_offload_volume(m, &d2h, &h2d);
+	CHECK(d2h == 4.0 * lspo_gpt2_nparams(&cfg), "zero volume %.0f", d2h);
+	CHECK(lspo_gpt2_lsp_check(m, in, tg, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
+	o.mode = LSPO_MODE_LSP;
+	o.lsp_r = 40;
+	o.lsp_d = 16;
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "r > d accepted");
+	lspo_gpt2_free(m);
+	lspo_ctx_destroy(ctx);
+	return test_finish("test_offload");
+}
