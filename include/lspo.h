@@ -100,6 +100,30 @@ const char *const *lspo_sched_names(void);
 /* ------------------------------------------------------------------------ */
 /* Scheduling policy `lspo` and tracing                                     */
 
+/* Tracing (lspo_config.trace_dir = DIR, `lspo train --trace DIR`): with an
+ * FxT-enabled StarPU the FxT trace goes to DIR/prof_file_*; in every build
+ * the context also records every executed task from StarPU's profiling
+ * information (any policy) and writes, at lspo_ctx_destroy or
+ * lspo_trace_flush:
+ *   DIR/tasks.csv    one row per task: step, task, layer, stage, worker,
+ *                    worker_kind, submit_us, start_us, end_us, bytes (total
+ *                    size of the task's data buffers), job_id, priority;
+ *   DIR/summary.txt  per step and overall: wall time, per-worker busy share,
+ *                    bytes per bus direction, transfer time hidden behind
+ *                    compute, and the critical path (longest chain of
+ *                    dependent tasks by measured duration).
+ * Recording costs one mutex-protected append per task. */
+
+/* Starts step `step` (> 0): tasks submitted from now on belong to it, until
+ * the next mark.  step <= 0 marks work outside training steps (validation,
+ * checkpoints).  No-op when the context does not trace. */
+void lspo_trace_mark_step(int step);
+
+/* Rewrites DIR/tasks.csv and DIR/summary.txt with every task finished so far
+ * (call it after waiting for the tasks).  LSPO_OK, writing nothing, when the
+ * context does not trace; LSPO_EIO if a file cannot be written. */
+int lspo_trace_flush(void);
+
 /* ------------------------------------------------------------------------ */
 /* Self-test: the library's smallest real task graph                        */
 

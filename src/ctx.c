@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "sched/sched_lspo.h"
+#include "trace.h"
 
 struct lspo_ctx {
 	struct starpu_conf conf;
@@ -113,12 +114,17 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	if (cfg->ncuda >= 0)
 		ctx->conf.ncuda = cfg->ncuda;
 	ctx->conf.sched_policy = policy;
+	if (cfg->trace_dir && (rc = lspo_trace_begin(cfg->trace_dir, &ctx->conf.sched_policy)) != 0) {
+		free(ctx);
+		return rc;
+	}
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 	openblas_set_num_threads(1);
 #endif
 	rc = starpu_init(&ctx->conf);
 	if (rc != 0) {
 		free(ctx);
+		lspo_trace_end(0);
 		LSPO_FAIL(lspo_status_from_starpu(rc), "starpu_init failed (%d)%s", rc,
 		          rc == -ENODEV ? ": no worker available" : "");
 	}
@@ -127,6 +133,7 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	ctx->ncuda = (int)starpu_cuda_worker_get_count();
 	if (cfg->profiling)
 		starpu_profiling_status_set(STARPU_PROFILING_ENABLE);
+	lspo_trace_started();   /* profiling on when tracing */
 #ifdef LSPO_USE_CUDA
 	if (ctx->ncuda > 0) {
 		starpu_cublas_init();
@@ -142,6 +149,7 @@ void lspo_ctx_destroy(struct lspo_ctx *ctx)
 	if (!ctx)
 		return;
 	starpu_task_wait_for_all();
+	lspo_trace_end(1);   /* DIR/tasks.csv, DIR/summary.txt */
 #ifdef LSPO_USE_CUDA
 	if (ctx->cublas)
 		starpu_cublas_shutdown();

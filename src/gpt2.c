@@ -648,6 +648,7 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32
 	bus_bytes(&d2h, &h2d);   /* reset: count this step only */
 	g->step++;
 	starpu_iteration_push(g->step);
+	lspo_trace_mark_step(g->step);
 	int rc = submit_forward_backward(g, opt->clip);
 	if (!rc)
 		rc = g->update(g, opt);
