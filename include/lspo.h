@@ -100,6 +100,35 @@ const char *const *lspo_sched_names(void);
 /* ------------------------------------------------------------------------ */
 /* Scheduling policy `lspo` and tracing                                     */
 
+/* The `lspo` policy reads "<op>:L<layer>:<stage>" task names and runs the
+ * layer-wise LSP-Offload schedule (src/sched/sched_lspo.h has the rules):
+ * the backward critical path first; the proj/offload/upd/upload/apply
+ * pipeline of layers >= cut first come, first served; of layers < cut last
+ * come, first served.  Options take effect for tasks pushed from then on. */
+struct lspo_sched_opts {
+	int cut;          /* layers below it are LCFS; -1 = auto (from the perfmodels) */
+	int nlayers;      /* layers 0 .. nlayers-1; 0 = learn from task names */
+	int delay_upd, delay_upload, delay_apply;  /* in layers, >= 0: a stage of layer i
+	                     waits until the backward of layer i - delay started */
+};
+
+/* cut -1 (auto), nlayers 0 (learned), delays 0. */
+struct lspo_sched_opts lspo_sched_opts_default(void);
+
+/* Sets the policy's options (before or after lspo_ctx_create).  LSPO_EINVAL,
+ * naming the field, if cut < -1, nlayers < 0 or a delay < 0 (or any value
+ * above 1 << 20). */
+int lspo_sched_set_opts(const struct lspo_sched_opts *o);
+
+/* Parses `--lsp-delays` text into o's delays: "upd=2,upload=3,apply=4" (any
+ * subset, any order) or three bare numbers "2,3,4" (upd, upload, apply).
+ * LSPO_EINVAL naming the bad item; o is unchanged on failure. */
+int lspo_sched_parse_delays(const char *text, struct lspo_sched_opts *o);
+
+/* The cut in use: the set one, or the automatic choice (the default
+ * round(nlayers / 4) until the perfmodels give estimates). */
+int lspo_sched_get_cut(void);
+
 /* Tracing (lspo_config.trace_dir = DIR, `lspo train --trace DIR`): with an
  * FxT-enabled StarPU the FxT trace goes to DIR/prof_file_*; in every build
  * the context also records every executed task from StarPU's profiling
@@ -414,6 +443,8 @@ enum lspo_mode { LSPO_MODE_NATIVE = 0, LSPO_MODE_ZERO, LSPO_MODE_LSP };
 
 struct lspo_offload_opts {
 	enum lspo_mode mode;
+	int offload_bf16;       /* zero: gradients and weights cross the bus in bf16
+	                           (master weights and AdamW stay fp32 on the host) */
 	int lsp_d;              /* subspace size d (capped at min(m, n) per matrix); 256 */
 	int lsp_r;              /* non-zeros per projector row; 8 */
 	int lsp_shared;         /* 1: one projector pair per role and shape; 0: per matrix */

@@ -1,6 +1,7 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
-liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c codelets/fill.c codelets/fill.h
-CUDA_SOURCES += codelets/fill.cu
+liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c codelets/fill.c codelets/fill.h \
+	codelets/cast.c codelets/cast.h
+CUDA_SOURCES += codelets/fill.cu codelets/cast.cu
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
 check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
@@ -11,3 +12,7 @@ check_PROGRAMS += tests/test_offload
 TESTS += tests/test_offload
 check_PROGRAMS += tests/test_lsp_converge
 TESTS += tests/test_lsp_converge
+# Benchmarks: built by make check, run by bench/bench-gpt2-step.
+check_PROGRAMS += bench/bench_sgemm
+bench_bench_sgemm_LDADD = $(BLAS_LIBS)
+EXTRA_DIST += bench/gpt2_step_torch.py bench/bench-gpt2-step

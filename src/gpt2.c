@@ -24,6 +24,7 @@
 #include "gpt2_internal.h"
 #include "adamw.h"
 #include "attention.h"
+#include "cast.h"
 #include "encoder.h"
 #include "fill.h"
 #include "gelu.h"
@@ -226,6 +227,7 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 			goto fail;
 	}
 	register_tensors(g);
+	g->hw = g->hp;
 	register_activations(g);
 	register_host_data(g);
 	g->registered = 1;
@@ -308,6 +310,11 @@ static void copy_slab(starpu_data_handle_t *h, const struct gpt2_layout *layout,
 int lspo_gpt2_set_params(struct lspo_gpt2 *g, const float *params)
 {
 	copy_slab(g->hp, &g->layout, g->params, (float *)params, 1);
+	for (int i = 0; g->hw != g->hp && i < g->layout.ntensors; i++) {
+		int rc = lspo_copy_f32_submit(g->hp[i], g->hw[i], 0, gpt2_name(g, "copy_f32", -1, "apply"));
+		if (rc)
+			return rc;
+	}
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		const char *name = gpt2_name(g, "fill", -1, "opt");
 		int rc = lspo_fill_submit(g->hm[i], 0.0f, 0, name);
@@ -356,7 +363,7 @@ int gpt2_linear_fwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_h
 static int forward_layer(struct lspo_gpt2 *g, int l, starpu_data_handle_t res_in)
 {
 	struct gpt2_acts *a = &g->acts[l];
-	starpu_data_handle_t *p = &g->hp[gpt2_layer_index(l, 0)];
+	starpu_data_handle_t *p = &g->hw[gpt2_layer_index(l, 0)];
 	int prio = g->prio_fwd(g, l);
 	const char *ln = gpt2_name(g, "layernorm", l, "fwd"), *mm = gpt2_name(g, "matmul", l, "fwd");
 	TRY(lspo_layernorm_fwd_submit(res_in, p[GPT2_LN1_W], p[GPT2_LN1_B], a->ln1, a->ln1_mean,
@@ -378,15 +385,15 @@ static int forward_layer(struct lspo_gpt2 *g, int l, starpu_data_handle_t res_in
 static int submit_forward(struct lspo_gpt2 *g)
 {
 	int L = g->cfg.n_layer;
-	TRY(lspo_encoder_fwd_submit(g->tokens, g->hp[GPT2_WTE], g->hp[GPT2_WPE], g->encoded,
+	TRY(lspo_encoder_fwd_submit(g->tokens, g->hw[GPT2_WTE], g->hw[GPT2_WPE], g->encoded,
 	                            g->prio_fwd(g, 0), gpt2_name(g, "encoder", 0, "fwd")));
 	for (int l = 0; l < L; l++)
 		TRY(forward_layer(g, l, l == 0 ? g->encoded : g->acts[l - 1].res3));
 	int prio = g->prio_fwd(g, L);
-	TRY(lspo_layernorm_fwd_submit(g->acts[L - 1].res3, g->hp[gpt2_lnf_index(g)], g->hp[gpt2_lnf_index(g) + 1],
+	TRY(lspo_layernorm_fwd_submit(g->acts[L - 1].res3, g->hw[gpt2_lnf_index(g)], g->hw[gpt2_lnf_index(g) + 1],
 	                              g->lnf, g->lnf_mean, g->lnf_rstd, prio, gpt2_name(g, "layernorm", L, "fwd")));
 	/* Tied LM head: logits = lnf wte^T. */
-	return gpt2_matmul(g, g->lnf, 0, g->hp[GPT2_WTE], 1, g->logits, 1.0f, 0.0f, prio,
+	return gpt2_matmul(g, g->lnf, 0, g->hw[GPT2_WTE], 1, g->logits, 1.0f, 0.0f, prio,
 	                   gpt2_name(g, "matmul", L, "fwd"));
 }
 
@@ -406,7 +413,7 @@ int gpt2_linear_bwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_h
 static int backward_layer(struct lspo_gpt2 *g, int l, starpu_data_handle_t res_in)
 {
 	struct gpt2_acts *a = &g->acts[l];
-	starpu_data_handle_t *p = &g->hp[gpt2_layer_index(l, 0)];
+	starpu_data_handle_t *p = &g->hw[gpt2_layer_index(l, 0)];
 	starpu_data_handle_t *d = &g->hg[gpt2_layer_index(l, 0)];
 	int prio = g->prio_bwd(g, l);
 	const char *ln = gpt2_name(g, "layernorm", l, "bwd"), *fill = gpt2_name(g, "fill", l, "bwd");
@@ -435,12 +442,12 @@ static int submit_backward(struct lspo_gpt2 *g)
 	const char *mm = gpt2_name(g, "matmul", L, "bwd"), *fill = gpt2_name(g, "fill", L, "bwd");
 	/* LM head: dlnf = dlogits wte (row blocks, as the loss left dlogits),
 	 * then dwte = dlogits^T lnf (the first write of dwte). */
-	TRY(gpt2_matmul(g, g->logits, 0, g->hp[GPT2_WTE], 0, g->dln, 1.0f, 0.0f, prio, mm));
+	TRY(gpt2_matmul(g, g->logits, 0, g->hw[GPT2_WTE], 0, g->dln, 1.0f, 0.0f, prio, mm));
 	TRY(gpt2_matmul(g, g->logits, 1, g->lnf, 0, g->hg[GPT2_WTE], 1.0f, 0.0f, prio, mm));
 	TRY(lspo_fill_submit(g->dres, 0.0f, prio, fill));
 	TRY(lspo_fill_submit(g->hg[f], 0.0f, prio, fill));
 	TRY(lspo_fill_submit(g->hg[f + 1], 0.0f, prio, fill));
-	TRY(lspo_layernorm_bwd_submit(g->dln, g->acts[L - 1].res3, g->hp[f], g->lnf_mean, g->lnf_rstd,
+	TRY(lspo_layernorm_bwd_submit(g->dln, g->acts[L - 1].res3, g->hw[f], g->lnf_mean, g->lnf_rstd,
 	                              g->dres, g->hg[f], g->hg[f + 1], prio, gpt2_name(g, "layernorm", L, "bwd")));
 	for (int l = L - 1; l >= 0; l--)
 		TRY(backward_layer(g, l, l == 0 ? g->encoded : g->acts[l - 1].res3));
@@ -476,14 +483,14 @@ static int native_linear_fwd(struct lspo_gpt2 *g, int l, int kind, starpu_data_h
                              starpu_data_handle_t out, int prio, const char *name)
 {
 	int w = gpt2_layer_index(l, kind);
-	return gpt2_linear_fwd(g, inp, g->hp[w], g->hp[w + 1], out, prio, name);
+	return gpt2_linear_fwd(g, inp, g->hw[w], g->hw[w + 1], out, prio, name);
 }
 
 static int native_linear_bwd(struct lspo_gpt2 *g, int l, int kind, starpu_data_handle_t inp,
                              starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio)
 {
 	int w = gpt2_layer_index(l, kind);
-	return gpt2_linear_bwd(g, inp, g->hp[w], dout, dinp, g->hg[w], g->hg[w + 1], prio,
+	return gpt2_linear_bwd(g, inp, g->hw[w], dout, dinp, g->hg[w], g->hg[w + 1], prio,
 	                       gpt2_name(g, "matmul", l, "bwd"));
 }
 
@@ -514,6 +521,7 @@ void gpt2_use_native(struct lspo_gpt2 *g)
 	g->linear_bwd = native_linear_bwd;
 	g->update = native_update;
 	g->norm_on_cpu = NULL;
+	g->after_backward = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -592,6 +600,8 @@ static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
 	TRY(submit_forward(g));
 	TRY(submit_loss(g));
 	TRY(submit_backward(g));
+	if (g->after_backward)
+		TRY(g->after_backward(g));
 	return gpt2_submit_norm(g, clip);
 }
 

@@ -39,6 +39,9 @@ struct lspo_gpt2 {
 	struct gpt2_layout layout;
 	float *params, *grads, *m, *v;                 /* slabs (layout.nfloats), pinned */
 	starpu_data_handle_t *hp, *hg, *hm, *hv;       /* one per tensor, views of the slabs */
+	/* The weights forward and backward read: hp, except where a mode keeps
+	 * master weights on the host and working copies on the accelerator. */
+	starpu_data_handle_t *hw;
 	double *partials;                              /* per-tensor sums of squares */
 	starpu_data_handle_t *hpartial;
 	starpu_data_handle_t *norm_parts;              /* scratch for the clip task */
@@ -75,6 +78,8 @@ struct lspo_gpt2 {
 	int (*linear_bwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
 	                  starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio);
 	int (*update)(struct lspo_gpt2 *g, const struct lspo_optim *opt);
+	/* Non-NULL: runs between the backward and the gradient norm. */
+	int (*after_backward)(struct lspo_gpt2 *g);
 	/* Non-NULL and true: tensor i's norm partial runs on a CPU worker. */
 	int (*norm_on_cpu)(struct lspo_gpt2 *g, int tensor);
 	enum lspo_mode mode_id;

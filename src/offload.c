@@ -28,6 +28,7 @@
 #include "gpt2_internal.h"
 #include "projector.h"
 #include "adamw.h"
+#include "cast.h"
 #include "gradnorm.h"
 #include "matmul.h"
 #include "proj_apply.h"
@@ -47,6 +48,9 @@ struct lsp_matrix {
 
 struct offload {
 	struct lspo_offload_opts o;
+	/* zero with bf16 transfers, per tensor: the accelerator's working weights,
+	 * and the bf16 gradient and weights that cross the bus. */
+	starpu_data_handle_t *work, *grad16, *weight16;
 	struct lspo_proj_registry *reg;
 	struct lsp_matrix *mats;                   /* 4 per block, lsp only */
 	int nmats;
@@ -111,18 +115,55 @@ static int zero_norm_where(struct lspo_gpt2 *g, int i)
 	return 1;
 }
 
+/* Accelerator-side stages run on CUDA workers when there are any, so that
+ * only the bf16 copies cross the bus. */
+static uint32_t accel(void)
+{
+	return starpu_cuda_worker_get_count() > 0 ? STARPU_CUDA : STARPU_CPU;
+}
+
+static int layer_of(struct lspo_gpt2 *g, int i)
+{
+	int layer = g->layout.tensors[i].layer;
+	return layer >= 0 ? layer : (i < 2 ? 0 : g->cfg.n_layer);
+}
+
+/* zero/bf16: each gradient crosses the bus as bf16 and becomes fp32 again
+ * on the host, before the norm reads it. */
+static int zero_bf16_offload(struct lspo_gpt2 *g)
+{
+	struct offload *o = g->mode;
+	for (int i = 0; i < g->layout.ntensors; i++) {
+		int l = layer_of(g, i), prio = prio_pipeline(g, l);
+		const char *name = gpt2_name(g, "cast", l, "offload");
+		int rc = lspo_cast_f32_bf16_submit(g->hg[i], o->grad16[i], accel(), prio, name);
+		if (!rc)
+			rc = lspo_cast_bf16_f32_submit(o->grad16[i], g->hg[i], STARPU_CPU, prio, name);
+		if (rc)
+			return rc;
+	}
+	return LSPO_OK;
+}
+
 static int zero_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
+	struct offload *o = g->mode;
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		const struct gpt2_tensor *t = &g->layout.tensors[i];
 		struct lspo_adamw_hparams h = {
 			.lr = opt->lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
 			.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = g->step,
 		};
-		int layer = t->layer < 0 ? (i < 2 ? 0 : g->cfg.n_layer) : t->layer;
+		int layer = layer_of(g, i), prio = prio_pipeline(g, layer);
 		int rc = lspo_adamw_submit_where(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h,
-		                                 STARPU_CPU, prio_pipeline(g, layer),
-		                                 gpt2_name(g, "adamw", layer, "upd"));
+		                                 STARPU_CPU, prio, gpt2_name(g, "adamw", layer, "upd"));
+		if (!rc && o->work) {   /* bf16 weights back to the accelerator's fp32 copy */
+			rc = lspo_cast_f32_bf16_submit(g->hp[i], o->weight16[i], STARPU_CPU, prio,
+			                               gpt2_name(g, "cast", layer, "upload"));
+			if (!rc)
+				rc = lspo_cast_bf16_f32_submit(o->weight16[i], o->work[i], accel(), prio,
+				                               gpt2_name(g, "cast", layer, "apply"));
+		}
 		if (rc)
 			return rc;
 	}
@@ -231,6 +272,17 @@ static void offload_free(struct lspo_gpt2 *g)
 	starpu_task_wait_for_all();
 	for (int k = 0; k < o->nmats; k++)
 		lsp_matrix_free(&o->mats[k]);
+	if (o->work) {
+		g->hw = g->hp;
+		for (int i = 0; i < g->layout.ntensors; i++) {
+			starpu_data_unregister(o->work[i]);
+			starpu_data_unregister(o->grad16[i]);
+			starpu_data_unregister(o->weight16[i]);
+		}
+		free(o->work);
+		free(o->grad16);
+		free(o->weight16);
+	}
 	lspo_proj_registry_free(o->reg);
 	free(o->mats);
 	free(o->matrix_of);
@@ -294,6 +346,30 @@ static int lsp_build(struct lspo_gpt2 *g, struct offload *o)
 	return LSPO_OK;
 }
 
+/* zero/bf16: working weights on the accelerator, initialised from the masters. */
+static int zero_bf16_build(struct lspo_gpt2 *g, struct offload *o)
+{
+	int n = g->layout.ntensors;
+	o->work = calloc(n, sizeof(*o->work));
+	o->grad16 = calloc(n, sizeof(*o->grad16));
+	o->weight16 = calloc(n, sizeof(*o->weight16));
+	if (!o->work || !o->grad16 || !o->weight16)
+		LSPO_FAIL(LSPO_ENOMEM, "zero: cannot allocate the bf16 handles");
+	for (int i = 0; i < n; i++) {
+		const struct gpt2_tensor *t = &g->layout.tensors[i];
+		lspo_matrix_register(&o->work[i], NULL, t->rows, t->cols);
+		lspo_matrix_register_elem(&o->grad16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
+		lspo_matrix_register_elem(&o->weight16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
+	}
+	g->hw = o->work;
+	for (int i = 0; i < n; i++) {
+		int rc = lspo_copy_f32_submit(g->hp[i], o->work[i], 0, gpt2_name(g, "copy_f32", -1, "apply"));
+		if (rc)
+			return rc;
+	}
+	return LSPO_OK;
+}
+
 static void use_offload_hooks(struct lspo_gpt2 *g, enum lspo_mode mode)
 {
 	gpt2_use_native(g);
@@ -302,8 +378,10 @@ static void use_offload_hooks(struct lspo_gpt2 *g, enum lspo_mode mode)
 	g->prio_fwd = prio_fwd;
 	g->prio_bwd = prio_bwd;
 	if (mode == LSPO_MODE_ZERO) {
+		struct offload *o = g->mode;
 		g->norm_on_cpu = zero_norm_where;
 		g->update = zero_update;
+		g->after_backward = o->work ? zero_bf16_offload : NULL;
 		return;
 	}
 	g->grad_in_norm = lsp_in_norm;
@@ -328,10 +406,19 @@ int lspo_gpt2_set_mode(struct lspo_gpt2 *g, const struct lspo_offload_opts *opts
 	for (int i = 0; i < g->layout.ntensors; i++)
 		o->matrix_of[i] = -1;
 	g->mode = o;
-	int rc = opts->mode == LSPO_MODE_LSP ? lsp_build(g, o) : LSPO_OK;
+	int rc = LSPO_OK;
+	if (opts->offload_bf16 && opts->mode != LSPO_MODE_ZERO) {
+		lspo_error("bf16 offload applies to the zero mode only (mode %s)", lspo_mode_name(opts->mode));
+		rc = LSPO_EINVAL;
+	} else if (opts->mode == LSPO_MODE_LSP) {
+		rc = lsp_build(g, o);
+	} else if (opts->offload_bf16) {
+		rc = zero_bf16_build(g, o);
+	}
 	if (rc) {
 		offload_free(g);
 		gpt2_use_native(g);
+		g->mode_id = LSPO_MODE_NATIVE;
 		return rc;
 	}
 	use_offload_hooks(g, opts->mode);
@@ -344,7 +431,7 @@ void lspo_gpt2_offload_volume(const struct lspo_gpt2 *g, double *d2h, double *h2
 	const struct offload *o = g->mode;
 	double bytes = 0;
 	if (g->mode_id == LSPO_MODE_ZERO)
-		bytes = 4.0 * (double)g->layout.nfloats;
+		bytes = (o && o->work ? 2.0 : 4.0) * (double)g->layout.nfloats;
 	for (int k = 0; o && g->mode_id == LSPO_MODE_LSP && k < o->nmats; k++)
 		bytes += 4.0 * o->mats[k].d * o->mats[k].d;
 	*d2h = bytes;

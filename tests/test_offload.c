@@ -26,19 +26,21 @@ static struct lspo_ctx *ctx;
 
 /* Runs STEPS steps of `mode` under `sched`; losses out.  With keep, the model
  * and the context stay alive for the caller. */
-static void run(const char *sched, enum lspo_mode mode, double *losses, struct lspo_gpt2 **keep)
+/* mode 3 stands for zero with bf16 transfers */
+static void run(const char *sched, int mode, double *losses, struct lspo_gpt2 **keep)
 {
 	ctx = test_start(sched, -1, 0);
 	float *params = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
 	struct lspo_gpt2 *m;
 	struct lspo_offload_opts o = lspo_offload_opts_default();
-	o.mode = mode;
+	o.mode = mode == 3 ? LSPO_MODE_ZERO : (enum lspo_mode)mode;
+	o.offload_bf16 = mode == 3;
 	o.lsp_d = 16;
 	o.lsp_r = 4;
 	CHECK(lspo_gpt2_init_params(&cfg, 5, params) == LSPO_OK, "init");
 	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
 	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "params");
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode %s", lspo_mode_name(mode));
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode %d", mode);
 	struct lspo_optim opt = lspo_optim_default();
 	opt.lr = 2e-3f;
 	opt.weight_decay = 0.01f;
@@ -47,7 +49,7 @@ static void run(const char *sched, enum lspo_mode mode, double *losses, struct l
 		struct lspo_step_stats st;
 		batch(s, in, tg);
 		int rc = lspo_gpt2_train_step(m, in, tg, &opt, &st);
-		CHECK(rc == LSPO_OK, "%s %s step %d: %s", sched, lspo_mode_name(mode), s, lspo_strerror(rc));
+		CHECK(rc == LSPO_OK, "%s mode %d step %d: %s", sched, mode, s, lspo_strerror(rc));
 		losses[s] = st.loss;
 		CHECK(st.bytes_d2h == 0 && st.bytes_h2d == 0, "bytes on a CPU-only machine");
 	}
@@ -64,16 +66,17 @@ static void run(const char *sched, enum lspo_mode mode, double *losses, struct l
 int main(void)
 {
 	static const char *const scheds[] = { "eager", "prio", "dmdas", "lspo" };
-	double ref[3][STEPS];
-	for (int mode = 0; mode < 3; mode++)
+	static const char *const mode_names[] = { "native", "zero", "lsp", "zero/bf16" };
+	double ref[4][STEPS];
+	for (int mode = 0; mode < 4; mode++)
 		for (size_t p = 0; p < sizeof(scheds) / sizeof(scheds[0]); p++) {
 			double l[STEPS];
-			run(scheds[p], (enum lspo_mode)mode, p ? l : ref[mode], NULL);
+			run(scheds[p], mode, p ? l : ref[mode], NULL);
 			for (int s = 0; p && s < STEPS; s++)
 				CHECK(memcmp(&l[s], &ref[mode][s], sizeof(double)) == 0,
 				      "%s, mode %s, step %d: loss %.17g differs from eager's %.17g", scheds[p],
-				      lspo_mode_name((enum lspo_mode)mode), s, l[s], ref[mode][s]);
-			printf("%-6s %-6s losses %.6f ... %.6f\n", scheds[p], lspo_mode_name((enum lspo_mode)mode),
+				      mode_names[mode], s, l[s], ref[mode][s]);
+			printf("%-6s %-9s losses %.6f ... %.6f\n", scheds[p], mode_names[mode],
 			       (p ? l : ref[mode])[0], (p ? l : ref[mode])[STEPS - 1]);
 		}
 	for (int s = 0; s < STEPS; s++)
@@ -81,6 +84,9 @@ int main(void)
 	CHECK(ref[2][0] == ref[0][0], "the first forward does not depend on the mode");
 	CHECK(ref[2][STEPS - 1] < ref[2][0], "lsp does not train: %.4f -> %.4f", ref[2][0], ref[2][STEPS - 1]);
 	CHECK(ref[2][STEPS - 1] != ref[0][STEPS - 1], "lsp equals native: compression not applied?");
+	CHECK(ref[3][0] == ref[0][0] && ref[3][STEPS - 1] != ref[0][STEPS - 1], "zero/bf16 equals native: no rounding?");
+	CHECK(fabs(ref[3][STEPS - 1] - ref[0][STEPS - 1]) < 0.01, "zero/bf16 %.5f far from native %.5f",
+	      ref[3][STEPS - 1], ref[0][STEPS - 1]);
 
 	/* Offload volume and the projector check. */
 	struct lspo_gpt2 *m;
@@ -105,8 +111,17 @@ int main(void)
 	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "switch to zero");
 	lspo_gpt2_offload_volume(m, &d2h, &h2d);
 	CHECK(d2h == 4.0 * lspo_gpt2_nparams(&cfg), "zero volume %.0f", d2h);
+	o.offload_bf16 = 1;
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "switch to zero/bf16");
+	lspo_gpt2_offload_volume(m, &d2h, &h2d);
+	CHECK(d2h == 2.0 * lspo_gpt2_nparams(&cfg) && h2d == d2h, "zero/bf16 volume %.0f", d2h);
+	CHECK(lspo_gpt2_train_step(m, in, tg, &opt, &st) == LSPO_OK, "zero/bf16 step after a switch");
+	o.offload_bf16 = 0;
 	CHECK(lspo_gpt2_lsp_check(m, in, tg, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
 	o.mode = LSPO_MODE_LSP;
+	o.offload_bf16 = 1;
+	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "bf16 lsp accepted");
+	o.offload_bf16 = 0;
 	o.lsp_r = 40;
 	o.lsp_d = 16;
 	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "r > d accepted");
