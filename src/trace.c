@@ -37,6 +37,7 @@
 
 struct trace_access {
 	starpu_data_handle_t handle;  /* identity only: never dereferenced after the hook */
+	uintptr_t lo, hi;             /* its main-memory extent, 0 0 if it has none */
 	int mode;
 };
 
@@ -175,6 +176,28 @@ static struct trace_rec *new_rec(struct starpu_task *task, int worker, size_t *i
 	return r;
 }
 
+/* A buffer of the task: handle, mode, and the main-memory bytes it spans
+ * (partitioned data: a child lies inside its parent, so the critical path
+ * sees parent/child dependencies through the overlap). */
+static struct trace_access access_of(struct starpu_task *task, unsigned i)
+{
+	starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
+	struct trace_access a = { .handle = h, .mode = (int)STARPU_TASK_GET_MODE(task, i) };
+	uintptr_t p = (uintptr_t)starpu_data_handle_to_pointer(h, STARPU_MAIN_RAM);
+	if (!p)
+		return a;
+	size_t extent = starpu_data_get_size(h);
+	if (starpu_data_get_interface_id(h) == STARPU_MATRIX_INTERFACE_ID) {
+		size_t nx = starpu_matrix_get_nx(h), ny = starpu_matrix_get_ny(h);
+		size_t ld = starpu_matrix_get_local_ld(h), es = starpu_matrix_get_elemsize(h);
+		if (nx && ny)
+			extent = ((ny - 1) * ld + nx) * es;
+	}
+	a.lo = p;
+	a.hi = p + extent;
+	return a;
+}
+
 static void trace_pre_exec(struct starpu_task *task, unsigned sched_ctx)
 {
 	int worker = starpu_worker_get_id();
@@ -190,8 +213,7 @@ static void trace_pre_exec(struct starpu_task *task, unsigned sched_ctx)
 		r->bytes = bytes;
 		if (grow((void **)&tr.acc, &tr.capacc, tr.nacc + n, sizeof(*tr.acc)) == 0) {
 			for (unsigned i = 0; i < n; i++)
-				tr.acc[tr.nacc + i] = (struct trace_access){ STARPU_TASK_GET_HANDLE(task, i),
-				                                             (int)STARPU_TASK_GET_MODE(task, i) };
+				tr.acc[tr.nacc + i] = access_of(task, i);
 			tr.nacc += n;
 			r->nacc = n;
 		}
@@ -395,9 +417,15 @@ static int cmp_start(const void *x, const void *y)
 	return (p->job > q->job) - (p->job < q->job);
 }
 
-/* Per handle, while walking a segment in job order: the last writer and
- * the reader (since that write) with the longest path. */
-struct hstate { starpu_data_handle_t h; long writer, reader; };
+/* Per data region (a handle) while walking a group in job order: the last
+ * writer and the reader since that write with the longest path, and the
+ * other regions whose main-memory extents overlap it. */
+struct region {
+	starpu_data_handle_t h;
+	uintptr_t lo, hi;
+	long writer, reader;
+	size_t nbr, nnbr;     /* neighbours: nbrs[nbr .. nbr + nnbr) */
+};
 
 struct group_stats {
 	size_t ntasks;
@@ -410,23 +438,48 @@ struct group_stats {
 	long *pred;           /* predecessor on the longest path, per group index */
 };
 
-static struct hstate *hs_find(struct hstate *t, size_t cap, starpu_data_handle_t h)
+static size_t hmix(starpu_data_handle_t h)
 {
 	uint64_t x = (uint64_t)(uintptr_t)h;
 	x ^= x >> 33;
 	x *= 0xff51afd7ed558ccdull;
 	x ^= x >> 33;
-	size_t j = (size_t)x & (cap - 1);
-	while (t[j].h && t[j].h != h)
+	return (size_t)x;
+}
+
+/* Open-addressing table handle -> region index (cap a power of two). */
+static long *slot_of(long *tab, size_t cap, const struct region *rg, starpu_data_handle_t h)
+{
+	size_t j = hmix(h) & (cap - 1);
+	while (tab[j] >= 0 && rg[tab[j]].h != h)
 		j = (j + 1) & (cap - 1);
-	if (!t[j].h)
-		t[j] = (struct hstate){ h, -1, -1 };
-	return &t[j];
+	return &tab[j];
 }
 
 static double dur(const struct trace_rec *r)
 {
 	return r->end > r->start ? r->end - r->start : 0.0;
+}
+
+static const struct region *sort_regions;   /* for cmp_region_lo, under trace_lock */
+
+static int cmp_region_lo(const void *x, const void *y)
+{
+	uintptr_t a = sort_regions[*(const long *)x].lo, b = sort_regions[*(const long *)y].lo;
+	return (a > b) - (a < b);
+}
+
+/* Candidate predecessor p of task i: kept if it is longer than the best so
+ * far and really finished before i started (a true dependency always did;
+ * this also drops overlaps between memory that StarPU does not order). */
+static void consider(const size_t *idx, const double *dist, long p, size_t i, double *best, long *bp)
+{
+	if (p < 0 || (size_t)p == i || dist[p] <= *best)
+		return;
+	if (tr.recs[idx[p]].end > tr.recs[idx[i]].start)
+		return;
+	*best = dist[p];
+	*bp = p;
 }
 
 /* Longest dependency chain of the group idx[0..n) (sorted by job id). */
@@ -438,44 +491,96 @@ static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
 	size_t cap = 16;
 	while (cap < 2 * nacc + 2)
 		cap *= 2;
-	struct hstate *hs = calloc(cap, sizeof(*hs));
+	long *tab = malloc(cap * sizeof(*tab)), *accr = malloc((nacc + 1) * sizeof(*accr));
+	long *order = malloc((nacc + 1) * sizeof(*order));
+	struct region *rg = malloc((nacc + 1) * sizeof(*rg));
 	double *dist = malloc((n + 1) * sizeof(*dist));
 	st->pred = malloc((n + 1) * sizeof(*st->pred));
-	if (!hs || !dist || !st->pred) {
-		free(hs);
-		free(dist);
-		return LSPO_ENOMEM;
+	long *nbrs = NULL;
+	int rc = LSPO_ENOMEM;
+	if (!tab || !accr || !order || !rg || !dist || !st->pred)
+		goto out;
+	for (size_t j = 0; j < cap; j++)
+		tab[j] = -1;
+
+	/* Regions: one per distinct handle; accr maps each access to its region. */
+	size_t nrg = 0, k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct trace_rec *r = &tr.recs[idx[i]];
+		for (size_t a = 0; a < r->nacc; a++, k++) {
+			const struct trace_access *ac = &tr.acc[r->acc + a];
+			long *slot = slot_of(tab, cap, rg, ac->handle);
+			if (*slot < 0) {
+				rg[nrg] = (struct region){ ac->handle, ac->lo, ac->hi, -1, -1, 0, 0 };
+				*slot = (long)nrg++;
+			}
+			accr[k] = *slot;
+		}
+	}
+	/* Neighbours: regions whose main-memory extents overlap (sweep by lo). */
+	size_t nram = 0;
+	for (size_t j = 0; j < nrg; j++)
+		if (rg[j].hi > rg[j].lo)
+			order[nram++] = (long)j;
+	sort_regions = rg;
+	qsort(order, nram, sizeof(*order), cmp_region_lo);
+	for (int pass = 0; pass < 2; pass++) {   /* 0: count, 1: fill */
+		if (pass == 1) {
+			size_t off = 0;
+			for (size_t j = 0; j < nrg; j++) {
+				rg[j].nbr = off;
+				off += rg[j].nnbr;
+				rg[j].nnbr = 0;
+			}
+			nbrs = malloc((off + 1) * sizeof(*nbrs));
+			if (!nbrs)
+				goto out;
+		}
+		for (size_t x = 0; x < nram; x++) {
+			struct region *ra = &rg[order[x]];
+			for (size_t y = x + 1; y < nram && rg[order[y]].lo < ra->hi; y++) {
+				struct region *rb = &rg[order[y]];
+				if (pass == 1) {
+					nbrs[ra->nbr + ra->nnbr] = order[y];
+					nbrs[rb->nbr + rb->nnbr] = order[x];
+				}
+				ra->nnbr++;
+				rb->nnbr++;
+			}
+		}
 	}
 	st->cp = 0;
 	st->cp_last = -1;
+	k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct trace_rec *r = &tr.recs[idx[i]];
 		double best = 0;
 		long bp = -1;
-		for (size_t k = 0; k < r->nacc; k++) {
-			const struct trace_access *a = &tr.acc[r->acc + k];
-			if (!(a->mode & (STARPU_R | STARPU_W)))
+		for (size_t a = 0; a < r->nacc; a++) {
+			int mode = tr.acc[r->acc + a].mode;
+			if (!(mode & (STARPU_R | STARPU_W)))
 				continue;   /* scratch / reduction: no ordering */
-			struct hstate *e = hs_find(hs, cap, a->handle);
-			if (e->writer >= 0 && dist[e->writer] > best)   /* RAW, WAW */
-				best = dist[e->writer], bp = e->writer;
-			if ((a->mode & STARPU_W) && e->reader >= 0 && dist[e->reader] > best)   /* WAR */
-				best = dist[e->reader], bp = e->reader;
+			const struct region *q = &rg[accr[k + a]];
+			for (size_t m = 0; m <= q->nnbr; m++) {
+				const struct region *e = m == 0 ? q : &rg[nbrs[q->nbr + m - 1]];
+				consider(idx, dist, e->writer, i, &best, &bp);      /* RAW, WAW */
+				if (mode & STARPU_W)
+					consider(idx, dist, e->reader, i, &best, &bp);  /* WAR */
+			}
 		}
 		dist[i] = best + dur(r);
 		st->pred[i] = bp;
-		for (size_t k = 0; k < r->nacc; k++) {
-			const struct trace_access *a = &tr.acc[r->acc + k];
-			if (!(a->mode & (STARPU_R | STARPU_W)))
-				continue;
-			struct hstate *e = hs_find(hs, cap, a->handle);
-			if (a->mode & STARPU_W) {
+		for (size_t a = 0; a < r->nacc; a++) {
+			int mode = tr.acc[r->acc + a].mode;
+			struct region *e = &rg[accr[k + a]];
+			if (mode & STARPU_W) {
 				e->writer = (long)i;
 				e->reader = -1;
-			} else if (e->reader < 0 || dist[i] > dist[e->reader]) {
+			} else if ((mode & STARPU_R) && (e->reader < 0 || dist[i] > dist[e->reader])) {
 				e->reader = (long)i;
 			}
 		}
+		k += r->nacc;
 		if (dist[i] > st->cp || st->cp_last < 0) {
 			st->cp = dist[i];
 			st->cp_last = (long)i;
@@ -484,9 +589,15 @@ static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
 	st->cp_len = 0;
 	for (long i = st->cp_last; i >= 0; i = st->pred[i])
 		st->cp_len++;
-	free(hs);
-	free(dist);
-	return LSPO_OK;
+	rc = LSPO_OK;
+out:
+	free(tab); free(accr); free(order); free(rg); free(dist); free(nbrs);
+	if (rc) {
+		free(st->pred);
+		st->pred = NULL;
+		lspo_error("trace: out of memory computing the critical path");
+	}
+	return rc;
 }
 
 /* Everything about one group of records (idx sorted by job id). */
