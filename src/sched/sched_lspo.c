@@ -1,60 +1,183 @@
 /*
- * sched_lspo.c - the `lspo` scheduling policy.
+ * sched_lspo.c - the `lspo` scheduling policy: the layer-wise LSP-Offload
+ * schedule read from task names, a priority list for every other task.
+ * The rules are in sched_lspo.h; the options, name parsing and automatic
+ * cut in sched_lspo_opts.c.
  *
- * One central list of ready tasks, highest priority first and first come,
- * first served among equal priorities.  An idle worker pops the first task
- * it can execute, so priorities decide the order across the whole machine.
- * The training step graph encodes the LSP-Offload schedule in priorities;
- * this policy is the part that makes StarPU honour them exactly.
+ * Ready tasks wait in six lists (one per class), linked through the task's
+ * own prev/next fields; task->sched_data caches what the name says.  One
+ * mutex protects the policy's state; pop holds it while it picks a task.
  */
 #include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sched_lspo.h"
 
+enum cls { C_HEAD = 0, C_BWD, C_LCFS, C_FWD, C_OTHER, C_FCFS, NCLS };
+enum place { P_ANY = 0, P_ACCEL, P_CPU, NPLACE };
+
+/* ------------------------------------------------------------------------ */
+/* Per-task cache in task->sched_data: 32 bits, so it fits any uintptr_t.   */
+/*   bit 0 valid | 1-3 class | 4-7 stage | 8-9 placement | 10 delayed |     */
+/*   11-20 layer | 21-30 trigger layer | 31 has a layer                     */
+
+#define TI_VALID 1u
+#define TI_DELAYED (1u << 10)
+#define TI_HASLAYER (1u << 31)
+
+static uintptr_t ti_make(enum cls c, enum lspo_stage st, enum place p, int layer, int delayed,
+                         int trigger)
+{
+	uintptr_t v = TI_VALID | ((uintptr_t)c << 1) | ((uintptr_t)st << 4) | ((uintptr_t)p << 8);
+	if (delayed)
+		v |= TI_DELAYED | ((uintptr_t)trigger << 21);
+	if (layer >= 0)
+		v |= TI_HASLAYER | ((uintptr_t)layer << 11);
+	return v;
+}
+static inline uintptr_t ti(const struct starpu_task *t) { return (uintptr_t)t->sched_data; }
+static inline enum cls ti_cls(uintptr_t v) { return (enum cls)((v >> 1) & 7u); }
+static inline enum lspo_stage ti_stage(uintptr_t v) { return (enum lspo_stage)((v >> 4) & 15u); }
+static inline enum place ti_place(uintptr_t v) { return (enum place)((v >> 8) & 3u); }
+static inline int ti_layer(uintptr_t v) { return v & TI_HASLAYER ? (int)((v >> 11) & 1023u) : -1; }
+static inline int ti_trigger(uintptr_t v) { return (int)((v >> 21) & 1023u); }
+
+/* ------------------------------------------------------------------------ */
+/* Policy state                                                             */
+
+#define NO_FRONT INT_MAX
+
 struct lspo_sched {
-	struct starpu_task_list ready;   /* sorted by decreasing priority */
 	starpu_pthread_mutex_t lock;
+	struct starpu_task_list q[NCLS];
+	int nplace[NCLS][NPLACE];      /* queued tasks per class and placement */
+	atomic_int nqueued;            /* all lists; read unlocked by pop */
+	int ndelayed;                  /* queued tasks that carry a delay */
+
+	struct lspo_sched_opts opts;   /* snapshot, refreshed when the version changes */
+	unsigned opts_version;
+	int nlayers_seen;              /* max layer + 1 in task names */
+	int auto_cut;                  /* from the estimates; -1: none yet */
+	atomic_int cut;                /* cut_in_use(), for reads outside the lock */
+	int published[2];              /* what lspo_sched_publish was last told */
+
+	/* Backward progress, for delays. */
+	int front;                     /* lowest layer whose bwd was popped in this pass */
+	int fwd_popped;                /* a fwd task was popped since the last bwd pop */
+	int bwd_live;                  /* bwd tasks pushed and not yet retired */
+	int retire[STARPU_NMAXWORKERS];/* bwd tasks a worker ran, retired at its next pop */
+
+	/* Estimates for the automatic cut (microseconds, per layer). */
+	int fwd_pushed;                /* a fwd task was pushed since the last bwd push */
+	int est_any;
+	double est_bwd[LSPO_SCHED_MAX_LAYER + 1];
+	double est_pipe[LSPO_SCHED_MAX_LAYER + 1];
 };
 
-/* Links `task` into `list` just before `next` (NULL: at the back). */
-static void list_insert_before(struct starpu_task_list *list, struct starpu_task *task,
-                               struct starpu_task *next)
+static int cut_in_use(const struct lspo_sched *s)
 {
-	if (!next) {
-		starpu_task_list_push_back(list, task);
-		return;
+	if (s->opts.cut >= 0)
+		return s->opts.cut;
+	if (s->auto_cut >= 0)
+		return s->auto_cut;
+	int n = s->opts.nlayers > 0 ? s->opts.nlayers : s->nlayers_seen;
+	return lspo_sched_default_cut(n);
+}
+
+static int delay_of(const struct lspo_sched_opts *o, enum lspo_stage st)
+{
+	switch (st) {
+	case LSPO_STAGE_UPD: return o->delay_upd;
+	case LSPO_STAGE_UPLOAD: return o->delay_upload;
+	case LSPO_STAGE_APPLY: return o->delay_apply;
+	default: return 0;
 	}
-	if (next == list->head) {
+}
+
+static int is_accel_stage(enum lspo_stage st)
+{
+	return st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_PROJ ||
+	       st == LSPO_STAGE_APPLY;
+}
+
+static int is_pipeline_stage(enum lspo_stage st)
+{
+	return st >= LSPO_STAGE_PROJ && st <= LSPO_STAGE_APPLY;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sorted lists                                                             */
+
+/* Layer keys: a layer-less bwd sorts as the deepest, a layer-less fwd last. */
+static int sort_layer(uintptr_t v) { return v & TI_HASLAYER ? ti_layer(v) : INT_MAX; }
+
+/* 1 if a must run before b (both in class c); equal keys keep arrival order. */
+static int goes_before(enum cls c, const struct starpu_task *a, const struct starpu_task *b)
+{
+	switch (c) {
+	case C_BWD: {
+		int la = sort_layer(ti(a)), lb = sort_layer(ti(b));
+		if (la != lb)
+			return la > lb;
+		return a->priority > b->priority;
+	}
+	case C_FWD: {
+		int la = sort_layer(ti(a)), lb = sort_layer(ti(b));
+		if (la != lb)
+			return la < lb;
+		return a->priority > b->priority;
+	}
+	case C_OTHER:
+		return a->priority > b->priority;
+	default:
+		return 0;
+	}
+}
+
+static void insert(struct starpu_task_list *list, enum cls c, struct starpu_task *task)
+{
+	if (c == C_LCFS) {
 		starpu_task_list_push_front(list, task);
 		return;
 	}
-	task->next = next;
-	task->prev = next->prev;
-	next->prev->next = task;
-	next->prev = task;
+	/* Walk from the back while the new task goes before (most pushes append). */
+	struct starpu_task *t = starpu_task_list_back(list);
+	while (t && goes_before(c, task, t))
+		t = t->prev;
+	if (!t) {
+		starpu_task_list_push_front(list, task);
+	} else if (t == starpu_task_list_back(list)) {
+		starpu_task_list_push_back(list, task);
+	} else {
+		task->prev = t;
+		task->next = t->next;
+		t->next->prev = task;
+		t->next = task;
+	}
 }
 
-/* Keeps the list sorted; most pushes append, so look from the back first. */
-static void insert_by_priority(struct starpu_task_list *list, struct starpu_task *task)
-{
-	struct starpu_task *back = starpu_task_list_back(list);
-	if (!back || back->priority >= task->priority) {
-		starpu_task_list_push_back(list, task);
-		return;
-	}
-	struct starpu_task *t = starpu_task_list_begin(list);
-	while (t != starpu_task_list_end(list) && t->priority >= task->priority)
-		t = starpu_task_list_next(t);
-	list_insert_before(list, task, t);
-}
+/* ------------------------------------------------------------------------ */
+/* Init                                                                     */
 
 static void init_sched(unsigned ctx)
 {
-	struct lspo_sched *s = malloc(sizeof(*s));
+	struct lspo_sched *s = calloc(1, sizeof(*s));
 	STARPU_ASSERT_MSG(s, "lspo policy: out of memory");
-	starpu_task_list_init(&s->ready);
+	for (int c = 0; c < NCLS; c++)
+		starpu_task_list_init(&s->q[c]);
+	atomic_init(&s->nqueued, 0);
 	STARPU_PTHREAD_MUTEX_INIT(&s->lock, NULL);
+	s->opts_version = lspo_sched_opts_snapshot(&s->opts);
+	s->auto_cut = -1;
+	atomic_init(&s->cut, cut_in_use(s));
+	s->published[0] = 0;
+	s->published[1] = -1;
+	s->front = NO_FRONT;
+	lspo_sched_publish(0, -1);
 	starpu_sched_ctx_set_policy_data(ctx, s);
 	/* Without this the context's range is 0..0 and priorities collapse. */
 	if (!starpu_sched_ctx_min_priority_is_set(ctx))
@@ -66,9 +189,42 @@ static void init_sched(unsigned ctx)
 static void deinit_sched(unsigned ctx)
 {
 	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
-	STARPU_ASSERT(starpu_task_list_empty(&s->ready));
+	for (int c = 0; c < NCLS; c++)
+		STARPU_ASSERT(starpu_task_list_empty(&s->q[c]));
 	STARPU_PTHREAD_MUTEX_DESTROY(&s->lock);
 	free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Push                                                                     */
+
+/* Expected length of `task` on worker w plus, for pipeline stages, the
+ * expected transfer of its inputs to w; NaN when the models cannot tell. */
+static double estimate(struct starpu_task *task, unsigned ctx, int w, enum lspo_stage st)
+{
+	unsigned nimpl;
+	if (w < 0 || !starpu_worker_can_execute_task_first_impl((unsigned)w, task, &nimpl))
+		return NAN;
+	double len = starpu_task_expected_length(task, starpu_worker_get_perf_archtype(w, ctx), nimpl);
+	if (!isfinite(len) || len <= 0.0)
+		return NAN;
+	if (st != LSPO_STAGE_BWD) {
+		double xfer = starpu_task_expected_data_transfer_time_for(task, (unsigned)w);
+		if (!isfinite(xfer) || xfer < 0.0)
+			return NAN;
+		len += xfer;
+	}
+	return len;
+}
+
+static void refresh_opts(struct lspo_sched *s)
+{
+	struct lspo_sched_opts o;
+	unsigned v = lspo_sched_opts_snapshot(&o);
+	if (v != s->opts_version) {
+		s->opts = o;
+		s->opts_version = v;
+	}
 }
 
 static int push_task(struct starpu_task *task)
@@ -77,50 +233,231 @@ static int push_task(struct starpu_task *task)
 	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
 	struct starpu_worker_collection *workers = starpu_sched_ctx_get_worker_collection(ctx);
 	struct starpu_sched_ctx_iterator it;
-	int able[STARPU_NMAXWORKERS], nable = 0;
+	int able[STARPU_NMAXWORKERS], nable = 0, first_cpu = -1, first_acc = -1;
 
-	/* Decide who can run it while the task is surely alive: once the lock
-	 * is released, a worker may pop, run and free it. */
-	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
+	/* Everything about the task is decided while it is surely alive: once
+	 * the lock is released, a worker may pop, run and free it. */
+	int layer;
+	enum lspo_stage st = lspo_sched_parse_name(task->name, &layer);
 	workers->init_iterator(workers, &it);
 	while (workers->has_next(workers, &it)) {
 		unsigned w = workers->get_next(workers, &it);
-		if (starpu_worker_can_execute_task_first_impl(w, task, NULL))
-			able[nable++] = (int)w;
+		if (!starpu_worker_can_execute_task_first_impl(w, task, NULL))
+			continue;
+		able[nable++] = (int)w;
+		if (starpu_worker_get_type((int)w) == STARPU_CPU_WORKER) {
+			if (first_cpu < 0)
+				first_cpu = (int)w;
+		} else if (first_acc < 0) {
+			first_acc = (int)w;
+		}
 	}
-	insert_by_priority(&s->ready, task);
+	enum place place = P_ANY;
+	if (is_accel_stage(st) && first_acc >= 0)
+		place = P_ACCEL;
+	else if (st == LSPO_STAGE_UPD && first_cpu >= 0)
+		place = P_CPU;
+	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu
+	        : first_acc >= 0 ? first_acc : first_cpu;   /* who would likely run it */
+
+	struct lspo_sched_opts o;
+	lspo_sched_opts_snapshot(&o);
+	double est = NAN;
+	int want_est = o.cut < 0 && layer >= 0 && st != LSPO_STAGE_FWD;
+	if (want_est)
+		est = estimate(task, ctx, rep, st);
+
+	/* An apply's input (the update) comes back from host memory: start the
+	 * upload now, urgently for shallow layers, when the bus is idle for deep
+	 * ones.  Not on a CPU-only machine (place is P_ACCEL only with one). */
+	if (st == LSPO_STAGE_APPLY && place == P_ACCEL) {
+		if (layer >= 0 && layer >= atomic_load(&s->cut))
+			starpu_idle_prefetch_task_input_for(task, (unsigned)first_acc);
+		else
+			starpu_prefetch_task_input_for_prio(task, (unsigned)first_acc, task->priority);
+	}
+
+	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
+	refresh_opts(s);
+	if (layer >= s->nlayers_seen)
+		s->nlayers_seen = layer + 1;
+
+	/* The class. */
+	enum cls c = C_OTHER;
+	int delayed = 0, trigger = 0;
+	if (st == LSPO_STAGE_FWD) {
+		c = C_FWD;
+	} else if (st == LSPO_STAGE_BWD) {
+		c = C_BWD;
+	} else if (is_pipeline_stage(st) && layer >= 0) {
+		int deep = layer >= cut_in_use(s);
+		if (!deep)
+			c = C_LCFS;
+		else if (st == LSPO_STAGE_PROJ || st == LSPO_STAGE_OFFLOAD)
+			c = C_HEAD;
+		else
+			c = C_FCFS;
+		int d = delay_of(&s->opts, st);
+		if (d > 0) {
+			delayed = 1;
+			trigger = layer - d > 0 ? layer - d : 0;
+		}
+	}
+	task->sched_data = (void *)ti_make(c, st, place, layer, delayed, trigger);
+
+	/* Estimates of this pass; a bwd pushed after a fwd starts the next. */
+	if (st == LSPO_STAGE_FWD) {
+		s->fwd_pushed = 1;
+	} else if (st == LSPO_STAGE_BWD && s->fwd_pushed) {
+		s->fwd_pushed = 0;
+		if (s->est_any && s->opts.cut < 0) {
+			int n = s->opts.nlayers > 0 ? s->opts.nlayers : s->nlayers_seen;
+			if (n > LSPO_SCHED_MAX_LAYER + 1)
+				n = LSPO_SCHED_MAX_LAYER + 1;
+			s->auto_cut = lspo_sched_auto_cut(n, s->est_bwd, s->est_pipe);
+		}
+		memset(s->est_bwd, 0, sizeof(s->est_bwd));
+		memset(s->est_pipe, 0, sizeof(s->est_pipe));
+		s->est_any = 0;
+	}
+	if (want_est && (st == LSPO_STAGE_BWD || is_pipeline_stage(st))) {
+		double *acc = st == LSPO_STAGE_BWD ? s->est_bwd : s->est_pipe;
+		acc[layer] += est;   /* NaN poisons the layer: unusable estimates */
+		s->est_any = 1;
+	}
+	atomic_store(&s->cut, cut_in_use(s));
+	if (s->published[0] != s->nlayers_seen || s->published[1] != s->auto_cut) {
+		s->published[0] = s->nlayers_seen;
+		s->published[1] = s->auto_cut;
+		lspo_sched_publish(s->nlayers_seen, s->auto_cut);
+	}
+
+	if (st == LSPO_STAGE_BWD)
+		s->bwd_live++;
+	if (delayed)
+		s->ndelayed++;
+	s->nplace[c][place]++;
+	insert(&s->q[c], c, task);
+	atomic_fetch_add(&s->nqueued, 1);
 	starpu_push_task_end(task);
 	STARPU_PTHREAD_MUTEX_UNLOCK(&s->lock);
 
-	/* Wake one sleeping worker that can run it. */
-	for (int i = 0; i < nable; i++)
+	/* Wake one sleeping worker that may run it. */
+	for (int i = 0; i < nable; i++) {
+		int cpu = starpu_worker_get_type(able[i]) == STARPU_CPU_WORKER;
+		if ((place == P_ACCEL && cpu) || (place == P_CPU && !cpu))
+			continue;
 		if (starpu_wake_worker_relax_light(able[i]))
 			break;
+	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pop                                                                      */
+
+static int may_take(const struct lspo_sched *s, uintptr_t v, int cpu, int strict)
+{
+	enum place p = ti_place(v);
+	if ((p == P_ACCEL && cpu) || (p == P_CPU && !cpu))
+		return 0;
+	if (strict && (v & TI_DELAYED) && s->front != NO_FRONT && s->front > ti_trigger(v))
+		return 0;
+	return 1;
+}
+
+static struct starpu_task *pick(struct lspo_sched *s, unsigned worker, int cpu, int strict)
+{
+	for (int c = 0; c < NCLS; c++) {
+		if (s->nplace[c][P_ANY] + s->nplace[c][cpu ? P_CPU : P_ACCEL] == 0)
+			continue;
+		for (struct starpu_task *t = starpu_task_list_begin(&s->q[c]);
+		     t != starpu_task_list_end(&s->q[c]); t = starpu_task_list_next(t)) {
+			unsigned nimpl;
+			if (!may_take(s, ti(t), cpu, strict) ||
+			    !starpu_worker_can_execute_task_first_impl(worker, t, &nimpl))
+				continue;
+			starpu_task_set_implementation(t, nimpl);
+			starpu_task_list_erase(&s->q[c], t);
+			return t;
+		}
+	}
+	return NULL;
+}
+
+static void wake_others(unsigned ctx, unsigned self)
+{
+	struct starpu_worker_collection *workers = starpu_sched_ctx_get_worker_collection(ctx);
+	struct starpu_sched_ctx_iterator it;
+	workers->init_iterator(workers, &it);
+	while (workers->has_next(workers, &it)) {
+		unsigned w = workers->get_next(workers, &it);
+		if (w != self)
+			starpu_wake_worker_relax_light((int)w);
+	}
 }
 
 static struct starpu_task *pop_task(unsigned ctx)
 {
 	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
-	/* Unlocked peek: a worker that misses a push is woken by it. */
-	if (starpu_task_list_empty(&s->ready))
+	unsigned worker = starpu_worker_get_id_check();
+	/* Unlocked peek: a worker that misses a push is woken by it.  A worker
+	 * with bwd tasks to retire must come in (see post_exec_hook). */
+	if (atomic_load(&s->nqueued) == 0 && !s->retire[worker])
 		return NULL;
 
-	unsigned worker = starpu_worker_get_id_check();
-	struct starpu_task *chosen = NULL;
+	int cpu = starpu_worker_get_type((int)worker) == STARPU_CPU_WORKER;
+	int wake = 0;
 	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
-	for (struct starpu_task *t = starpu_task_list_begin(&s->ready);
-	     t != starpu_task_list_end(&s->ready); t = starpu_task_list_next(t)) {
-		unsigned nimpl;
-		if (starpu_worker_can_execute_task_first_impl(worker, t, &nimpl)) {
-			starpu_task_set_implementation(t, nimpl);
-			starpu_task_list_erase(&s->ready, t);
-			chosen = t;
-			break;
+	if (s->retire[worker]) {
+		/* Its successors have been pushed by now: the bwd is over. */
+		s->bwd_live -= s->retire[worker];
+		s->retire[worker] = 0;
+		wake = s->bwd_live == 0 && s->ndelayed > 0;
+	}
+	struct starpu_task *task = pick(s, worker, cpu, 1);
+	if (!task && s->ndelayed > 0 && s->bwd_live == 0)
+		task = pick(s, worker, cpu, 0);   /* no backward left to wait for */
+	if (task) {
+		uintptr_t v = ti(task);
+		enum cls c = ti_cls(v);
+		s->nplace[c][ti_place(v)]--;
+		atomic_fetch_sub(&s->nqueued, 1);
+		if (v & TI_DELAYED)
+			s->ndelayed--;
+		enum lspo_stage st = ti_stage(v);
+		if (st == LSPO_STAGE_FWD) {
+			s->fwd_popped = 1;
+		} else if (st == LSPO_STAGE_BWD && ti_layer(v) >= 0) {
+			int old = s->front;
+			if (s->fwd_popped || s->front == NO_FRONT || ti_layer(v) < s->front)
+				s->front = ti_layer(v);
+			s->fwd_popped = 0;
+			if (s->front != old && s->ndelayed > 0)
+				wake = 1;
 		}
 	}
 	STARPU_PTHREAD_MUTEX_UNLOCK(&s->lock);
-	return chosen;
+	if (wake)
+		wake_others(ctx, worker);
+	return task;
+}
+
+/* Runs on the worker that ran the task, before StarPU pushes the tasks that
+ * depended on it: a bwd stays "live" until that worker's next pop. */
+static void post_exec_hook(struct starpu_task *task, unsigned ctx)
+{
+	uintptr_t v = ti(task);
+	if (!(v & TI_VALID) || ti_stage(v) != LSPO_STAGE_BWD)
+		return;
+	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
+	int w = starpu_worker_get_id();
+	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
+	if (w >= 0)
+		s->retire[w]++;
+	else
+		s->bwd_live--;
+	STARPU_PTHREAD_MUTEX_UNLOCK(&s->lock);
 }
 
 struct starpu_sched_policy lspo_sched_policy = {
@@ -128,7 +465,9 @@ struct starpu_sched_policy lspo_sched_policy = {
 	.deinit_sched = deinit_sched,
 	.push_task = push_task,
 	.pop_task = pop_task,
+	.post_exec_hook = post_exec_hook,
 	.policy_name = "lspo",
-	.policy_description = "LSP-Offload: central list by decreasing priority, FIFO among equals",
+	.policy_description = "LSP-Offload layer-wise schedule from task names "
+	                      "(backward first, deep layers FCFS, shallow LCFS); priorities otherwise",
 	.worker_type = STARPU_WORKER_LIST,
 };

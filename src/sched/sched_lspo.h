@@ -1,12 +1,124 @@
-/* sched_lspo.h - the `lspo` StarPU scheduling policy. */
+/*
+ * sched_lspo.h - the `lspo` StarPU scheduling policy: the layer-wise
+ * LSP-Offload schedule (lsp-offload.md sections 8 and 16) read from task
+ * names, with a priority list as the fallback for every other task.
+ *
+ * How the engine uses it.  lspo_ctx_create installs it when the policy name
+ * is "lspo"; options come from lspo_sched_set_opts (include/lspo.h), before
+ * or after the context starts.  The engine only names its tasks
+ * "<op>:L<layer>:<stage>" (layers 0 .. L in forward order, 0 = first block
+ * and embedding, L = final layernorm and LM head) or "<op>:<stage>", and
+ * submits the step in program order: StarPU's data dependencies keep it
+ * correct, the policy only chooses among ready tasks.  Priorities still
+ * order tasks within a class (see below) and every unrecognised task.
+ *
+ * Task classes, from its name (parsed once per push and cached in
+ * task->sched_data, which this policy owns):
+ *   stage fwd                    -> FWD   (a layer-less "xent:fwd" sorts last)
+ *   stage bwd                    -> BWD   (a layer-less one sorts first)
+ *   proj, offload of layer >= cut -> HEAD  (the head of a deep layer's pipeline)
+ *   upd, upload, apply of layer >= cut -> FCFS
+ *   proj .. apply of layer < cut -> LCFS
+ *   anything else (no name, unknown stage, layer > LSPO_SCHED_MAX_LAYER, or
+ *   a pipeline stage without a layer such as "clip_scale:upd") -> OTHER
+ * An idle worker takes the first task it may run from the first non-empty
+ * class in this order:
+ *   1. HEAD   first come, first served (time it became ready): a deep layer's
+ *             compressed gradient is formed and leaves as soon as its
+ *             backward produced it (the reference's D2H at the end of BWD_i);
+ *   2. BWD    deepest layer first, then higher priority, then FIFO;
+ *   3. LCFS   last come, first served: the shallow layers, whose pipeline
+ *             cannot hide behind the backward, are served in the order the
+ *             next forward needs them (most recent gradient = shallowest);
+ *   4. FWD    shallowest layer first, then priority, then FIFO;
+ *   5. OTHER  higher priority first, FIFO among equals (the old policy);
+ *   6. FCFS   first come, first served: the deep layers' update pipeline,
+ *             which runs in the gaps (CPU workers have nothing else to run
+ *             but LCFS upds and OTHER tasks, so deep upds start at once).
+ * Placement: fwd, bwd, proj and apply go only to non-CPU workers when one
+ * of the context's accelerators can run the task; upd only to CPU workers
+ * when one can run it; otherwise (CPU-only machine, or a codelet restricted
+ * by `where`) any worker that can run it, ordered by the same rules.
+ * offload, upload and OTHER tasks go to any worker that can run them.
+ *
+ * Delays (lspo_sched_opts.delay_upd/upload/apply = d > 0): a stage of layer
+ * i becomes eligible once a bwd task of a layer <= max(i - d, 0) has been
+ * popped in the current backward pass (the pass starts with the first bwd
+ * popped after a fwd; with no bwd popped yet, nothing waits).  A worker that
+ * finds no eligible task takes a delayed one anyway when no bwd task is
+ * queued or running (running ends at the next pop of the worker that ran
+ * it, after its successors were pushed), so a delayed task never waits for
+ * a backward that will not come.
+ *
+ * Automatic cut (lspo_sched_opts.cut = -1): while tasks are pushed the
+ * policy adds, per layer, the expected lengths (starpu_task_expected_length
+ * on the kind of worker the task is placed on) of its bwd tasks, and of its
+ * proj/offload/upd/upload/apply tasks plus the expected transfer time of
+ * their inputs (starpu_task_expected_data_transfer_time_for).  When the next
+ * backward pass starts (first bwd pushed after a fwd was pushed) these sums
+ * give the cut for the tasks pushed from then on: lspo_sched_auto_cut.
+ *
+ * Prefetch: when an apply task placed on an accelerator becomes ready, its
+ * inputs are prefetched to that accelerator's memory (an idle-time prefetch
+ * for deep layers, a prioritised one for shallow layers).  Nothing else.
+ *
+ * Cost: push and pop hold one mutex; lists are sorted by insertion from the
+ * back (O(1) for the usual arrival order), pop takes the first suitable task
+ * of a class and skips classes holding nothing this kind of worker may run.
+ */
 #ifndef LSPO_SCHED_LSPO_H
 #define LSPO_SCHED_LSPO_H
 
 #include <starpu.h>
 
-/* Installed through starpu_conf.sched_policy when lspo_config.sched is "lspo".
- * Ready tasks wait in one central list ordered by decreasing priority (FIFO
- * among equals); an idle worker takes the first task it can execute. */
+#include "lspo.h"
+
 extern struct starpu_sched_policy lspo_sched_policy;
+
+/* Stages recognised in task names. */
+enum lspo_stage {
+	LSPO_STAGE_NONE = 0,   /* no name, or a stage this policy does not know */
+	LSPO_STAGE_FWD,
+	LSPO_STAGE_BWD,
+	LSPO_STAGE_PROJ,
+	LSPO_STAGE_OFFLOAD,
+	LSPO_STAGE_UPD,
+	LSPO_STAGE_UPLOAD,
+	LSPO_STAGE_APPLY,
+	LSPO_NSTAGES
+};
+
+/* Layers above it are not layers for the policy (the task goes to OTHER). */
+#define LSPO_SCHED_MAX_LAYER 1023
+
+/* Parses "<op>:L<layer>:<stage>" or "<op>:<stage>": returns the stage
+ * (LSPO_STAGE_NONE if unknown) and sets *layer (-1 when the name has no
+ * valid layer field). */
+enum lspo_stage lspo_sched_parse_name(const char *name, int *layer);
+
+/* round(n / 4), the cut used while the perfmodels give no estimate. */
+int lspo_sched_default_cut(int nlayers);
+
+/*
+ * The automatic cut, a pure function.  bwd_us[i] is the expected backward
+ * time of layer i, pipe_us[i] the expected latency of its update pipeline
+ * (proj + offload transfer + upd + upload transfer + apply), i = 0 .. n-1 in
+ * forward order.  The backward runs layers n-1 .. 0, so when layer i's
+ * backward ends, R_i = sum_{j < i} bwd_us[j] of backward is still to run.
+ * Layer i's pipeline hides behind it iff pipe_us[i] <= R_i.  The cut is one
+ * above the deepest layer that does not hide (0 if all hide): layers below it
+ * are LCFS.  The estimates are unusable (-> lspo_sched_default_cut(n)) when
+ * a value is NaN, infinite or negative, or either total is 0.
+ * Example: bwd 10 ms and pipe 35 ms for every layer: R_i = 10 i ms, layers
+ * 0..3 do not hide, cut = 4.
+ */
+int lspo_sched_auto_cut(int nlayers, const double *bwd_us, const double *pipe_us);
+
+/* For the policy: a snapshot of the options and its version (changes at
+ * every lspo_sched_set_opts). */
+unsigned lspo_sched_opts_snapshot(struct lspo_sched_opts *out);
+/* For the policy: publishes what it learned (nlayers seen, auto cut or -1);
+ * lspo_sched_get_cut reads them.  reset: forget both (a new context). */
+void lspo_sched_publish(int nlayers_seen, int auto_cut);
 
 #endif
