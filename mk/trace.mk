@@ -1,2 +1,5 @@
 # trace: files of this area (see Makefile.am).
 liblspo_la_SOURCES += src/trace.c src/trace.h
+TESTS += tests/test_trace.sh
+dist_check_SCRIPTS += tests/test_trace.sh
+EXTRA_DIST += bench/compare-schedules
