@@ -208,7 +208,7 @@ static void trace_pre_exec(struct starpu_task *task, unsigned sched_ctx)
 
 	pthread_mutex_lock(&trace_lock);
 	size_t idx;
-	struct trace_rec *r = new_rec(task, worker, &idx);
+	struct trace_rec *r = tr.on ? new_rec(task, worker, &idx) : NULL;   /* off: after the end */
 	if (r) {
 		r->bytes = bytes;
 		if (grow((void **)&tr.acc, &tr.capacc, tr.nacc + n, sizeof(*tr.acc)) == 0) {
@@ -254,7 +254,7 @@ static void trace_post_exec(struct starpu_task *task, unsigned sched_ctx)
 			}
 		}
 	}
-	if (!r)   /* no pre-exec record: times only */
+	if (!r && tr.on)   /* no pre-exec record: times only */
 		r = new_rec(task, worker, &idx);
 	if (r) {
 		if (pi) {
@@ -973,8 +973,12 @@ static int mkdir_p(const char *dir)
 	return e;
 }
 
+/* Frees the records (under trace_lock once StarPU runs); the policy copy
+ * and its chain to the original hooks stay, since StarPU may still call
+ * them until it shuts down. */
 static void trace_free(void)
 {
+	tr.on = 0;
 	for (size_t i = 0; i < tr.capnames; i++)
 		free(tr.names[i]);
 	free(tr.names);
@@ -982,12 +986,18 @@ static void trace_free(void)
 	free(tr.acc);
 	free(tr.segs);
 	free(tr.dir);
-	memset(&tr, 0, sizeof(tr));
+	tr.names = NULL, tr.nnames = tr.capnames = 0;
+	tr.recs = NULL, tr.nrecs = tr.caprecs = 0;
+	tr.acc = NULL, tr.nacc = tr.capacc = 0;
+	tr.segs = NULL, tr.nsegs = tr.capsegs = 0;
+	tr.dir = NULL;
+	tr.dropped = 0;
+	memset(tr.rings, 0, sizeof(tr.rings));
 }
 
 int lspo_trace_begin(const char *dir, struct starpu_sched_policy **policy)
 {
-	trace_free();
+	trace_free();   /* StarPU is not running: no hook can run */
 	int e = mkdir_p(dir);
 	if (e)
 		LSPO_FAIL(LSPO_EIO, "%s: cannot create trace directory: %s", dir, strerror(e));
@@ -1021,5 +1031,7 @@ void lspo_trace_end(int write)
 {
 	if (tr.on && write && lspo_trace_flush() == LSPO_OK)
 		lspo_info("trace: wrote %s/tasks.csv and %s/summary.txt", tr.dir, tr.dir);
+	pthread_mutex_lock(&trace_lock);
 	trace_free();
+	pthread_mutex_unlock(&trace_lock);
 }

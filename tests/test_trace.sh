@@ -94,7 +94,9 @@ PY
 }
 
 modes=native
-"$lspo" train --help | grep -q -- '--mode .*lsp\|^ *\(or \)\{0,1\}lsp (' && modes="native lsp"
+# The --mode paragraph of the help names the accepted modes.
+"$lspo" train --help | awk '/^ *--mode / { on = 1; print; next } on && /^ *--/ { exit } on' \
+  | grep -qw lsp && modes="native lsp"
 for mode in $modes; do
   dir="$out/$mode"
   "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 2 --batch 2 --seq 16 --mode $mode \
