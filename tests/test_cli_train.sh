@@ -24,7 +24,7 @@ check "train exits 0" "[ $? -eq 0 ]"
 check "one line per step" "[ \$(grep -c '^step ' '$out/train.out') -eq 6 ]"
 check "step line fields" "grep -q '^step     6 | loss [0-9.]* | lr 1.000e-03 | norm [0-9.]* | .* ms | .* tok/s' '$out/train.out'"
 check "validation printed" "grep -q '^val step 6: loss [0-9.]*, perplexity' '$out/train.out'"
-check "CSV header and rows" "[ \"\$(head -n1 '$out/log.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s' ] && [ \$(wc -l < '$out/log.csv') -eq 7 ]"
+check "CSV header and rows" "[ \"\$(head -n1 '$out/log.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d' ] && [ \$(wc -l < '$out/log.csv') -eq 7 ]"
 check "checkpoint saved" "[ -s '$out/trained/model.safetensors' ] && [ -s '$out/trained/config.json' ]"
 
 "$lspo" eval --model "$out/trained" --data "$out/tok.bin" --batch 2 --seq 16 --batches 3 > "$out/eval.out" 2>&1
@@ -36,6 +36,16 @@ check "eval prints loss and perplexity" "grep -q '^eval: .* loss [0-9.]*, perple
   --lr 1e-3 --wd 0.01 --clip 1 --seed 5 --sched eager > "$out/train2.out" 2>/dev/null
 strip() { sed -n 's/^\(step.*| norm [0-9.]*\) .*/\1/p' "$1"; }
 check "reproducible across runs and policies" "[ \"\$(strip '$out/train.out')\" = \"\$(strip '$out/train2.out')\" ]"
+
+# The offload modes through the CLI: they train, and print their analytic volume.
+for m in "zero" "zero --offload-dtype bf16" "lsp --lsp-d 16 --lsp-r 4 --check-freq 3 --lsp-cut 1 --lsp-delays upd=1"; do
+  # shellcheck disable=SC2086
+  "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 4 --batch 2 --seq 16 --lr 1e-3 --mode $m \
+    > "$out/mode.out" 2> "$out/mode.err"
+  check "train --mode $m" "[ $? -eq 0 ] && [ \$(grep -c '^step ' '$out/mode.out') -eq 4 ]"
+  check "volume line for $m" "grep -q '^offload volume per step (from the graph): device->host [0-9.]* MB' '$out/mode.out'"
+done
+check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out/mode.out') -eq 2 ]"
 
 bad() {  # expected exit code, words the message must contain, then the command
   want=$1; words=$2; shift 2
@@ -55,6 +65,10 @@ bad 2 "n_positions config.json" "$lspo" train --model "$out/init" --data "$out/t
 bad 1 "nothere" "$lspo" train --model "$out/nothere" --data "$out/tok.bin"
 bad 1 "missing.bin" "$lspo" eval --model "$out/init" --data "$out/missing.bin" --seq 16
 bad 2 "" "$lspo" frobnicate
+bad 2 "--offload-dtype" "$lspo" train --model "$out/init" --data "$out/tok.bin" --offload-dtype fp16
+bad 2 "zero" "$lspo" train --model "$out/init" --data "$out/tok.bin" --mode lsp --offload-dtype bf16
+bad 2 "--lsp-delays" "$lspo" train --model "$out/init" --data "$out/tok.bin" --lsp-delays upd=x
+bad 2 "--lsp-r" "$lspo" train --model "$out/init" --data "$out/tok.bin" --mode lsp --lsp-d 4 --lsp-r 8
 check "help documents every option" "\"$lspo\" train --help | grep -q -- '--val-fraction' && \"$lspo\" train --help | grep -q -- '--save'"
 [ $fail -eq 0 ] && echo "test_cli_train: all checks passed"
 exit $fail

@@ -12,19 +12,22 @@
 #include "cli.h"
 
 struct run_opts {
-	const char *model, *data, *val, *save, *log, *mode;
-	long steps, batch, seq, val_every, val_batches;
+	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays;
+	long steps, batch, seq, val_every, val_batches, check_freq, gpu_mem;
 	double lr, wd, clip, beta1, beta2, eps, val_fraction;
 	long seed;
 	struct lspo_config ctx;
+	struct lspo_offload_opts off;
 };
 
 static void run_opts_default(struct run_opts *o)
 {
 	struct lspo_optim d = lspo_optim_default();
-	*o = (struct run_opts){ .mode = "native", .steps = 10, .batch = 4, .seq = 64, .val_every = 0,
-		.val_batches = 8, .lr = d.lr, .wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1,
-		.beta2 = d.beta2, .eps = d.eps, .val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default() };
+	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
+		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .lr = d.lr,
+		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
+		.val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default(),
+		.off = lspo_offload_opts_default() };
 }
 
 static const char train_help[] =
@@ -46,7 +49,24 @@ static const char train_help[] =
 	"  --beta1 B1 --beta2 B2 --eps E   AdamW constants (default 0.9, 0.999, 1e-8)\n"
 	"  --clip C           global gradient-norm clip, 0 = none (default 1)\n"
 	"  --seed S           batch sampling seed (default 1)\n"
-	"  --mode MODE        native (default)\n"
+	"  --mode MODE        native (all on the accelerator, default), zero (ZeRO-Offload:\n"
+	"                     gradients to the host, AdamW on CPU workers) or lsp (LSP-Offload:\n"
+	"                     compressed gradients, subspace Adam on CPU workers)\n"
+	"  --offload-dtype T  zero: dtype of the gradients and weights that cross the bus:\n"
+	"                     fp32 (default) or bf16 (master weights and AdamW stay fp32)\n"
+	"  --gpu-mem MiB      cap the accelerator memory StarPU may use (STARPU_LIMIT_CUDA_MEM)\n"
+	"  --lsp-d D          lsp: subspace size d, capped at n_embd (default 256)\n"
+	"  --lsp-r R          lsp: non-zeros per projector row (default 8)\n"
+	"  --lsp-alpha A      lsp: re-learn projectors whose error exceeds A (default 0.3)\n"
+	"  --check-freq N     lsp: projector check every N steps, from step 1; 0 = never,\n"
+	"                     so projectors stay random (default 100)\n"
+	"  --lsp-learn-iters N --lsp-learn-lr LR   lsp: projector learning (default 100, 0.1)\n"
+	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
+	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
+	"  --lsp-eps-inside-sqrt   lsp: subspace Adam in the reference code's form\n"
+	"  --freeze-dense     lsp: embeddings, layernorms and biases stay fixed\n"
+	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
+	"  --lsp-delays LIST  lspo policy: stage delays in layers, e.g. upd=2,upload=3,apply=4\n"
 	"  --save DIR         write the trained checkpoint to DIR (atomically)\n"
 	"  --log FILE         also write the per-step lines as CSV\n";
 
@@ -61,7 +81,8 @@ static const char eval_help[] =
 
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
-       O_NCUDA, O_TRACE, O_HELP };
+       O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -72,7 +93,29 @@ static const struct option train_options[] = {
 	{ "eps", 1, 0, O_EPS }, { "clip", 1, 0, O_CLIP }, { "seed", 1, 0, O_SEED }, { "mode", 1, 0, O_MODE },
 	{ "save", 1, 0, O_SAVE }, { "log", 1, 0, O_LOG }, { "sched", 1, 0, O_SCHED },
 	{ "ncpus", 1, 0, O_NCPUS }, { "ncuda", 1, 0, O_NCUDA }, { "trace", 1, 0, O_TRACE },
-	{ "help", 0, 0, O_HELP }, { 0 } };
+	{ "help", 0, 0, O_HELP }, { "offload-dtype", 1, 0, O_ODTYPE }, { "gpu-mem", 1, 0, O_GPUMEM },
+	{ "lsp-d", 1, 0, O_LSPD }, { "lsp-r", 1, 0, O_LSPR }, { "lsp-alpha", 1, 0, O_LSPALPHA },
+	{ "check-freq", 1, 0, O_CHECKFREQ }, { "lsp-learn-iters", 1, 0, O_LEARNITERS },
+	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
+	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "freeze-dense", 0, 0, O_FREEZE },
+	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS }, { 0 } };
+
+/* --lsp-cut and --lsp-delays go to the lspo policy. */
+static int sched_options(const char *cmd, const struct run_opts *o)
+{
+	struct lspo_sched_opts so = lspo_sched_opts_default();
+	if (o->lsp_cut && strcmp(o->lsp_cut, "auto") != 0) {
+		long cut;
+		if (cli_parse_int("--lsp-cut", o->lsp_cut, 0, 1 << 20, &cut))
+			return CLI_USAGE;
+		so.cut = (int)cut;
+	}
+	if (o->lsp_delays && lspo_sched_parse_delays(o->lsp_delays, &so))
+		return cli_usage_error(cmd, "--lsp-delays: cannot use '%s'", o->lsp_delays);
+	if (lspo_sched_set_opts(&so))
+		return cli_usage_error(cmd, "invalid lspo policy options");
+	return -1;
+}
 
 /* Parses the options; returns -1 to go on, else the exit code. */
 static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
@@ -107,6 +150,26 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_NCPUS: bad = cli_parse_int("--ncpus", optarg, 0, 4096, &v); o->ctx.ncpus = (int)v; break;
 		case O_NCUDA: bad = cli_parse_int("--ncuda", optarg, 0, 64, &v); o->ctx.ncuda = (int)v; break;
 		case O_TRACE: o->ctx.trace_dir = optarg; break;
+		case O_ODTYPE: o->offload_dtype = optarg; break;
+		case O_GPUMEM: bad = cli_parse_int("--gpu-mem", optarg, 1, 1L << 30, &o->gpu_mem); break;
+		case O_LSPD: bad = cli_parse_int("--lsp-d", optarg, 1, 1 << 16, &v); o->off.lsp_d = (int)v; break;
+		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
+		case O_LSPALPHA: bad = cli_parse_float("--lsp-alpha", optarg, 0, 1e6, &o->off.lsp_alpha); break;
+		case O_CHECKFREQ: bad = cli_parse_int("--check-freq", optarg, 0, 1L << 30, &o->check_freq); break;
+		case O_LEARNITERS: bad = cli_parse_int("--lsp-learn-iters", optarg, 0, 1 << 20, &v);
+			o->off.learn.iters = (int)v; break;
+		case O_LEARNLR: { double x; bad = cli_parse_float("--lsp-learn-lr", optarg, 0, 100, &x);
+			o->off.learn.lr = (float)x; break; }
+		case O_LSPINIT:
+			if (!strcmp(optarg, "gaussian")) o->off.lsp_init = LSPO_PROJ_GAUSSIAN;
+			else if (!strcmp(optarg, "sign")) o->off.lsp_init = LSPO_PROJ_SIGN;
+			else return cli_usage_error(cmd, "--lsp-init: expected gaussian or sign, got '%s'", optarg);
+			break;
+		case O_LSPSHARED: o->off.lsp_shared = 1; break;
+		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
+		case O_FREEZE: o->off.freeze_dense = 1; break;
+		case O_LSPCUT: o->lsp_cut = optarg; break;
+		case O_LSPDELAYS: o->lsp_delays = optarg; break;
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -122,9 +185,19 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--model DIR is required");
 	if (!o->data)
 		return cli_usage_error(cmd, "--data SHARD is required");
-	if (strcmp(o->mode, "native") != 0)
-		return cli_usage_error(cmd, "--mode: expected native, got '%s'", o->mode);
-	return -1;
+	if (lspo_mode_parse(o->mode, &o->off.mode))
+		return cli_usage_error(cmd, "--mode: expected native, zero or lsp, got '%s'", o->mode);
+	if (!strcmp(o->offload_dtype, "bf16"))
+		o->off.offload_bf16 = 1;
+	else if (strcmp(o->offload_dtype, "fp32") != 0)
+		return cli_usage_error(cmd, "--offload-dtype: expected fp32 or bf16, got '%s'", o->offload_dtype);
+	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
+		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
+	if (o->off.lsp_r > o->off.lsp_d)
+		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
+	o->off.seed = (uint64_t)o->seed;
+	o->ctx.cuda_mem_mib = o->gpu_mem;
+	return sched_options(cmd, o);
 }
 
 /* Everything a run holds; freed by run_free whatever the state. */
@@ -183,7 +256,7 @@ static int run_open(struct run *r, const struct run_opts *o)
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
 	if (lspo_gpt2_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
-	    || lspo_gpt2_set_params(r->model, r->params))
+	    || lspo_gpt2_set_params(r->model, r->params) || lspo_gpt2_set_mode(r->model, &o->off))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -218,6 +291,28 @@ static int validate(struct run *r, const struct run_opts *o, size_t train_end, l
 	return rc;
 }
 
+/* lsp: the projector check on a held-out calibration batch (the validation
+ * data, else a batch drawn from the training data with another seed). */
+static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, long step)
+{
+	struct lspo_loader *ld;
+	const struct lspo_shard *s = r->val ? r->val : r->train;
+	size_t begin = r->val ? 0 : (train_end < lspo_shard_ntokens(r->train) ? train_end : 0);
+	size_t end = r->val ? lspo_shard_ntokens(r->val) : lspo_shard_ntokens(r->train);
+	if (lspo_loader_create(s, (int)o->batch, (int)o->seq, (uint64_t)o->seed + 1000 + (uint64_t)step,
+	                       begin, end, &ld))
+		return CLI_FAIL;
+	struct lspo_lsp_check rep;
+	int rc = lspo_loader_next(ld, r->inputs, r->targets)
+	         || lspo_gpt2_lsp_check(r->model, r->inputs, r->targets, &rep);
+	lspo_loader_free(ld);
+	if (rc)
+		return CLI_FAIL;
+	printf("lsp check before step %ld: projector error %.3f on %d matrices, %d pair(s) re-learned, "
+	       "error now %.3f\n", step, rep.err_before, rep.nmatrices, rep.refreshed, rep.err_after);
+	return CLI_OK;
+}
+
 int cmd_train(int argc, char **argv)
 {
 	struct run_opts o;
@@ -240,25 +335,33 @@ int cmd_train(int argc, char **argv)
 		goto out;
 	}
 	if (r.log)
-		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s\n");
+		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d\n");
 	printf("lspo train: %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
 	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
+	double vd2h, vh2d;
+	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
+	printf("offload volume per step (from the graph): device->host %.3f MB, host->device %.3f MB\n",
+	       vd2h / 1e6, vh2d / 1e6);
 	for (long s = 1; s <= o.steps; s++) {
 		struct lspo_step_stats st;
+		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
+		    && lsp_check(&r, &o, train_end, s))
+			goto out;
 		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
 		    || lspo_gpt2_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;
-		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
-		       st.step, st.loss, o.lr, st.grad_norm, st.seconds * 1e3, tps);
+		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
+		       st.step, st.loss, o.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
+		       st.bytes_h2d / 1e6);
 		fflush(stdout);
 		if (r.log)
-			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f\n", st.step, st.loss, o.lr, st.grad_norm,
-			        st.seconds * 1e3, tps);
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, o.lr,
+			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d);
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
 			goto out;
 	}
