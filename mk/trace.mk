@@ -3,3 +3,5 @@ liblspo_la_SOURCES += src/trace.c src/trace.h
 TESTS += tests/test_trace.sh
 dist_check_SCRIPTS += tests/test_trace.sh
 EXTRA_DIST += bench/compare-schedules
+check_PROGRAMS += tests/test_trace_cp
+TESTS += tests/test_trace_cp
