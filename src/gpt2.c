@@ -22,6 +22,7 @@
 #include "internal.h"
 #include "gpt2_params.h"
 #include "gpt2_internal.h"
+#include "trace.h"
 #include "adamw.h"
 #include "attention.h"
 #include "cast.h"
@@ -570,6 +571,7 @@ static double read_norm(struct lspo_gpt2 *g)
 
 int lspo_gpt2_forward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets, double *loss)
 {
+	lspo_trace_mark_step(0);   /* evaluation is not part of a training step */
 	if (!g->update)
 		gpt2_use_native(g);
 	TRY(set_batch(g, inputs, targets));
@@ -607,6 +609,7 @@ static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
 
 int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets)
 {
+	lspo_trace_mark_step(0);   /* calibration, not a training step */
 	TRY(set_batch(g, inputs, targets));
 	TRY(submit_forward(g));
 	TRY(submit_loss(g));
@@ -615,28 +618,20 @@ int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *
 	return LSPO_OK;
 }
 
-/* Bytes moved by the buses since the last call, by direction (needs
- * profiling; reading resets StarPU's counters). */
+/* Cumulative bytes moved by the buses, by direction (trace.c's ledger:
+ * reading StarPU's counters resets them, so only the ledger reads them). */
 static void bus_bytes(double *d2h, double *h2d)
 {
-	*d2h = *h2d = 0;
-	for (int b = 0; b < starpu_bus_get_count(); b++) {
-		struct starpu_profiling_bus_info info;
-		if (starpu_bus_get_profiling_info(b, &info) != 0)
-			continue;
-		int src = starpu_bus_get_src(b), dst = starpu_bus_get_dst(b);
-		int src_ram = starpu_node_get_kind((unsigned)src) == STARPU_CPU_RAM;
-		int dst_ram = starpu_node_get_kind((unsigned)dst) == STARPU_CPU_RAM;
-		if (!src_ram && dst_ram)
-			*d2h += (double)info.transferred_bytes;
-		else if (src_ram && !dst_ram)
-			*h2d += (double)info.transferred_bytes;
-	}
+	long long b[LSPO_BUS_NDIRS];
+	lspo_bus_totals(b, NULL, NULL);
+	*d2h = (double)b[LSPO_BUS_D2H];
+	*h2d = (double)b[LSPO_BUS_H2D];
 }
 
 int lspo_gpt2_forward_backward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets,
                                double *loss, double *grad_norm)
 {
+	lspo_trace_mark_step(0);
 	if (!g->update)
 		gpt2_use_native(g);
 	TRY(set_batch(g, inputs, targets));
@@ -654,8 +649,8 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32
 		gpt2_use_native(g);
 	double t0 = starpu_timing_now();
 	TRY(set_batch(g, inputs, targets));
-	double d2h, h2d;
-	bus_bytes(&d2h, &h2d);   /* reset: count this step only */
+	double d2h0, h2d0;
+	bus_bytes(&d2h0, &h2d0);
 	g->step++;
 	starpu_iteration_push(g->step);
 	lspo_trace_mark_step(g->step);
@@ -671,6 +666,8 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32
 	stats->grad_norm = read_norm(g);
 	stats->seconds = (starpu_timing_now() - t0) * 1e-6;
 	bus_bytes(&stats->bytes_d2h, &stats->bytes_h2d);
+	stats->bytes_d2h -= d2h0;
+	stats->bytes_h2d -= h2d0;
 	return LSPO_OK;
 }
 

@@ -11,7 +11,8 @@
 	"  --sched NAME     scheduling policy: lspo (default) or any StarPU policy\n" \
 	"  --ncpus N        CPU workers (default: STARPU_NCPU or every core)\n" \
 	"  --ncuda N        CUDA workers (default: STARPU_NCUDA or every GPU)\n" \
-	"  --trace DIR      record a StarPU FxT trace into DIR (FxT builds)\n"
+	"  --trace DIR      record tasks.csv and summary.txt (and, with FxT, a StarPU FxT\n" \
+	"                   trace) into DIR\n"
 
 static int parse_ctx_option(const char *cmd, int opt, struct lspo_config *cfg)
 {

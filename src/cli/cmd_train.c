@@ -77,7 +77,8 @@ static const char eval_help[] =
 #define CTX_HELP \
 	"  --sched NAME       scheduling policy: lspo (default) or any StarPU policy\n" \
 	"  --ncpus N --ncuda N   worker counts (default: STARPU_NCPU / STARPU_NCUDA, else all)\n" \
-	"  --trace DIR        record a StarPU FxT trace into DIR (FxT builds)\n"
+	"  --trace DIR        record tasks.csv and summary.txt (and, with FxT, a StarPU FxT\n" \
+	"                     trace) into DIR\n"
 
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
