@@ -57,6 +57,11 @@
  * their inputs (starpu_task_expected_data_transfer_time_for).  When the next
  * backward pass starts (first bwd pushed after a fwd was pushed) these sums
  * give the cut for the tasks pushed from then on: lspo_sched_auto_cut.
+ * Until a pass gave usable estimates the cut is round(nlayers / 4).  As
+ * under dmda, asking a history model that lacks measurements makes StarPU
+ * calibrate it during the run (its "forcing calibration" and "too big
+ * deviation" warnings come from there); a fixed cut asks nothing.  A task's
+ * class is fixed when it is pushed: a new cut applies to later pushes.
  *
  * Prefetch: when an apply task placed on an accelerator becomes ready, its
  * inputs are prefetched to that accelerator's memory (an idle-time prefetch
