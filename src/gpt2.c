@@ -466,8 +466,9 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm)
 		if (!g->grad_in_norm(g, i))
 			continue;
 		int cpu = g->norm_on_cpu && g->norm_on_cpu(g, i);
+		/* stage upd: on CPU workers (zero); opt: where the gradient is */
 		TRY(lspo_sumsq_submit_where(g->hg[i], g->hpartial[i], cpu ? STARPU_CPU : STARPU_CPU | STARPU_CUDA,
-		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, "upd")));
+		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, cpu ? "upd" : "opt")));
 		g->norm_parts[n++] = g->hpartial[i];
 	}
 	return lspo_clip_scale_submit(g->norm_parts, n, g->clip, max_norm, 0,
@@ -503,7 +504,7 @@ int gpt2_submit_adamw(struct lspo_gpt2 *g, int i, const struct lspo_optim *opt, 
 		.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = g->step,
 	};
 	return lspo_adamw_submit(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h, prio,
-	                         gpt2_name(g, "adamw", t->layer, "upd"));
+	                         gpt2_name(g, "adamw", t->layer, "opt"));
 }
 
 static int native_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)

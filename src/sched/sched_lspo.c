@@ -101,7 +101,7 @@ static int delay_of(const struct lspo_sched_opts *o, enum lspo_stage st)
 static int is_accel_stage(enum lspo_stage st)
 {
 	return st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_PROJ ||
-	       st == LSPO_STAGE_APPLY;
+	       st == LSPO_STAGE_APPLY || st == LSPO_STAGE_OPT;
 }
 
 static int is_pipeline_stage(enum lspo_stage st)
@@ -285,7 +285,7 @@ static int push_task(struct starpu_task *task)
 	/* The class. */
 	enum cls c = C_OTHER;
 	int delayed = 0, trigger = 0;
-	if (st == LSPO_STAGE_FWD) {
+	if (st == LSPO_STAGE_FWD || st == LSPO_STAGE_OPT) {
 		c = C_FWD;
 	} else if (st == LSPO_STAGE_BWD) {
 		c = C_BWD;
