@@ -1,7 +1,7 @@
 # ckpt: files of this area (see Makefile.am).
 # Checkpoints (safetensors + config.json), GPT-2 init, token shards, loader.
 liblspo_la_SOURCES += \
-	src/atomic_file.c src/atomic_file.h \
+	src/atomic_file.c src/atomic_file.h src/mapped_file.c src/mapped_file.h \
 	src/safetensors.c src/safetensors.h \
 	src/ckpt.c src/data.c
 lspo_SOURCES += src/cli/cmd_data.c

@@ -4,16 +4,13 @@
  * batch loader over a range of a shard.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
+#include "mapped_file.h"
 #include "atomic_file.h"
 
 #define SHARD_MAGIC 20240520
@@ -33,8 +30,7 @@ void lspo_shard_close(struct lspo_shard *s)
 {
 	if (!s)
 		return;
-	if (s->map)
-		munmap(s->map, s->map_size);
+	mapped_file_close(s->map, s->map_size);
 	free(s->path);
 	free(s);
 }
@@ -72,33 +68,8 @@ int lspo_shard_open(const char *path, struct lspo_shard **out)
 		free(s);
 		LSPO_FAIL(LSPO_ENOMEM, "%s: out of memory", path);
 	}
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		lspo_shard_close(s);
-		LSPO_FAIL(LSPO_EIO, "%s: cannot open token shard: %s", path, strerror(e));
-	}
-	int rc = LSPO_OK;
-	if (!S_ISREG(st.st_mode)) {
-		lspo_error("%s: not a regular file", path);
-		rc = LSPO_EIO;
-	} else if (st.st_size < SHARD_HEADER_BYTES) {
-		lspo_error("%s: short header: %lld bytes, a token shard starts with a %d-byte header",
-		           path, (long long)st.st_size, SHARD_HEADER_BYTES);
-		rc = LSPO_EFORMAT;
-	} else {
-		s->map_size = (size_t)st.st_size;
-		s->map = mmap(NULL, s->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (s->map == MAP_FAILED) {
-			lspo_error("%s: cannot map %zu bytes: %s", path, s->map_size, strerror(errno));
-			s->map = NULL;
-			rc = LSPO_EIO;
-		}
-	}
-	close(fd);
+	int rc = mapped_file_open(path, SHARD_HEADER_BYTES, "short header (a token shard starts with a "
+	                          "1024-byte header)", &s->map, &s->map_size);
 	if (!rc)
 		rc = check_header(path, s->map, s->map_size, &s->n);
 	if (rc) {

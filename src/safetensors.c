@@ -4,16 +4,13 @@
  * caller-provided float32 buffers, converting F16 and BF16 on the way.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
+#include "mapped_file.h"
 #include "atomic_file.h"
 #include "safetensors.h"
 
@@ -57,8 +54,7 @@ void st_close(struct st_file *f)
 	for (size_t i = 0; i < f->ntensors; i++)
 		free(f->tensors[i].name);
 	free(f->tensors);
-	if (f->map)
-		munmap(f->map, f->map_size);
+	mapped_file_close(f->map, f->map_size);
 	free(f->path);
 	free(f);
 }
@@ -243,33 +239,8 @@ int st_open(const char *path, struct st_file **out)
 		free(f);
 		LSPO_FAIL(LSPO_ENOMEM, "%s: out of memory", path);
 	}
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		st_close(f);
-		LSPO_FAIL(LSPO_EIO, "%s: cannot open: %s", path, strerror(e));
-	}
-	int rc = LSPO_OK;
-	if (!S_ISREG(st.st_mode)) {
-		lspo_error("%s: not a regular file", path);
-		rc = LSPO_EIO;
-	} else if (st.st_size < 8) {
-		lspo_error("%s: %lld bytes, too short for the 8-byte header length of a safetensors file",
-		           path, (long long)st.st_size);
-		rc = LSPO_EFORMAT;
-	} else {
-		f->map_size = (size_t)st.st_size;
-		f->map = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (f->map == MAP_FAILED) {
-			lspo_error("%s: cannot map %zu bytes: %s", path, f->map_size, strerror(errno));
-			f->map = NULL;
-			rc = LSPO_EIO;
-		}
-	}
-	close(fd);
+	int rc = mapped_file_open(path, 8, "too short for the 8-byte header length of a safetensors file",
+	                          &f->map, &f->map_size);
 	if (rc) {
 		st_close(f);
 		return rc;
