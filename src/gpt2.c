@@ -317,7 +317,7 @@ int lspo_gpt2_set_params(struct lspo_gpt2 *g, const float *params)
 			return rc;
 	}
 	for (int i = 0; i < g->layout.ntensors; i++) {
-		const char *name = gpt2_name(g, "fill", -1, "opt");
+		const char *name = gpt2_name(g, "fill", -1, "upd");
 		int rc = lspo_fill_submit(g->hm[i], 0.0f, 0, name);
 		if (!rc)
 			rc = lspo_fill_submit(g->hv[i], 0.0f, 0, name);
@@ -466,9 +466,8 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm)
 		if (!g->grad_in_norm(g, i))
 			continue;
 		int cpu = g->norm_on_cpu && g->norm_on_cpu(g, i);
-		/* stage upd: on CPU workers (zero); opt: where the gradient is */
 		TRY(lspo_sumsq_submit_where(g->hg[i], g->hpartial[i], cpu ? STARPU_CPU : STARPU_CPU | STARPU_CUDA,
-		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, cpu ? "upd" : "opt")));
+		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, "upd")));
 		g->norm_parts[n++] = g->hpartial[i];
 	}
 	return lspo_clip_scale_submit(g->norm_parts, n, g->clip, max_norm, 0,
@@ -504,7 +503,7 @@ int gpt2_submit_adamw(struct lspo_gpt2 *g, int i, const struct lspo_optim *opt, 
 		.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = g->step,
 	};
 	return lspo_adamw_submit(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h, prio,
-	                         gpt2_name(g, "adamw", t->layer, "opt"));
+	                         gpt2_name(g, "adamw", t->layer, "upd"));
 }
 
 static int native_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)

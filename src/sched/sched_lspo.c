@@ -101,7 +101,7 @@ static int delay_of(const struct lspo_sched_opts *o, enum lspo_stage st)
 static int is_accel_stage(enum lspo_stage st)
 {
 	return st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_PROJ ||
-	       st == LSPO_STAGE_APPLY || st == LSPO_STAGE_OPT;
+	       st == LSPO_STAGE_APPLY;
 }
 
 static int is_pipeline_stage(enum lspo_stage st)
@@ -253,7 +253,10 @@ static int push_task(struct starpu_task *task)
 		}
 	}
 	enum place place = P_ANY;
-	if (is_accel_stage(st) && first_acc >= 0)
+	/* An update an accelerator may run (native AdamW) stays with its data;
+	 * the offloaded ones are restricted to CPU workers by their codelet or
+	 * `where`, so no accelerator is able. */
+	if ((is_accel_stage(st) || st == LSPO_STAGE_UPD) && first_acc >= 0)
 		place = P_ACCEL;
 	else if (st == LSPO_STAGE_UPD && first_cpu >= 0)
 		place = P_CPU;
@@ -285,7 +288,7 @@ static int push_task(struct starpu_task *task)
 	/* The class. */
 	enum cls c = C_OTHER;
 	int delayed = 0, trigger = 0;
-	if (st == LSPO_STAGE_FWD || st == LSPO_STAGE_OPT) {
+	if (st == LSPO_STAGE_FWD) {
 		c = C_FWD;
 	} else if (st == LSPO_STAGE_BWD) {
 		c = C_BWD;

@@ -14,9 +14,7 @@
  *
  * Task classes, from its name (parsed once per push and cached in
  * task->sched_data, which this policy owns):
- *   stage fwd, opt               -> FWD   (a layer-less "xent:fwd" sorts last;
- *                                         opt: an update that stays on the
- *                                         accelerator, e.g. native AdamW)
+ *   stage fwd                    -> FWD   (a layer-less "xent:fwd" sorts last)
  *   stage bwd                    -> BWD   (a layer-less one sorts first)
  *   proj, offload of layer >= cut -> HEAD  (the head of a deep layer's pipeline)
  *   upd, upload, apply of layer >= cut -> FCFS
@@ -37,10 +35,12 @@
  *   6. FCFS   first come, first served: the deep layers' update pipeline,
  *             which runs in the gaps (CPU workers have nothing else to run
  *             but LCFS upds and OTHER tasks, so deep upds start at once).
- * Placement: fwd, bwd, proj, apply and opt go only to non-CPU workers when one
- * of the context's accelerators can run the task; upd only to CPU workers
- * when one can run it; otherwise (CPU-only machine, or a codelet restricted
- * by `where`) any worker that can run it, ordered by the same rules.
+ * Placement: fwd, bwd, proj and apply go only to non-CPU workers when one
+ * of the context's accelerators can run the task; so does upd (native
+ * AdamW stays with its data), while the offloaded updates (subspace Adam,
+ * zero's AdamW) are restricted to CPU workers by their codelet or `where`
+ * and go to CPU workers only; otherwise (CPU-only machine) any worker that
+ * can run it, ordered by the same rules.
  * offload, upload and OTHER tasks go to any worker that can run them.
  *
  * Delays (lspo_sched_opts.delay_upd/upload/apply = d > 0): a stage of layer
@@ -92,7 +92,6 @@ enum lspo_stage {
 	LSPO_STAGE_UPD,
 	LSPO_STAGE_UPLOAD,
 	LSPO_STAGE_APPLY,
-	LSPO_STAGE_OPT,        /* an optimizer step on the accelerator (native AdamW) */
 	LSPO_NSTAGES
 };
 

@@ -168,7 +168,7 @@ enum lspo_stage lspo_sched_parse_name(const char *name, int *layer)
 	static const char *const stages[LSPO_NSTAGES] = {
 		[LSPO_STAGE_FWD] = "fwd", [LSPO_STAGE_BWD] = "bwd", [LSPO_STAGE_PROJ] = "proj",
 		[LSPO_STAGE_OFFLOAD] = "offload", [LSPO_STAGE_UPD] = "upd",
-		[LSPO_STAGE_UPLOAD] = "upload", [LSPO_STAGE_APPLY] = "apply", [LSPO_STAGE_OPT] = "opt",
+		[LSPO_STAGE_UPLOAD] = "upload", [LSPO_STAGE_APPLY] = "apply",
 	};
 	*layer = -1;
 	if (!name)
