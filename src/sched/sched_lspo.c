@@ -345,13 +345,15 @@ static int push_task(struct starpu_task *task)
 	starpu_push_task_end(task);
 	STARPU_PTHREAD_MUTEX_UNLOCK(&s->lock);
 
-	/* Wake one sleeping worker that may run it. */
+	/* Wake every worker that may run it.  Waking only the first that
+	 * answers leaves the others asleep when several tasks are pushed in a
+	 * row (the row blocks of a split product): the one already awake
+	 * answers each time and runs them one after the other. */
 	for (int i = 0; i < nable; i++) {
 		int cpu = starpu_worker_get_type(able[i]) == STARPU_CPU_WORKER;
 		if ((place == P_ACCEL && cpu) || (place == P_CPU && !cpu))
 			continue;
-		if (starpu_wake_worker_relax_light(able[i]))
-			break;
+		starpu_wake_worker_relax_light(able[i]);
 	}
 	return 0;
 }
