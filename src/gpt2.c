@@ -232,6 +232,7 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 	register_activations(g);
 	register_host_data(g);
 	g->registered = 1;
+	gpt2_use_native(g);
 	*out = g;
 	return LSPO_OK;
 fail:
@@ -572,8 +573,6 @@ static double read_norm(struct lspo_gpt2 *g)
 int lspo_gpt2_forward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets, double *loss)
 {
 	lspo_trace_mark_step(0);   /* evaluation is not part of a training step */
-	if (!g->update)
-		gpt2_use_native(g);
 	TRY(set_batch(g, inputs, targets));
 	TRY(submit_forward(g));
 	TRY(lspo_xent_fwd_submit(g->logits, g->targets, g->losses, 0, gpt2_name(g, "xent", -1, "fwd")));
@@ -597,11 +596,16 @@ static int submit_loss(struct lspo_gpt2 *g)
 	return LSPO_OK;
 }
 
-static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
+static int submit_gradients(struct lspo_gpt2 *g)
 {
 	TRY(submit_forward(g));
 	TRY(submit_loss(g));
-	TRY(submit_backward(g));
+	return submit_backward(g);
+}
+
+static int submit_forward_backward(struct lspo_gpt2 *g, float clip)
+{
+	TRY(submit_gradients(g));
 	if (g->after_backward)
 		TRY(g->after_backward(g));
 	return gpt2_submit_norm(g, clip);
@@ -611,9 +615,7 @@ int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *
 {
 	lspo_trace_mark_step(0);   /* calibration, not a training step */
 	TRY(set_batch(g, inputs, targets));
-	TRY(submit_forward(g));
-	TRY(submit_loss(g));
-	TRY(submit_backward(g));
+	TRY(submit_gradients(g));
 	starpu_task_wait_for_all();
 	return LSPO_OK;
 }
@@ -632,8 +634,6 @@ int lspo_gpt2_forward_backward(struct lspo_gpt2 *g, const int32_t *inputs, const
                                double *loss, double *grad_norm)
 {
 	lspo_trace_mark_step(0);
-	if (!g->update)
-		gpt2_use_native(g);
 	TRY(set_batch(g, inputs, targets));
 	TRY(submit_forward_backward(g, 0.0f));
 	starpu_task_wait_for_all();
@@ -645,8 +645,6 @@ int lspo_gpt2_forward_backward(struct lspo_gpt2 *g, const int32_t *inputs, const
 int lspo_gpt2_train_step(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets,
                          const struct lspo_optim *opt, struct lspo_step_stats *stats)
 {
-	if (!g->update)
-		gpt2_use_native(g);
 	double t0 = starpu_timing_now();
 	TRY(set_batch(g, inputs, targets));
 	double d2h0, h2d0;
