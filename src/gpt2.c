@@ -468,7 +468,7 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm)
 			continue;
 		int cpu = g->norm_on_cpu && g->norm_on_cpu(g, i);
 		TRY(lspo_sumsq_submit_where(g->hg[i], g->hpartial[i], cpu ? STARPU_CPU : STARPU_CPU | STARPU_CUDA,
-		                            0, gpt2_name(g, "sumsq", g->layout.tensors[i].layer, "upd")));
+		                            0, gpt2_name(g, "sumsq", gpt2_tensor_layer(g, i), "upd")));
 		g->norm_parts[n++] = g->hpartial[i];
 	}
 	return lspo_clip_scale_submit(g->norm_parts, n, g->clip, max_norm, 0,
@@ -496,21 +496,27 @@ static int native_linear_bwd(struct lspo_gpt2 *g, int l, int kind, starpu_data_h
 	                       gpt2_name(g, "matmul", l, "bwd"));
 }
 
-int gpt2_submit_adamw(struct lspo_gpt2 *g, int i, const struct lspo_optim *opt, int prio)
+int gpt2_tensor_layer(const struct lspo_gpt2 *g, int i)
+{
+	int layer = g->layout.tensors[i].layer;
+	return layer >= 0 ? layer : (i < 2 ? 0 : g->cfg.n_layer);
+}
+
+int gpt2_submit_adamw(struct lspo_gpt2 *g, int i, const struct lspo_optim *opt, uint32_t where, int prio)
 {
 	const struct gpt2_tensor *t = &g->layout.tensors[i];
 	struct lspo_adamw_hparams h = {
 		.lr = opt->lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
 		.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = g->step,
 	};
-	return lspo_adamw_submit(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h, prio,
-	                         gpt2_name(g, "adamw", t->layer, "upd"));
+	return lspo_adamw_submit_where(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h, where, prio,
+	                               gpt2_name(g, "adamw", gpt2_tensor_layer(g, i), "upd"));
 }
 
 static int native_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
 	for (int i = 0; i < g->layout.ntensors; i++)
-		TRY(gpt2_submit_adamw(g, i, opt, 0));
+		TRY(gpt2_submit_adamw(g, i, opt, STARPU_CPU | STARPU_CUDA, 0));
 	return LSPO_OK;
 }
 

@@ -102,7 +102,12 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm);
  * the model splits (op(A) cut accordingly), else one task. */
 int gpt2_matmul(struct lspo_gpt2 *g, starpu_data_handle_t A, int ta, starpu_data_handle_t B, int tb,
                 starpu_data_handle_t C, float alpha, float beta, int prio, const char *name);
-int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *opt, int prio);
+/* AdamW of one tensor on the workers in `where`, task "adamw:L<layer>:upd". */
+int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *opt, uint32_t where,
+                      int prio);
+/* The layer a tensor belongs to in task names: its block, 0 for the
+ * embeddings, n_layer for the final layernorm. */
+int gpt2_tensor_layer(const struct lspo_gpt2 *g, int tensor);
 /* Forward and backward of one batch with the current hooks; waits. */
 int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets);
 

@@ -122,19 +122,13 @@ static uint32_t accel(void)
 	return starpu_cuda_worker_get_count() > 0 ? STARPU_CUDA : STARPU_CPU;
 }
 
-static int layer_of(struct lspo_gpt2 *g, int i)
-{
-	int layer = g->layout.tensors[i].layer;
-	return layer >= 0 ? layer : (i < 2 ? 0 : g->cfg.n_layer);
-}
-
 /* zero/bf16: each gradient crosses the bus as bf16 and becomes fp32 again
  * on the host, before the norm reads it. */
 static int zero_bf16_offload(struct lspo_gpt2 *g)
 {
 	struct offload *o = g->mode;
 	for (int i = 0; i < g->layout.ntensors; i++) {
-		int l = layer_of(g, i), prio = prio_pipeline(g, l);
+		int l = gpt2_tensor_layer(g, i), prio = prio_pipeline(g, l);
 		const char *name = gpt2_name(g, "cast", l, "offload");
 		int rc = lspo_cast_f32_bf16_submit(g->hg[i], o->grad16[i], accel(), prio, name);
 		if (!rc)
@@ -149,14 +143,8 @@ static int zero_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
 	struct offload *o = g->mode;
 	for (int i = 0; i < g->layout.ntensors; i++) {
-		const struct gpt2_tensor *t = &g->layout.tensors[i];
-		struct lspo_adamw_hparams h = {
-			.lr = opt->lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
-			.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = g->step,
-		};
-		int layer = layer_of(g, i), prio = prio_pipeline(g, layer);
-		int rc = lspo_adamw_submit_where(g->hp[i], g->hg[i], g->hm[i], g->hv[i], g->clip, &h,
-		                                 STARPU_CPU, prio, gpt2_name(g, "adamw", layer, "upd"));
+		int layer = gpt2_tensor_layer(g, i), prio = prio_pipeline(g, layer);
+		int rc = gpt2_submit_adamw(g, i, opt, STARPU_CPU, prio);
 		if (!rc && o->work) {   /* bf16 weights back to the accelerator's fp32 copy */
 			rc = lspo_cast_f32_bf16_submit(g->hp[i], o->weight16[i], STARPU_CPU, prio,
 			                               gpt2_name(g, "cast", layer, "upload"));
@@ -245,7 +233,7 @@ static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 		return LSPO_OK;
 	for (int i = 0; i < g->layout.ntensors; i++)
 		if (o->matrix_of[i] < 0) {
-			int rc = gpt2_submit_adamw(g, i, opt, 0);
+			int rc = gpt2_submit_adamw(g, i, opt, STARPU_CPU | STARPU_CUDA, 0);
 			if (rc)
 				return rc;
 		}
