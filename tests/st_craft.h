@@ -165,6 +165,16 @@ static inline int cap_has(const char *first, ...)
 }
 
 /* A fresh temporary directory (under $TMPDIR or /tmp); cap_path inside it. */
+/* Runs `call` with stderr captured; checks its status and the message. */
+#define EXPECT(want, call, ...) do {                                              \
+	cap_begin();                                                              \
+	int rc_ = (call);                                                         \
+	cap_end();                                                                \
+	CHECK(rc_ == (want), "%s: got %s, expected %s", #call, lspo_strerror(rc_),  \
+	      lspo_strerror(want));                                               \
+	CHECK(cap_has(__VA_ARGS__, (const char *)NULL), "%s: message must name the file and field", #call); \
+	} while (0)
+
 static inline char *make_tmpdir(const char *tag)
 {
 	const char *base = getenv("TMPDIR");

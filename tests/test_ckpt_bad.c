@@ -15,15 +15,6 @@ static const struct lspo_gpt2_config tiny = { 61, 16, 32, 3, 4 };
 static const char *tmp;
 static float *params;   /* (nparams(tiny)) */
 
-/* Runs `call` with stderr captured; checks its status and the message. */
-#define EXPECT(want, call, ...) do {                                              \
-	cap_begin();                                                              \
-	int rc_ = (call);                                                         \
-	cap_end();                                                                \
-	CHECK(rc_ == (want), "%s: got %s, expected %s", #call, lspo_strerror(rc_),  \
-	      lspo_strerror(want));                                               \
-	CHECK(cap_has(__VA_ARGS__, (const char *)NULL), "%s: message must name the file and field", #call); \
-	} while (0)
 
 /* A case directory DIR/<name>/ holding tiny's config.json. */
 static const char *case_dir(const char *name)

@@ -22,14 +22,6 @@ static const char *tpath(const char *name)
 	return path[k];
 }
 
-#define EXPECT(want, call, ...) do {                                              \
-	cap_begin();                                                              \
-	int rc_ = (call);                                                         \
-	cap_end();                                                                \
-	CHECK(rc_ == (want), "%s: got %s, expected %s", #call, lspo_strerror(rc_),  \
-	      lspo_strerror(want));                                               \
-	CHECK(cap_has(__VA_ARGS__, (const char *)NULL), "%s: message must name the file and field", #call); \
-	} while (0)
 
 static void test_round_trip(void)
 {
