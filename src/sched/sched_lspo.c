@@ -279,6 +279,10 @@ static int push_task(struct starpu_task *task)
 		else
 			starpu_prefetch_task_input_for_prio(task, (unsigned)first_acc, task->priority);
 	}
+	/* An update's input (G_hat, or zero's gradient) leaves the accelerator
+	 * as soon as it is ready, before a CPU worker is free to run the update. */
+	if (st == LSPO_STAGE_UPD && place == P_CPU && starpu_cuda_worker_get_count() > 0)
+		starpu_prefetch_task_input_for_prio(task, (unsigned)first_cpu, task->priority);
 
 	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
 	refresh_opts(s);

@@ -67,7 +67,10 @@
  *
  * Prefetch: when an apply task placed on an accelerator becomes ready, its
  * inputs are prefetched to that accelerator's memory (an idle-time prefetch
- * for deep layers, a prioritised one for shallow layers).  Nothing else.
+ * for deep layers, a prioritised one for shallow layers); when an upd task
+ * placed on CPU workers becomes ready on a machine with accelerators, its
+ * inputs are prefetched to host memory with its priority (the offload
+ * starts before a CPU worker is free).
  *
  * Cost: push and pop hold one mutex; lists are sorted by insertion from the
  * back (O(1) for the usual arrival order), pop takes the first suitable task
