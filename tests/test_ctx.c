@@ -31,14 +31,18 @@ int main(void)
 		CHECK(strstr(buf, "1 CPU worker") != NULL, "describe says: %s", buf);
 		lspo_ctx_destroy(ctx);
 	}
-	/* After a clean shutdown a new context can start. */
+	/* After a clean shutdown a new context can start; a GPU memory cap
+	 * reaches StarPU through STARPU_LIMIT_CUDA_MEM. */
 	cfg.sched = NULL;
+	cfg.cuda_mem_mib = 4096;
 	rc = lspo_ctx_create(&cfg, &ctx);
 	CHECK(rc == LSPO_OK, "restart: %s", lspo_strerror(rc));
 	if (rc == LSPO_OK) {
 		const char *env = getenv("STARPU_SCHED");
 		CHECK(strcmp(lspo_ctx_sched(ctx), env && *env ? env : "lspo") == 0, "default policy %s",
 		      lspo_ctx_sched(ctx));
+		const char *cap = getenv("STARPU_LIMIT_CUDA_MEM");
+		CHECK(cap && strcmp(cap, "4096") == 0, "STARPU_LIMIT_CUDA_MEM is %s", cap ? cap : "unset");
 		lspo_ctx_destroy(ctx);
 	}
 
