@@ -405,7 +405,8 @@ const struct lspo_gpt2_config *lspo_gpt2_get_config(const struct lspo_gpt2 *mode
 size_t lspo_gpt2_num_floats(const struct lspo_gpt2 *model);   /* parameters in the slab */
 
 /* Copies parameters (num_floats, layout order) in, and restarts the
- * optimizer (moments zero, step 0). */
+ * optimizer (moments zero, step 0; in lsp mode the subspace moments too,
+ * the projectors stay). */
 int lspo_gpt2_set_params(struct lspo_gpt2 *model, const float *params);
 /* Copies the current parameters / gradients out (num_floats), after the
  * tasks that write them. */

@@ -326,7 +326,7 @@ int lspo_gpt2_set_params(struct lspo_gpt2 *g, const float *params)
 			return rc;
 	}
 	g->step = 0;
-	return LSPO_OK;
+	return g->reset_optimizer ? g->reset_optimizer(g) : LSPO_OK;
 }
 
 int lspo_gpt2_get_params(struct lspo_gpt2 *g, float *params)
@@ -530,6 +530,7 @@ void gpt2_use_native(struct lspo_gpt2 *g)
 	g->update = native_update;
 	g->norm_on_cpu = NULL;
 	g->after_backward = NULL;
+	g->reset_optimizer = NULL;
 }
 
 /* ------------------------------------------------------------------------ */

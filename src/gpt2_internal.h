@@ -78,6 +78,8 @@ struct lspo_gpt2 {
 	int (*linear_bwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
 	                  starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio);
 	int (*update)(struct lspo_gpt2 *g, const struct lspo_optim *opt);
+	/* Non-NULL: restarts the mode's own optimizer state (lspo_gpt2_set_params). */
+	int (*reset_optimizer)(struct lspo_gpt2 *g);
 	/* Non-NULL: runs between the backward and the gradient norm. */
 	int (*after_backward)(struct lspo_gpt2 *g);
 	/* Non-NULL and true: tensor i's norm partial runs on a CPU worker. */

@@ -29,6 +29,7 @@
 #include "projector.h"
 #include "adamw.h"
 #include "cast.h"
+#include "fill.h"
 #include "gradnorm.h"
 #include "matmul.h"
 #include "proj_apply.h"
@@ -240,6 +241,23 @@ static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 	return LSPO_OK;
 }
 
+/* New parameters: the subspace moments and step counts start again. */
+static int lsp_reset(struct lspo_gpt2 *g)
+{
+	struct offload *o = g->mode;
+	for (int k = 0; k < o->nmats; k++) {
+		struct lsp_matrix *mx = &o->mats[k];
+		const char *name = gpt2_name(g, "fill", mx->layer, "upd");
+		int rc = lspo_fill_submit(mx->M, 0.0f, 0, name);
+		if (!rc)
+			rc = lspo_fill_submit(mx->V, 0.0f, 0, name);
+		if (rc)
+			return rc;
+		mx->t = 0;
+	}
+	return LSPO_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Build and free                                                           */
 
@@ -373,6 +391,7 @@ static void use_offload_hooks(struct lspo_gpt2 *g, enum lspo_mode mode)
 		return;
 	}
 	g->grad_in_norm = lsp_in_norm;
+	g->reset_optimizer = lsp_reset;
 	g->linear_fwd = lsp_linear_fwd;
 	g->linear_bwd = lsp_linear_bwd;
 	g->update = lsp_update;

@@ -92,6 +92,21 @@ int main(void)
 	struct lspo_gpt2 *m;
 	double l[STEPS], d2h, h2d;
 	run("lspo", LSPO_MODE_LSP, l, &m);
+	/* New parameters restart the optimizer, subspace moments included:
+	 * the same steps again give the same losses. */
+	float *p0 = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
+	CHECK(lspo_gpt2_init_params(&cfg, 5, p0) == LSPO_OK && lspo_gpt2_set_params(m, p0) == LSPO_OK, "reset");
+	struct lspo_optim again = lspo_optim_default();
+	again.lr = 2e-3f;
+	again.weight_decay = 0.01f;
+	for (int s = 0; s < STEPS; s++) {
+		int32_t bi[B * T], bt[B * T];
+		struct lspo_step_stats st;
+		batch(s, bi, bt);
+		CHECK(lspo_gpt2_train_step(m, bi, bt, &again, &st) == LSPO_OK && st.loss == l[s],
+		      "lsp after set_params, step %d: %.17g, first run %.17g", s, st.loss, l[s]);
+	}
+	free(p0);
 	lspo_gpt2_offload_volume(m, &d2h, &h2d);
 	CHECK(d2h == 4.0 * 16 * 16 * 4 * cfg.n_layer && h2d == d2h, "lsp volume %.0f / %.0f bytes", d2h, h2d);
 	int32_t in[B * T], tg[B * T];
