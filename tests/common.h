@@ -38,9 +38,14 @@ static inline void test_fill(float *x, size_t n, uint64_t *s)
 		x[i] = test_uniform(s);
 }
 
-/* Starts StarPU; exits 77 when the asked workers do not exist. */
+/* Starts StarPU; exits 77 when the asked workers do not exist.  With
+ * LSPO_TEST_CUDA=1 (scripts/gpu-check) a test that asks for CPU workers
+ * only gets the GPUs too, so its checks cover the CUDA codelets. */
 static inline struct lspo_ctx *test_start(const char *sched, int ncpus, int ncuda)
 {
+	const char *cuda = getenv("LSPO_TEST_CUDA");
+	if (ncuda == 0 && ncpus != 0 && cuda && cuda[0] == '1')
+		ncuda = -1;
 	struct lspo_config cfg = lspo_config_default();
 	cfg.sched = sched;
 	cfg.ncpus = ncpus;
