@@ -471,6 +471,13 @@ int gpt2_submit_norm(struct lspo_gpt2 *g, float max_norm)
 		                            0, gpt2_name(g, "sumsq", gpt2_tensor_layer(g, i), "upd")));
 		g->norm_parts[n++] = g->hpartial[i];
 	}
+	if (n == 0) {   /* nothing dense to update (lsp with --freeze-dense): norm 0, no clip */
+		starpu_data_acquire(g->clip, STARPU_W);
+		g->clip_buf[0] = 0.0f;
+		g->clip_buf[1] = 1.0f;
+		starpu_data_release(g->clip);
+		return LSPO_OK;
+	}
 	return lspo_clip_scale_submit(g->norm_parts, n, g->clip, max_norm, 0,
 	                              gpt2_name(g, "clip_scale", -1, "upd"));
 }

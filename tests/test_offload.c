@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpt2_params.h"
 
 #define STEPS 5
 static const struct lspo_gpt2_config cfg = { .vocab_size = 61, .n_positions = 32, .n_embd = 32,
@@ -106,6 +107,39 @@ int main(void)
 		CHECK(lspo_gpt2_train_step(m, bi, bt, &again, &st) == LSPO_OK && st.loss == l[s],
 		      "lsp after set_params, step %d: %.17g, first run %.17g", s, st.loss, l[s]);
 	}
+	/* --freeze-dense: only the four matrices of every block change. */
+	struct lspo_offload_opts fo = lspo_offload_opts_default();
+	fo.mode = LSPO_MODE_LSP;
+	fo.lsp_d = 16;
+	fo.lsp_r = 4;
+	fo.freeze_dense = 1;
+	float *p1 = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
+	CHECK(lspo_gpt2_set_params(m, p0) == LSPO_OK && lspo_gpt2_set_mode(m, &fo) == LSPO_OK, "freeze-dense");
+	double first = 0, last = 0;
+	for (int s = 0; s < STEPS; s++) {
+		int32_t bi[B * T], bt[B * T];
+		struct lspo_step_stats st;
+		batch(0, bi, bt);
+		CHECK(lspo_gpt2_train_step(m, bi, bt, &again, &st) == LSPO_OK, "frozen step %d", s);
+		first = s ? first : st.loss;
+		last = st.loss;
+	}
+	CHECK(last < first, "frozen dense: loss %.4f -> %.4f", first, last);
+	CHECK(lspo_gpt2_get_params(m, p1) == LSPO_OK, "params");
+	struct gpt2_layout lay;
+	CHECK(gpt2_layout_build(&cfg, &lay) == LSPO_OK, "layout");
+	for (int i = 0; i < lay.ntensors; i++) {
+		const struct gpt2_tensor *t = &lay.tensors[i];
+		int compressed = t->kind == GPT2_QKV_W || t->kind == GPT2_ATTPROJ_W || t->kind == GPT2_FC_W
+		                 || t->kind == GPT2_FCPROJ_W;
+		size_t changed = 0, len = (size_t)t->rows * t->cols;
+		for (size_t k = 0; k < len; k++)
+			changed += p1[t->offset + k] != p0[t->offset + k];
+		CHECK(compressed ? changed > len / 2 : changed == 0, "frozen dense: %s: %zu of %zu changed",
+		      t->name, changed, len);
+	}
+	gpt2_layout_free(&lay);
+	free(p1);
 	free(p0);
 	lspo_gpt2_offload_volume(m, &d2h, &h2d);
 	CHECK(d2h == 4.0 * 16 * 16 * 4 * cfg.n_layer && h2d == d2h, "lsp volume %.0f / %.0f bytes", d2h, h2d);
