@@ -477,11 +477,12 @@ struct lspo_lsp_check {
 	double err_after;       /* mean error of the pairs now in place */
 };
 /* lsp: the periodic check (paper Alg. 1): full gradients of the four
- * matrices of every block on a held-out calibration batch; pairs whose error
- * exceeds alpha are re-drawn, learned on them and the Adam moments
- * re-projected.  Waits for the model's tasks. */
+ * matrices of every block, summed over nbatches held-out calibration batches
+ * (inputs, targets: (nbatches, B, T)); pairs whose error on them exceeds
+ * alpha are re-drawn, learned on them and the Adam moments re-projected.
+ * Waits for the model's tasks. */
 int lspo_gpt2_lsp_check(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
-                        struct lspo_lsp_check *report);
+                        int nbatches, struct lspo_lsp_check *report);
 
 /* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
 int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,

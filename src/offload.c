@@ -56,6 +56,8 @@ struct offload {
 	struct lsp_matrix *mats;                   /* 4 per block, lsp only */
 	int nmats;
 	int *matrix_of;                            /* tensor -> index in mats, or -1 */
+	float *calib;                              /* summed calibration gradients of mats */
+	size_t *calib_offset;                      /* (nmats) */
 };
 
 static const int compressed_kinds[4] = { GPT2_QKV_W, GPT2_ATTPROJ_W, GPT2_FC_W, GPT2_FCPROJ_W };
@@ -290,6 +292,8 @@ static void offload_free(struct lspo_gpt2 *g)
 		free(o->weight16);
 	}
 	lspo_proj_registry_free(o->reg);
+	free(o->calib);
+	free(o->calib_offset);
 	free(o->mats);
 	free(o->matrix_of);
 	free(o);
@@ -458,7 +462,7 @@ static int check_pair(struct lspo_gpt2 *g, struct offload *o, struct lspo_proj *
 	for (int k = 0; k < o->nmats && n < 4096; k++)
 		if (o->mats[k].proj == p) {
 			struct lsp_matrix *mx = &o->mats[k];
-			grads[n] = g->grads + g->layout.tensors[mx->tensor].offset;
+			grads[n] = o->calib + o->calib_offset[k];
 			M[n] = mx->host + 2 * (size_t)mx->d * mx->d;
 			V[n] = mx->host + 3 * (size_t)mx->d * mx->d;
 			starpu_data_acquire(mx->M, STARPU_RW);
@@ -486,25 +490,59 @@ static int check_pair(struct lspo_gpt2 *g, struct offload *o, struct lspo_proj *
 	return rc;
 }
 
-int lspo_gpt2_lsp_check(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets,
+/* calib += (or =, first) the dense gradients of the compressed matrices. */
+static int add_calibration(struct lspo_gpt2 *g, struct offload *o, int first)
+{
+	if (!o->calib) {
+		size_t total = 0;
+		o->calib_offset = malloc(o->nmats * sizeof(*o->calib_offset));
+		for (int k = 0; o->calib_offset && k < o->nmats; k++) {
+			o->calib_offset[k] = total;
+			total += (size_t)o->mats[k].m * o->mats[k].n;
+		}
+		o->calib = o->calib_offset ? malloc(total * sizeof(float)) : NULL;
+		if (!o->calib)
+			LSPO_FAIL(LSPO_ENOMEM, "lsp check: cannot allocate %zu MiB of calibration gradients",
+			          total * sizeof(float) >> 20);
+	}
+	for (int k = 0; k < o->nmats; k++) {
+		struct lsp_matrix *mx = &o->mats[k];
+		size_t len = (size_t)mx->m * mx->n;
+		const float *src = g->grads + g->layout.tensors[mx->tensor].offset;
+		float *dst = o->calib + o->calib_offset[k];
+		starpu_data_acquire(g->hg[mx->tensor], STARPU_R);
+		if (first)
+			memcpy(dst, src, len * sizeof(float));
+		else
+			for (size_t i = 0; i < len; i++)
+				dst[i] += src[i];
+		starpu_data_release(g->hg[mx->tensor]);
+	}
+	return LSPO_OK;
+}
+
+int lspo_gpt2_lsp_check(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets, int nbatches,
                         struct lspo_lsp_check *report)
 {
 	struct offload *o = g->mode;
 	memset(report, 0, sizeof(*report));
 	if (g->mode_id != LSPO_MODE_LSP || !o)
 		LSPO_FAIL(LSPO_EINVAL, "lspo_gpt2_lsp_check: the model is not in lsp mode");
-	/* Full weight gradients of the calibration batch, as the native graph forms them. */
+	if (nbatches < 1)
+		LSPO_FAIL(LSPO_EINVAL, "lspo_gpt2_lsp_check: %d calibration batches", nbatches);
+	/* Full weight gradients of the calibration batches, as the native graph
+	 * forms them, summed (as the reference code does). */
+	int rc = LSPO_OK;
 	gpt2_use_native(g);
-	int rc = gpt2_dense_grads(g, inputs, targets);
+	for (int b = 0; b < nbatches && !rc; b++) {
+		size_t at = (size_t)b * g->N;
+		rc = gpt2_dense_grads(g, inputs + at, targets + at);
+		if (!rc)
+			rc = add_calibration(g, o, b == 0);
+	}
 	use_offload_hooks(g, LSPO_MODE_LSP);
-	if (rc)
-		return rc;
-	for (int k = 0; k < o->nmats; k++)
-		starpu_data_acquire(g->hg[o->mats[k].tensor], STARPU_R);
 	for (int i = 0; i < lspo_proj_registry_count(o->reg) && !rc; i++)
 		rc = check_pair(g, o, lspo_proj_registry_at(o->reg, i), i, report);
-	for (int k = 0; k < o->nmats; k++)
-		starpu_data_release(g->hg[o->mats[k].tensor]);
 	if (report->nmatrices) {
 		report->err_before /= report->nmatrices;
 		report->err_after /= report->nmatrices;

@@ -146,7 +146,7 @@ int main(void)
 	int32_t in[B * T], tg[B * T];
 	batch(1000, in, tg);
 	struct lspo_lsp_check rep;
-	CHECK(lspo_gpt2_lsp_check(m, in, tg, &rep) == LSPO_OK, "lsp check");
+	CHECK(lspo_gpt2_lsp_check(m, in, tg, 1, &rep) == LSPO_OK, "lsp check");
 	CHECK(rep.nmatrices == 4 * cfg.n_layer, "%d matrices checked", rep.nmatrices);
 	CHECK(rep.err_before > 0.3 && rep.refreshed == rep.nmatrices, "random projectors: error %.3f, %d refreshed",
 	      rep.err_before, rep.refreshed);
@@ -166,7 +166,7 @@ int main(void)
 	CHECK(d2h == 2.0 * lspo_gpt2_nparams(&cfg) && h2d == d2h, "zero/bf16 volume %.0f", d2h);
 	CHECK(lspo_gpt2_train_step(m, in, tg, &opt, &st) == LSPO_OK, "zero/bf16 step after a switch");
 	o.offload_bf16 = 0;
-	CHECK(lspo_gpt2_lsp_check(m, in, tg, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
+	CHECK(lspo_gpt2_lsp_check(m, in, tg, 1, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
 	o.mode = LSPO_MODE_LSP;
 	o.offload_bf16 = 1;
 	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "bf16 lsp accepted");

@@ -13,7 +13,7 @@
 
 struct run_opts {
 	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays;
-	long steps, batch, seq, val_every, val_batches, check_freq, gpu_mem;
+	long steps, batch, seq, val_every, val_batches, check_freq, calib_batches, gpu_mem;
 	double lr, wd, clip, beta1, beta2, eps, val_fraction;
 	long seed;
 	struct lspo_config ctx;
@@ -24,7 +24,7 @@ static void run_opts_default(struct run_opts *o)
 {
 	struct lspo_optim d = lspo_optim_default();
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
-		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .lr = d.lr,
+		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
 		.val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
@@ -60,6 +60,7 @@ static const char train_help[] =
 	"  --lsp-alpha A      lsp: re-learn projectors whose error exceeds A (default 0.3)\n"
 	"  --check-freq N     lsp: projector check every N steps, from step 1; 0 = never,\n"
 	"                     so projectors stay random (default 100)\n"
+	"  --lsp-calib-batches N   lsp: calibration batches per check, gradients summed (default 4)\n"
 	"  --lsp-learn-iters N --lsp-learn-lr LR   lsp: projector learning (default 100, 0.1)\n"
 	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
 	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
@@ -83,7 +84,7 @@ static const char eval_help[] =
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
-       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS };
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -99,7 +100,8 @@ static const struct option train_options[] = {
 	{ "check-freq", 1, 0, O_CHECKFREQ }, { "lsp-learn-iters", 1, 0, O_LEARNITERS },
 	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
 	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "freeze-dense", 0, 0, O_FREEZE },
-	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS }, { 0 } };
+	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
+	{ "lsp-calib-batches", 1, 0, O_CALIB }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -157,6 +159,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
 		case O_LSPALPHA: bad = cli_parse_float("--lsp-alpha", optarg, 0, 1e6, &o->off.lsp_alpha); break;
 		case O_CHECKFREQ: bad = cli_parse_int("--check-freq", optarg, 0, 1L << 30, &o->check_freq); break;
+		case O_CALIB: bad = cli_parse_int("--lsp-calib-batches", optarg, 1, 1024, &o->calib_batches); break;
 		case O_LEARNITERS: bad = cli_parse_int("--lsp-learn-iters", optarg, 0, 1 << 20, &v);
 			o->off.learn.iters = (int)v; break;
 		case O_LEARNLR: { double x; bad = cli_parse_float("--lsp-learn-lr", optarg, 0, 100, &x);
@@ -296,21 +299,29 @@ static int validate(struct run *r, const struct run_opts *o, size_t train_end, l
  * data, else a batch drawn from the training data with another seed). */
 static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, long step)
 {
-	struct lspo_loader *ld;
+	struct lspo_loader *ld = NULL;
 	const struct lspo_shard *s = r->val ? r->val : r->train;
 	size_t begin = r->val ? 0 : (train_end < lspo_shard_ntokens(r->train) ? train_end : 0);
 	size_t end = r->val ? lspo_shard_ntokens(r->val) : lspo_shard_ntokens(r->train);
-	if (lspo_loader_create(s, (int)o->batch, (int)o->seq, (uint64_t)o->seed + 1000 + (uint64_t)step,
-	                       begin, end, &ld))
-		return CLI_FAIL;
+	size_t bt = (size_t)o->batch * o->seq, nb = (size_t)o->calib_batches;
+	int32_t *in = malloc(nb * bt * sizeof(int32_t)), *tg = malloc(nb * bt * sizeof(int32_t));
+	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch, (int)o->seq,
+	                                          (uint64_t)o->seed + 1000 + (uint64_t)step, begin, end, &ld);
+	for (size_t b = 0; !rc && b < nb; b++)
+		rc = lspo_loader_next(ld, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
-	int rc = lspo_loader_next(ld, r->inputs, r->targets)
-	         || lspo_gpt2_lsp_check(r->model, r->inputs, r->targets, &rep);
+	if (!rc)
+		rc = lspo_gpt2_lsp_check(r->model, in, tg, (int)nb, &rep);
 	lspo_loader_free(ld);
-	if (rc)
+	free(in);
+	free(tg);
+	if (rc) {
+		fprintf(stderr, "lspo: the projector check before step %ld failed\n", step);
 		return CLI_FAIL;
-	printf("lsp check before step %ld: projector error %.3f on %d matrices, %d pair(s) re-learned, "
-	       "error now %.3f\n", step, rep.err_before, rep.nmatrices, rep.refreshed, rep.err_after);
+	}
+	printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches), "
+	       "%d pair(s) re-learned, error now %.3f\n", step, rep.err_before, rep.nmatrices, nb,
+	       rep.refreshed, rep.err_after);
 	return CLI_OK;
 }
 
