@@ -15,4 +15,4 @@ TESTS += tests/test_lsp_converge
 # Benchmarks: built by make check, run by bench/bench-gpt2-step.
 check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
-EXTRA_DIST += bench/gpt2_step_torch.py bench/bench-gpt2-step
+EXTRA_DIST += bench/gpt2_step_torch.py bench/bench-gpt2-step bench/bench-lsp-projectors
