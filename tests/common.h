@@ -38,6 +38,17 @@ static inline void test_fill(float *x, size_t n, uint64_t *s)
 		x[i] = test_uniform(s);
 }
 
+/* n floats (at least one), or exit TEST_ERROR. */
+static inline float *falloc(size_t n)
+{
+	float *p = malloc((n ? n : 1) * sizeof(float));
+	if (!p) {
+		fprintf(stderr, "out of memory\n");
+		exit(TEST_ERROR);
+	}
+	return p;
+}
+
 /* Starts StarPU; exits 77 when the asked workers do not exist.  With
  * LSPO_TEST_CUDA=1 (scripts/gpu-check) a test that asks for CPU workers
  * only gets the GPUs too, so its checks cover the CUDA codelets. */

@@ -34,16 +34,6 @@
 
 static double worst_fwd, worst_grad;
 
-static float *falloc(size_t n)
-{
-	float *p = malloc((n ? n : 1) * sizeof(float));
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(TEST_ERROR);
-	}
-	return p;
-}
-
 static double *dalloc(size_t n)
 {
 	double *p = calloc(n ? n : 1, sizeof(double));

@@ -26,16 +26,6 @@
 
 static double worst;
 
-static float *falloc(size_t n)
-{
-	float *p = malloc((n ? n : 1) * sizeof(float));
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(TEST_ERROR);
-	}
-	return p;
-}
-
 static float *fcopy(const float *x, size_t n)
 {
 	float *p = falloc(n);
