@@ -23,7 +23,11 @@ AC_DEFUN([LSPO_CHECK_CUDA], [
       [cuda_path="$with_cuda/bin"])
     AS_IF([test -z "$NVCC"], [AC_PATH_PROG([NVCC], [nvcc], [], [$cuda_path])])
     AS_IF([test -n "$NVCC"], [
-      cuda_home=`dirname "$NVCC"`; cuda_home=`cd "$cuda_home/.." && pwd`
+      # nvcc may be a wrapper outside the toolkit (/usr/local/bin/nvcc): ask it
+      # for its toolkit root (TOP in its dry run) instead of trusting its path.
+      cuda_home=`"$NVCC" --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | sed -n 1p`
+      AS_IF([test -z "$cuda_home"], [cuda_home=`dirname "$NVCC"`/..])
+      cuda_home=`cd "$cuda_home" && pwd -P`
       AS_IF([test -d "$cuda_home/targets/x86_64-linux/lib"],
             [cuda_libdir="$cuda_home/targets/x86_64-linux/lib"], [cuda_libdir="$cuda_home/lib64"])
       CUDA_CFLAGS="-I$cuda_home/include"
