@@ -423,6 +423,19 @@ struct lspo_optim {
 /* lr 3e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, clip 1. */
 struct lspo_optim lspo_optim_default(void);
 
+/* Learning rate per optimizer step (give lspo_optim.lr the value of each
+ * step): linear warmup from lr / warmup at step 1 to lr at step `warmup`,
+ * then constant, or a linear or cosine decay reaching min_lr after step
+ * `total` (the run's step count). */
+enum lspo_lr_decay { LSPO_LR_CONSTANT, LSPO_LR_LINEAR, LSPO_LR_COSINE };
+struct lspo_lr_schedule {
+	double lr, min_lr;
+	long warmup, total;   /* steps; warmup 0: none */
+	enum lspo_lr_decay decay;
+};
+struct lspo_lr_schedule lspo_lr_schedule_constant(double lr);
+double lspo_lr_at(const struct lspo_lr_schedule *s, long step);   /* step >= 1 */
+
 struct lspo_step_stats {
 	int step;             /* optimizer steps done, this one included */
 	double loss;          /* mean cross-entropy of this step's forward pass */

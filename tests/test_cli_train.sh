@@ -37,6 +37,12 @@ check "eval prints loss and perplexity" "grep -q '^eval: .* loss [0-9.]*, perple
 strip() { sed -n 's/^\(step.*| norm [0-9.]*\) .*/\1/p' "$1"; }
 check "reproducible across runs and policies" "[ \"\$(strip '$out/train.out')\" = \"\$(strip '$out/train2.out')\" ]"
 
+# Warmup then cosine decay: the lr column follows the schedule (lr 1e-3 over 2
+# warmup steps, then 4 decay steps to 1e-4: 5e-4, 1e-3, 1e-3, 8.68e-4, 5.5e-4, 2.32e-4).
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 6 --batch 2 --seq 16 --lr 1e-3 \
+  --warmup 2 --lr-decay cosine --min-lr 1e-4 > "$out/sched.out" 2>/dev/null
+check "lr schedule in the step lines" "[ \"\$(sed -n 's/.*| lr \([0-9.e+-]*\) |.*/\1/p' '$out/sched.out' | tr '\n' ' ')\" = '5.000e-04 1.000e-03 1.000e-03 8.682e-04 5.500e-04 2.318e-04 ' ]"
+
 # The offload modes through the CLI: they train, and print their analytic volume.
 for m in "zero" "zero --offload-dtype bf16" "lsp --lsp-d 16 --lsp-r 4 --check-freq 3 --lsp-cut 1 --lsp-delays upd=1"; do
   # shellcheck disable=SC2086
@@ -69,6 +75,8 @@ bad 2 "--offload-dtype" "$lspo" train --model "$out/init" --data "$out/tok.bin" 
 bad 2 "zero" "$lspo" train --model "$out/init" --data "$out/tok.bin" --mode lsp --offload-dtype bf16
 bad 2 "--lsp-delays" "$lspo" train --model "$out/init" --data "$out/tok.bin" --lsp-delays upd=x
 bad 2 "--lsp-r" "$lspo" train --model "$out/init" --data "$out/tok.bin" --mode lsp --lsp-d 4 --lsp-r 8
+bad 2 "--lr-decay" "$lspo" train --model "$out/init" --data "$out/tok.bin" --lr-decay step
+bad 2 "--min-lr" "$lspo" train --model "$out/init" --data "$out/tok.bin" --lr 1e-4 --min-lr 1e-3 --lr-decay linear
 check "help documents every option" "\"$lspo\" train --help | grep -q -- '--val-fraction' && \"$lspo\" train --help | grep -q -- '--save'"
 [ $fail -eq 0 ] && echo "test_cli_train: all checks passed"
 exit $fail

@@ -13,8 +13,9 @@
 
 struct run_opts {
 	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays;
-	long steps, batch, seq, val_every, val_batches, check_freq, calib_batches, gpu_mem;
-	double lr, wd, clip, beta1, beta2, eps, val_fraction;
+	long steps, batch, seq, val_every, val_batches, check_freq, calib_batches, gpu_mem, warmup;
+	double lr, min_lr, wd, clip, beta1, beta2, eps, val_fraction;
+	enum lspo_lr_decay lr_decay;
 	long seed;
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
@@ -45,6 +46,10 @@ static const char train_help[] =
 	"  --batch B          sequences per step (default 4)\n"
 	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
 	"  --lr LR            AdamW learning rate (default 3e-4)\n"
+	"  --warmup N         linear warmup over the first N steps (default 0)\n"
+	"  --lr-decay KIND    after warmup: none (default), linear or cosine decay to --min-lr\n"
+	"                     at the last step\n"
+	"  --min-lr LR        floor of the decay (default 0)\n"
 	"  --wd WD            decoupled weight decay on 2-D weights (default 0)\n"
 	"  --beta1 B1 --beta2 B2 --eps E   AdamW constants (default 0.9, 0.999, 1e-8)\n"
 	"  --clip C           global gradient-norm clip, 0 = none (default 1)\n"
@@ -84,7 +89,8 @@ static const char eval_help[] =
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
-       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB };
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB,
+       O_WARMUP, O_LRDECAY, O_MINLR };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -101,7 +107,8 @@ static const struct option train_options[] = {
 	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
 	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "freeze-dense", 0, 0, O_FREEZE },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
-	{ "lsp-calib-batches", 1, 0, O_CALIB }, { 0 } };
+	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
+	{ "min-lr", 1, 0, O_MINLR }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -143,6 +150,14 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_BATCH: bad = cli_parse_int("--batch", optarg, 1, 1 << 16, &o->batch); break;
 		case O_SEQ: bad = cli_parse_int("--seq", optarg, 1, 1 << 20, &o->seq); break;
 		case O_LR: bad = cli_parse_float("--lr", optarg, 0, 10, &o->lr); break;
+		case O_MINLR: bad = cli_parse_float("--min-lr", optarg, 0, 10, &o->min_lr); break;
+		case O_WARMUP: bad = cli_parse_int("--warmup", optarg, 0, 1L << 30, &o->warmup); break;
+		case O_LRDECAY:
+			if (!strcmp(optarg, "none")) o->lr_decay = LSPO_LR_CONSTANT;
+			else if (!strcmp(optarg, "linear")) o->lr_decay = LSPO_LR_LINEAR;
+			else if (!strcmp(optarg, "cosine")) o->lr_decay = LSPO_LR_COSINE;
+			else return cli_usage_error(cmd, "--lr-decay: expected none, linear or cosine, got '%s'", optarg);
+			break;
 		case O_WD: bad = cli_parse_float("--wd", optarg, 0, 10, &o->wd); break;
 		case O_B1: bad = cli_parse_float("--beta1", optarg, 0, 0.999999, &o->beta1); break;
 		case O_B2: bad = cli_parse_float("--beta2", optarg, 0, 0.999999999, &o->beta2); break;
@@ -189,6 +204,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--model DIR is required");
 	if (!o->data)
 		return cli_usage_error(cmd, "--data SHARD is required");
+	if (o->lr_decay != LSPO_LR_CONSTANT && o->min_lr > o->lr)
+		return cli_usage_error(cmd, "--min-lr %g is above --lr %g", o->min_lr, o->lr);
 	if (lspo_mode_parse(o->mode, &o->off.mode))
 		return cli_usage_error(cmd, "--mode: expected native, zero or lsp, got '%s'", o->mode);
 	if (!strcmp(o->offload_dtype, "bf16"))
@@ -354,6 +371,8 @@ int cmd_train(int argc, char **argv)
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
+	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
+	                                  .total = o.steps, .decay = o.lr_decay };
 	double vd2h, vh2d;
 	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB, host->device %.3f MB\n",
@@ -363,16 +382,17 @@ int cmd_train(int argc, char **argv)
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && lsp_check(&r, &o, train_end, s))
 			goto out;
+		opt.lr = (float)lspo_lr_at(&sched, s);
 		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
 		    || lspo_gpt2_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
-		       st.step, st.loss, o.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
+		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);
 		fflush(stdout);
 		if (r.log)
-			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, o.lr,
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
 			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d);
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
 			goto out;
