@@ -8,6 +8,6 @@ lspo_SOURCES += src/cli/cmd_data.c
 check_PROGRAMS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 TESTS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 tests_test_ckpt_LDADD = $(LDADD) $(JANSSON_LIBS)
-EXTRA_DIST += tests/st_craft.h
+EXTRA_DIST += tests/st_craft.h tests/fuzz
 TESTS += tests/test_bad_input.sh
 dist_check_SCRIPTS += tests/test_bad_input.sh tests/craft_inputs.py
