@@ -48,16 +48,8 @@ static void cast_bf16_f32_codelet(void *buffers[], void *arg)
 	                  (const uint16_t *)STARPU_MATRIX_GET_PTR(buffers[0]), elements(buffers[0]));
 }
 
-static void copy_f32_codelet(void *buffers[], void *arg)
-{
-	(void)arg;
-	memcpy((void *)STARPU_MATRIX_GET_PTR(buffers[1]), (const void *)STARPU_MATRIX_GET_PTR(buffers[0]),
-	       elements(buffers[0]) * sizeof(float));
-}
-
 LSPO_PERFMODEL(to_bf16_model, "lspo_cast_f32_bf16");
 LSPO_PERFMODEL(to_f32_model, "lspo_cast_bf16_f32");
-LSPO_PERFMODEL(copy_model, "lspo_copy_f32");
 
 struct starpu_codelet cl_cast_f32_bf16 = {
 	.cpu_funcs = { cast_f32_bf16_codelet }, .cpu_funcs_name = { "cast_f32_bf16_codelet" },
@@ -75,15 +67,6 @@ struct starpu_codelet cl_cast_bf16_f32 = {
 #endif
 	.nbuffers = 2, .modes = { STARPU_R, STARPU_W },
 	.model = &to_f32_model, .name = "cast_bf16_f32", .color = LSPO_COLOR_TRANSFER,
-};
-
-struct starpu_codelet cl_copy_f32 = {
-	.cpu_funcs = { copy_f32_codelet }, .cpu_funcs_name = { "copy_f32_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { copy_f32_cuda }, .cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
-	.nbuffers = 2, .modes = { STARPU_R, STARPU_W },
-	.model = &copy_model, .name = "copy_f32", .color = LSPO_COLOR_TRANSFER,
 };
 
 static int check(starpu_data_handle_t src, starpu_data_handle_t dst, size_t src_elem, size_t dst_elem,
@@ -119,10 +102,4 @@ int lspo_cast_bf16_f32_submit(starpu_data_handle_t src, starpu_data_handle_t dst
 {
 	int rc = check(src, dst, sizeof(uint16_t), sizeof(float), name);
 	return rc ? rc : submit(&cl_cast_bf16_f32, src, dst, where, priority, name);
-}
-
-int lspo_copy_f32_submit(starpu_data_handle_t src, starpu_data_handle_t dst, int priority, const char *name)
-{
-	int rc = check(src, dst, sizeof(float), sizeof(float), name);
-	return rc ? rc : submit(&cl_copy_f32, src, dst, STARPU_CPU | STARPU_CUDA, priority, name);
 }

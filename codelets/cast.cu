@@ -54,15 +54,4 @@ extern "C" void cast_bf16_f32_cuda(void *buffers[], void *cl_arg)
 		(float *)STARPU_MATRIX_GET_PTR(buffers[1]), (const uint16_t *)STARPU_MATRIX_GET_PTR(buffers[0]), n);
 	check_launch();
 }
-
-extern "C" void copy_f32_cuda(void *buffers[], void *cl_arg)
-{
-	(void)cl_arg;
-	cudaError_t err = cudaMemcpyAsync((void *)STARPU_MATRIX_GET_PTR(buffers[1]),
-	                                  (const void *)STARPU_MATRIX_GET_PTR(buffers[0]),
-	                                  elements(buffers[0]) * sizeof(float), cudaMemcpyDeviceToDevice,
-	                                  starpu_cuda_get_local_stream());
-	if (err != cudaSuccess)
-		STARPU_CUDA_REPORT_ERROR(err);
-}
 #endif

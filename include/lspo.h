@@ -497,6 +497,18 @@ struct lspo_lsp_check {
 int lspo_gpt2_lsp_check(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
                         int nbatches, struct lspo_lsp_check *report);
 
+/* The training state besides the weights, so that a job can stop and
+ * resume bit for bit: the mode, the optimizer step, the AdamW moments, and in
+ * lsp mode every matrix's subspace moments and step count and the projector
+ * pairs.  One safetensors file (F32 and I32 tensors), written atomically.
+ * Loading needs a model of the same config, mode and lsp options; it checks
+ * every tensor (name, dtype, shape, index ranges) before it changes anything:
+ * LSPO_EFORMAT naming the file and the tensor.  Both wait for the model. */
+int lspo_gpt2_save_state(struct lspo_gpt2 *model, const char *path);
+int lspo_gpt2_load_state(struct lspo_gpt2 *model, const char *path);
+/* Optimizer steps done (0 after lspo_gpt2_set_params; restored by load_state). */
+int lspo_gpt2_step(const struct lspo_gpt2 *model);
+
 /* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
 int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
                       double *loss);

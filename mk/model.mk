@@ -1,5 +1,5 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
-liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c codelets/fill.c codelets/fill.h \
+liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c src/train_state.c codelets/fill.c codelets/fill.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu
 EXTRA_DIST += tests/ref

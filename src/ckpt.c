@@ -291,7 +291,7 @@ int lspo_ckpt_save(const char *dir, const struct lspo_gpt2_config *cfg, const fl
 	}
 	rc = mkdir_p(dir);
 	if (!rc)
-		rc = st_write_f32(st_path, ts, (size_t)lay.ntensors);
+		rc = st_write(st_path, ts, (size_t)lay.ntensors);
 	if (!rc)
 		rc = write_config(cfg_path, cfg);
 out:

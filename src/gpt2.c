@@ -312,11 +312,6 @@ static void copy_slab(starpu_data_handle_t *h, const struct gpt2_layout *layout,
 int lspo_gpt2_set_params(struct lspo_gpt2 *g, const float *params)
 {
 	copy_slab(g->hp, &g->layout, g->params, (float *)params, 1);
-	for (int i = 0; g->hw != g->hp && i < g->layout.ntensors; i++) {
-		int rc = lspo_copy_f32_submit(g->hp[i], g->hw[i], 0, gpt2_name(g, "copy_f32", -1, "apply"));
-		if (rc)
-			return rc;
-	}
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		const char *name = gpt2_name(g, "fill", -1, "upd");
 		int rc = lspo_fill_submit(g->hm[i], 0.0f, 0, name);
@@ -326,7 +321,7 @@ int lspo_gpt2_set_params(struct lspo_gpt2 *g, const float *params)
 			return rc;
 	}
 	g->step = 0;
-	return g->reset_optimizer ? g->reset_optimizer(g) : LSPO_OK;
+	return g->after_set_params ? g->after_set_params(g) : LSPO_OK;
 }
 
 int lspo_gpt2_get_params(struct lspo_gpt2 *g, float *params)
@@ -537,7 +532,7 @@ void gpt2_use_native(struct lspo_gpt2 *g)
 	g->update = native_update;
 	g->norm_on_cpu = NULL;
 	g->after_backward = NULL;
-	g->reset_optimizer = NULL;
+	g->after_set_params = NULL;
 }
 
 /* ------------------------------------------------------------------------ */

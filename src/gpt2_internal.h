@@ -78,8 +78,9 @@ struct lspo_gpt2 {
 	int (*linear_bwd)(struct lspo_gpt2 *g, int layer, int kind, starpu_data_handle_t inp,
 	                  starpu_data_handle_t dout, starpu_data_handle_t dinp, int prio);
 	int (*update)(struct lspo_gpt2 *g, const struct lspo_optim *opt);
-	/* Non-NULL: restarts the mode's own optimizer state (lspo_gpt2_set_params). */
-	int (*reset_optimizer)(struct lspo_gpt2 *g);
+	/* Non-NULL: what the mode redoes after new parameters (lspo_gpt2_set_params):
+	 * restart its own optimizer state, refresh its working weights. */
+	int (*after_set_params)(struct lspo_gpt2 *g);
 	/* Non-NULL: runs between the backward and the gradient norm. */
 	int (*after_backward)(struct lspo_gpt2 *g);
 	/* Non-NULL and true: tensor i's norm partial runs on a CPU worker. */
@@ -112,5 +113,19 @@ int gpt2_submit_adamw(struct lspo_gpt2 *g, int tensor, const struct lspo_optim *
 int gpt2_tensor_layer(const struct lspo_gpt2 *g, int tensor);
 /* Forward and backward of one batch with the current hooks; waits. */
 int gpt2_dense_grads(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets);
+
+/* lsp mode's training state, for train_state.c (offload.c): matrix k's
+ * subspace moments M, V (d, d, in host memory) with their handles and its
+ * step count, and the projector pairs.  No matrices or pairs in other modes. */
+struct lsp_state {
+	int d;
+	float *M, *V;
+	starpu_data_handle_t hM, hV;
+	int *t;
+};
+int lsp_state_nmats(const struct lspo_gpt2 *g);
+struct lsp_state lsp_state_matrix(struct lspo_gpt2 *g, int k);
+int lsp_state_npairs(const struct lspo_gpt2 *g);
+struct lspo_proj *lsp_state_pair(struct lspo_gpt2 *g, int i);
 
 #endif

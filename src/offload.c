@@ -142,19 +142,39 @@ static int zero_bf16_offload(struct lspo_gpt2 *g)
 	return LSPO_OK;
 }
 
+/* zero/bf16: master weights of tensor i cross the bus as bf16 into the
+ * accelerator's fp32 working copy, which thus always holds bf16 values. */
+static int zero_bf16_upload(struct lspo_gpt2 *g, int i, int prio)
+{
+	struct offload *o = g->mode;
+	int layer = gpt2_tensor_layer(g, i);
+	int rc = lspo_cast_f32_bf16_submit(g->hp[i], o->weight16[i], STARPU_CPU, prio,
+	                                   gpt2_name(g, "cast", layer, "upload"));
+	if (!rc)
+		rc = lspo_cast_bf16_f32_submit(o->weight16[i], o->work[i], accel(), prio,
+		                               gpt2_name(g, "cast", layer, "apply"));
+	return rc;
+}
+
+/* zero/bf16, after new master weights (build, lspo_gpt2_set_params). */
+static int zero_bf16_upload_all(struct lspo_gpt2 *g)
+{
+	for (int i = 0; i < g->layout.ntensors; i++) {
+		int rc = zero_bf16_upload(g, i, 0);
+		if (rc)
+			return rc;
+	}
+	return LSPO_OK;
+}
+
 static int zero_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
 	struct offload *o = g->mode;
 	for (int i = 0; i < g->layout.ntensors; i++) {
-		int layer = gpt2_tensor_layer(g, i), prio = prio_pipeline(g, layer);
+		int prio = prio_pipeline(g, gpt2_tensor_layer(g, i));
 		int rc = gpt2_submit_adamw(g, i, opt, STARPU_CPU, prio);
-		if (!rc && o->work) {   /* bf16 weights back to the accelerator's fp32 copy */
-			rc = lspo_cast_f32_bf16_submit(g->hp[i], o->weight16[i], STARPU_CPU, prio,
-			                               gpt2_name(g, "cast", layer, "upload"));
-			if (!rc)
-				rc = lspo_cast_bf16_f32_submit(o->weight16[i], o->work[i], accel(), prio,
-				                               gpt2_name(g, "cast", layer, "apply"));
-		}
+		if (!rc && o->work)
+			rc = zero_bf16_upload(g, i, prio);
 		if (rc)
 			return rc;
 	}
@@ -356,7 +376,7 @@ static int lsp_build(struct lspo_gpt2 *g, struct offload *o)
 	return LSPO_OK;
 }
 
-/* zero/bf16: working weights on the accelerator, initialised from the masters. */
+/* zero/bf16: working weights on the accelerator, bf16 values of the masters. */
 static int zero_bf16_build(struct lspo_gpt2 *g, struct offload *o)
 {
 	int n = g->layout.ntensors;
@@ -372,12 +392,7 @@ static int zero_bf16_build(struct lspo_gpt2 *g, struct offload *o)
 		lspo_matrix_register_elem(&o->weight16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
 	}
 	g->hw = o->work;
-	for (int i = 0; i < n; i++) {
-		int rc = lspo_copy_f32_submit(g->hp[i], o->work[i], 0, gpt2_name(g, "copy_f32", -1, "apply"));
-		if (rc)
-			return rc;
-	}
-	return LSPO_OK;
+	return zero_bf16_upload_all(g);
 }
 
 static void use_offload_hooks(struct lspo_gpt2 *g, enum lspo_mode mode)
@@ -392,10 +407,11 @@ static void use_offload_hooks(struct lspo_gpt2 *g, enum lspo_mode mode)
 		g->norm_on_cpu = zero_norm_where;
 		g->update = zero_update;
 		g->after_backward = o->work ? zero_bf16_offload : NULL;
+		g->after_set_params = o->work ? zero_bf16_upload_all : NULL;
 		return;
 	}
 	g->grad_in_norm = lsp_in_norm;
-	g->reset_optimizer = lsp_reset;
+	g->after_set_params = lsp_reset;
 	g->linear_fwd = lsp_linear_fwd;
 	g->linear_bwd = lsp_linear_bwd;
 	g->update = lsp_update;
@@ -447,6 +463,34 @@ void lspo_gpt2_offload_volume(const struct lspo_gpt2 *g, double *d2h, double *h2
 		bytes += 4.0 * o->mats[k].d * o->mats[k].d;
 	*d2h = bytes;
 	*h2d = bytes;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training state (train_state.c)                                           */
+
+int lsp_state_nmats(const struct lspo_gpt2 *g)
+{
+	const struct offload *o = g->mode;
+	return g->mode_id == LSPO_MODE_LSP && o ? o->nmats : 0;
+}
+
+struct lsp_state lsp_state_matrix(struct lspo_gpt2 *g, int k)
+{
+	struct lsp_matrix *mx = &((struct offload *)g->mode)->mats[k];
+	size_t dd = (size_t)mx->d * mx->d;
+	return (struct lsp_state){ .d = mx->d, .M = mx->host + 2 * dd, .V = mx->host + 3 * dd,
+	                           .hM = mx->M, .hV = mx->V, .t = &mx->t };
+}
+
+int lsp_state_npairs(const struct lspo_gpt2 *g)
+{
+	const struct offload *o = g->mode;
+	return g->mode_id == LSPO_MODE_LSP && o ? lspo_proj_registry_count(o->reg) : 0;
+}
+
+struct lspo_proj *lsp_state_pair(struct lspo_gpt2 *g, int i)
+{
+	return lspo_proj_registry_at(((struct offload *)g->mode)->reg, i);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -327,6 +327,15 @@ int st_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst)
 	}
 }
 
+int st_read_i32(const struct st_file *f, const struct st_tensor *t, int32_t *dst, size_t n)
+{
+	if (t->dtype != ST_I32 || st_numel(t) != n)
+		LSPO_FAIL(LSPO_EFORMAT, "%s: tensor '%s': expected I32 with %zu elements, got %s with %zu",
+		          f->path, t->name, n, st_dtype_name(t->dtype), st_numel(t));
+	memcpy(dst, f->data + t->begin, n * sizeof(int32_t));
+	return LSPO_OK;
+}
+
 /* ---------------------------------------------------------------------- */
 /* writer                                                                 */
 
@@ -343,7 +352,8 @@ static json_t *header_json(const char *path, const struct st_out_tensor *ts, siz
 	for (size_t i = 0; i < n; i++) {
 		const struct st_out_tensor *t = &ts[i];
 		uint64_t bytes = sizeof(float);
-		int bad = t->ndim < 0 || t->ndim > ST_MAX_DIMS || !t->name || !strcmp(t->name, "__metadata__");
+		int bad = t->ndim < 0 || t->ndim > ST_MAX_DIMS || !t->name || !strcmp(t->name, "__metadata__")
+		          || (t->dtype != ST_F32 && t->dtype != ST_I32);
 		json_t *shape = json_array();
 		for (int d = 0; !bad && d < t->ndim; d++) {
 			bad |= t->shape[d] < 0 || __builtin_mul_overflow(bytes, (uint64_t)t->shape[d], &bytes);
@@ -355,7 +365,7 @@ static json_t *header_json(const char *path, const struct st_out_tensor *ts, siz
 			LSPO_FAIL(NULL, "%s: tensor '%s': %s", path, t->name ? t->name : "(null)",
 			          bad ? "invalid name or shape" : "duplicate name");
 		}
-		json_t *desc = json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape,
+		json_t *desc = json_pack("{s:s, s:o, s:[I, I]}", "dtype", t->dtype == ST_I32 ? "I32" : "F32", "shape", shape,
 		                         "data_offsets", (json_int_t)offset, (json_int_t)(offset + bytes));
 		if (!desc || json_object_set_new(root, t->name, desc)) {
 			json_decref(root);
@@ -366,7 +376,7 @@ static json_t *header_json(const char *path, const struct st_out_tensor *ts, siz
 	return root;
 }
 
-int st_write_f32(const char *path, const struct st_out_tensor *ts, size_t n)
+int st_write(const char *path, const struct st_out_tensor *ts, size_t n)
 {
 	json_t *root = header_json(path, ts, n);
 	if (!root)
@@ -394,7 +404,7 @@ int st_write_f32(const char *path, const struct st_out_tensor *ts, size_t n)
 		size_t numel = 1;
 		for (int d = 0; d < ts[i].ndim; d++)
 			numel *= (size_t)ts[i].shape[d];
-		rc = atomic_write(&af, ts[i].data, numel * sizeof(float));
+		rc = atomic_write(&af, ts[i].data, numel * 4);   /* F32 or I32 */
 	}
 	if (rc) {
 		atomic_abort(&af);

@@ -6,7 +6,7 @@
  * optional "__metadata__" of strings), then the data buffer; offsets are
  * bytes from the start of the buffer.  The reader maps the file once and
  * validates the whole header before anyone reads a tensor: every error names
- * the file and the tensor or field.  The writer writes float32 only.
+ * the file and the tensor or field.  The writer writes float32 and int32.
  */
 #ifndef LSPO_SAFETENSORS_H
 #define LSPO_SAFETENSORS_H
@@ -59,16 +59,22 @@ int st_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst);
 float st_f16_to_f32(uint16_t h);
 float st_bf16_to_f32(uint16_t b);
 
-/* One tensor to write: float32, row-major, shape[0..ndim). */
+/* Copies tensor t, which must be I32 with numel `n`, into dst.  LSPO_EFORMAT
+ * naming the file and tensor otherwise. */
+int st_read_i32(const struct st_file *f, const struct st_tensor *t, int32_t *dst, size_t n);
+
+/* One tensor to write: row-major, shape[0..ndim), dtype ST_F32 (the zero
+ * value) or ST_I32. */
 struct st_out_tensor {
 	const char *name;
 	int ndim;
 	int64_t shape[ST_MAX_DIMS];
-	const float *data;
+	const void *data;
+	enum st_dtype dtype;
 };
 
 /* Writes the tensors, in order, to `path` atomically (temporary file, fsync,
  * rename), with "__metadata__": {"format": "pt"}. */
-int st_write_f32(const char *path, const struct st_out_tensor *tensors, size_t n);
+int st_write(const char *path, const struct st_out_tensor *tensors, size_t n);
 
 #endif

@@ -83,6 +83,35 @@ expect 2 "init" "unknown" -- init --bogus
 expect 2 "--bytes" "tokeniser" -- tokenize "$out/text.txt" "$out/x.bin"
 expect 2 "tokenize" "two arguments" -- tokenize --bytes "$out/text.txt"
 expect 2 "check" "nothing to check" -- check
+# --- training states (--resume) -------------------------------------------------
+for i in 1 2 3 4 5 6 7 8; do cat "$out/text.txt"; done > "$out/long.txt"
+"$lspo" tokenize --bytes "$out/long.txt" "$out/long.bin" > /dev/null || { echo "FAIL: tokenize long"; fail=1; }
+lsp="--data $out/long.bin --batch 2 --seq 16 --mode lsp --lsp-d 16 --lsp-r 4"
+"$lspo" train --model "$out/good" $lsp --steps 2 --save "$out/run" > /dev/null 2>&1 || { echo "FAIL: train --save"; fail=1; }
+expect 1 run/train_state.safetensors "tensor 'mode'" -- train --resume "$out/run" --data "$out/long.bin" --batch 2 --seq 16 --steps 3 --mode zero
+expect 1 run/train_state.safetensors "'lsp.0.M'" -- train --resume "$out/run" $lsp --lsp-d 8 --steps 3
+expect 1 good/train_state.safetensors "cannot" -- train --resume "$out/good" $lsp --steps 3
+expect 2 "--resume" "--model" -- train --resume "$out/run" --model "$out/good" $lsp --steps 3
+# An index out of range, and indices not increasing along a row.
+python3 - "$out/run" <<'PY' || { echo "FAIL: crafting bad states"; fail=1; }
+import json, os, shutil, struct, sys
+run = sys.argv[1]
+for name, value in (("state_range", 16), ("state_order", None)):
+    dst = os.path.join(os.path.dirname(run), name)
+    shutil.copytree(run, dst, dirs_exist_ok=True)
+    path = os.path.join(dst, "train_state.safetensors")
+    data = bytearray(open(path, "rb").read())
+    hlen = struct.unpack("<Q", data[:8])[0]
+    begin = 8 + hlen + json.loads(data[8:8 + hlen])["proj.1.Q.idx"]["data_offsets"][0]
+    first = struct.unpack("<i", data[begin:begin + 4])[0]
+    if value is None:   # the second index of the row equal to the first
+        data[begin + 4:begin + 8] = struct.pack("<i", first)
+    else:
+        data[begin:begin + 4] = struct.pack("<i", value)
+    open(path, "wb").write(data)
+PY
+expect 1 state_range/train_state.safetensors "'proj.1.Q.idx': element 0 = 16" -- train --resume "$out/state_range" $lsp --steps 3
+expect 1 state_order/train_state.safetensors "'proj.1.Q.idx': element 1" -- train --resume "$out/state_order" $lsp --steps 3
 for c in init tokenize check; do
   "$lspo" $c --help > "$out/help" || { echo "FAIL: $c --help"; fail=1; }
 done

@@ -53,6 +53,22 @@ for m in "zero" "zero --offload-dtype bf16" "lsp --lsp-d 16 --lsp-r 4 --check-fr
 done
 check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out/mode.out') -eq 2 ]"
 
+# A run stopped after 3 steps and resumed to 6 equals the run of 6 steps,
+# bit for bit: losses, norms, weights and training state; the log appends.
+strip() { sed -n 's/^\(step.*| norm [0-9.]*\) .*/\1/p' "$@"; }
+for m in "native" "zero --offload-dtype bf16" "lsp --lsp-d 16 --lsp-r 4 --check-freq 2"; do
+  rm -rf "$out/full" "$out/half" "$out/rest" "$out/half.csv"
+  common="--data $out/tok.bin --steps 6 --batch 2 --seq 16 --lr 1e-3 --warmup 2 --lr-decay cosine --seed 5 --mode $m"
+  # shellcheck disable=SC2086
+  "$lspo" train --model "$out/init" $common --save "$out/full" > "$out/full.out" 2>/dev/null \
+    && "$lspo" train --model "$out/init" $common --steps 3 --save "$out/half" --log "$out/half.csv" > "$out/half.out" 2>/dev/null \
+    && "$lspo" train --resume "$out/half" $common --save "$out/rest" --log "$out/half.csv" > "$out/rest.out" 2>/dev/null
+  check "resume runs ($m)" "[ $? -eq 0 ] && grep -q '^resumed from .* at step 3' '$out/rest.out'"
+  check "resume: same steps ($m)" "[ \"\$(strip '$out/full.out')\" = \"\$(strip '$out/half.out' '$out/rest.out')\" ]"
+  check "resume: same weights and state ($m)" "cmp -s '$out/full/model.safetensors' '$out/rest/model.safetensors' && cmp -s '$out/full/train_state.safetensors' '$out/rest/train_state.safetensors'"
+  check "resume: the log appends ($m)" "[ \$(wc -l < '$out/half.csv') -eq 7 ] && [ \$(grep -c '^step' '$out/half.csv') -eq 1 ]"
+done
+
 bad() {  # expected exit code, words the message must contain, then the command
   want=$1; words=$2; shift 2
   "$@" > "$out/bad.out" 2> "$out/bad.err"; rc=$?

@@ -85,7 +85,11 @@ int main(void)
 	CHECK(ref[2][0] == ref[0][0], "the first forward does not depend on the mode");
 	CHECK(ref[2][STEPS - 1] < ref[2][0], "lsp does not train: %.4f -> %.4f", ref[2][0], ref[2][STEPS - 1]);
 	CHECK(ref[2][STEPS - 1] != ref[0][STEPS - 1], "lsp equals native: compression not applied?");
-	CHECK(ref[3][0] == ref[0][0] && ref[3][STEPS - 1] != ref[0][STEPS - 1], "zero/bf16 equals native: no rounding?");
+	/* zero/bf16: the accelerator holds bf16 values of the weights from the
+	 * start (as ZeRO-Offload's half-precision model), so even the first
+	 * forward differs from native, slightly. */
+	CHECK(ref[3][0] != ref[0][0] && fabs(ref[3][0] - ref[0][0]) < 1e-3, "zero/bf16 first loss %.7f, native %.7f",
+	      ref[3][0], ref[0][0]);
 	CHECK(fabs(ref[3][STEPS - 1] - ref[0][STEPS - 1]) < 0.01, "zero/bf16 %.5f far from native %.5f",
 	      ref[3][STEPS - 1], ref[0][STEPS - 1]);
 

@@ -12,7 +12,7 @@
 #include "cli.h"
 
 struct run_opts {
-	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays;
+	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays, *resume;
 	long steps, batch, seq, val_every, val_batches, check_freq, calib_batches, gpu_mem, warmup;
 	double lr, min_lr, wd, clip, beta1, beta2, eps, val_fraction;
 	enum lspo_lr_decay lr_decay;
@@ -30,6 +30,8 @@ static void run_opts_default(struct run_opts *o)
 		.val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
 }
+
+#define STATE_FILE "train_state.safetensors"
 
 static const char train_help[] =
 	"usage: lspo train --model DIR --data SHARD [OPTIONS]\n"
@@ -73,7 +75,12 @@ static const char train_help[] =
 	"  --freeze-dense     lsp: embeddings, layernorms and biases stay fixed\n"
 	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
 	"  --lsp-delays LIST  lspo policy: stage delays in layers, e.g. upd=2,upload=3,apply=4\n"
-	"  --save DIR         write the trained checkpoint to DIR (atomically)\n"
+	"  --save DIR         write the trained checkpoint to DIR (atomically), with the\n"
+	"                     training state (optimizer, step, projectors) in\n"
+	"                     DIR/" STATE_FILE "\n"
+	"  --resume DIR       continue a run saved with --save DIR, bit for bit, up to\n"
+	"                     --steps in all (instead of --model; same data, seed and\n"
+	"                     options; --log appends)\n"
 	"  --log FILE         also write the per-step lines as CSV\n";
 
 static const char eval_help[] =
@@ -90,7 +97,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB,
-       O_WARMUP, O_LRDECAY, O_MINLR };
+       O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -108,7 +115,7 @@ static const struct option train_options[] = {
 	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "freeze-dense", 0, 0, O_FREEZE },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
-	{ "min-lr", 1, 0, O_MINLR }, { 0 } };
+	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -138,6 +145,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		int bad = 0;
 		switch (opt) {
 		case O_MODEL: o->model = optarg; break;
+		case O_RESUME: o->resume = optarg; break;
 		case O_DATA: o->data = optarg; break;
 		case O_VAL: o->val = optarg; break;
 		case O_SAVE: o->save = optarg; break;
@@ -200,6 +208,10 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 	}
 	if (optind < argc)
 		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (o->resume && o->model)
+		return cli_usage_error(cmd, "--resume DIR takes the model from DIR: drop --model");
+	if (o->resume)
+		o->model = o->resume;
 	if (!o->model)
 		return cli_usage_error(cmd, "--model DIR is required");
 	if (!o->data)
@@ -342,6 +354,22 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	return CLI_OK;
 }
 
+/* --resume: the training state saved beside the checkpoint, and the
+ * training batches the saved run had drawn. */
+static int resume(struct run *r, const struct run_opts *o, long *start)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", o->resume, STATE_FILE);
+	if (lspo_gpt2_load_state(r->model, path))
+		return CLI_FAIL;
+	*start = lspo_gpt2_step(r->model);
+	for (long s = 0; s < *start; s++)
+		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
+			return CLI_FAIL;
+	printf("resumed from %s at step %ld\n", o->resume, *start);
+	return CLI_OK;
+}
+
 int cmd_train(int argc, char **argv)
 {
 	struct run_opts o;
@@ -359,11 +387,14 @@ int cmd_train(int argc, char **argv)
 	rc = CLI_FAIL;
 	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
 		goto out;
-	if (o.log && !(r.log = fopen(o.log, "w"))) {
+	long start = 0;
+	if (o.resume && resume(&r, &o, &start))
+		goto out;
+	if (o.log && !(r.log = fopen(o.log, start ? "a" : "w"))) {
 		fprintf(stderr, "lspo: --log %s: cannot open for writing\n", o.log);
 		goto out;
 	}
-	if (r.log)
+	if (r.log && ftell(r.log) == 0)
 		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d\n");
 	printf("lspo train: %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
 	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
@@ -377,7 +408,7 @@ int cmd_train(int argc, char **argv)
 	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB, host->device %.3f MB\n",
 	       vd2h / 1e6, vh2d / 1e6);
-	for (long s = 1; s <= o.steps; s++) {
+	for (long s = start + 1; s <= o.steps; s++) {
 		struct lspo_step_stats st;
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && lsp_check(&r, &o, train_end, s))
@@ -400,7 +431,10 @@ int cmd_train(int argc, char **argv)
 	if (has_val && validate(&r, &o, train_end, o.steps))
 		goto out;
 	if (o.save) {
-		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params))
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", o.save, STATE_FILE);
+		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
+		    || lspo_gpt2_save_state(r.model, path))
 			goto out;
 		printf("saved %s\n", o.save);
 	}
