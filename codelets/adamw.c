@@ -118,16 +118,13 @@ static uint32_t adamw_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel adamw_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_adamw", .footprint = adamw_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_adamw", .footprint = adamw_footprint,
 };
 
 struct starpu_codelet cl_adamw = {
 	.cpu_funcs = { adamw_cpu_codelet },
 	.cpu_funcs_name = { "adamw_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { adamw_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(adamw_cuda)
 	.nbuffers = 5,
 	.modes = { STARPU_RW, STARPU_R, STARPU_RW, STARPU_RW, STARPU_R },
 	.model = &adamw_model,

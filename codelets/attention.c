@@ -186,19 +186,16 @@ static uint32_t attention_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel attention_fwd_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_attention_fwd", .footprint = attention_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_attention_fwd", .footprint = attention_footprint,
 };
 static struct starpu_perfmodel attention_bwd_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_attention_bwd", .footprint = attention_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_attention_bwd", .footprint = attention_footprint,
 };
 
 struct starpu_codelet cl_attention_fwd = {
 	.cpu_funcs = { attention_fwd_cpu_codelet },
 	.cpu_funcs_name = { "attention_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { attention_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(attention_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_W, STARPU_W },
 	.model = &attention_fwd_model,
@@ -209,10 +206,7 @@ struct starpu_codelet cl_attention_fwd = {
 struct starpu_codelet cl_attention_bwd = {
 	.cpu_funcs = { attention_bwd_cpu_codelet },
 	.cpu_funcs_name = { "attention_bwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { attention_backward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(attention_backward_cuda)
 	.nbuffers = 5,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &attention_bwd_model,

@@ -53,18 +53,14 @@ LSPO_PERFMODEL(to_f32_model, "lspo_cast_bf16_f32");
 
 struct starpu_codelet cl_cast_f32_bf16 = {
 	.cpu_funcs = { cast_f32_bf16_codelet }, .cpu_funcs_name = { "cast_f32_bf16_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { cast_f32_bf16_cuda }, .cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(cast_f32_bf16_cuda)
 	.nbuffers = 2, .modes = { STARPU_R, STARPU_W },
 	.model = &to_bf16_model, .name = "cast_f32_bf16", .color = LSPO_COLOR_TRANSFER,
 };
 
 struct starpu_codelet cl_cast_bf16_f32 = {
 	.cpu_funcs = { cast_bf16_f32_codelet }, .cpu_funcs_name = { "cast_bf16_f32_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { cast_bf16_f32_cuda }, .cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(cast_bf16_f32_cuda)
 	.nbuffers = 2, .modes = { STARPU_R, STARPU_W },
 	.model = &to_f32_model, .name = "cast_bf16_f32", .color = LSPO_COLOR_TRANSFER,
 };

@@ -11,10 +11,27 @@
 #include <stdint.h>
 #include <starpu.h>
 
-/* History-based model keyed by the task footprint; the symbol names the
- * file under $STARPU_HOME/.starpu/sampling, so it never changes. */
+/* Every codelet's model: history-based, keyed by the task footprint (the
+ * symbol names the file under $STARPU_HOME/.starpu/sampling, so it never
+ * changes).  With a SimGrid StarPU, kernels never run: tasks take the time
+ * of a roofline estimate instead (src/sim_cost.c), and a declared CUDA
+ * function lets StarPU place them on simulated GPUs. */
+#ifdef STARPU_SIMGRID
+double lspo_sim_cost(struct starpu_task *task, struct starpu_perfmodel_arch *arch, unsigned nimpl);
+void lspo_sim_kernel(void *buffers[], void *cl_arg);
+#define LSPO_MODEL_KIND .type = STARPU_PER_ARCH, .arch_cost_function = lspo_sim_cost
+#define LSPO_CUDA_FUNC(fn) .cuda_funcs = { lspo_sim_kernel }, .cuda_flags = { STARPU_CUDA_ASYNC },
+#else
+#define LSPO_MODEL_KIND .type = STARPU_HISTORY_BASED
+#ifdef LSPO_USE_CUDA
+#define LSPO_CUDA_FUNC(fn) .cuda_funcs = { fn }, .cuda_flags = { STARPU_CUDA_ASYNC },
+#else
+#define LSPO_CUDA_FUNC(fn)
+#endif
+#endif
+
 #define LSPO_PERFMODEL(var, sym) \
-	static struct starpu_perfmodel var = { .type = STARPU_HISTORY_BASED, .symbol = (sym) }
+	static struct starpu_perfmodel var = { LSPO_MODEL_KIND, .symbol = (sym) }
 
 /* Colours by task class, so traces read at a glance (ViTE, dag.dot). */
 #define LSPO_COLOR_COMPUTE   0x4e79a7u  /* blue: forward/backward math */

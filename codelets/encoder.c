@@ -78,10 +78,7 @@ LSPO_PERFMODEL(encoder_bwd_model, "lspo_encoder_bwd");
 struct starpu_codelet cl_encoder_fwd = {
 	.cpu_funcs = { encoder_fwd_cpu_codelet },
 	.cpu_funcs_name = { "encoder_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { encoder_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(encoder_forward_cuda)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &encoder_fwd_model,
@@ -92,10 +89,7 @@ struct starpu_codelet cl_encoder_fwd = {
 struct starpu_codelet cl_encoder_bwd = {
 	.cpu_funcs = { encoder_bwd_cpu_codelet },
 	.cpu_funcs_name = { "encoder_bwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { encoder_backward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(encoder_backward_cuda)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_RW, STARPU_RW },
 	.model = &encoder_bwd_model,

@@ -30,10 +30,7 @@ LSPO_PERFMODEL(fill_model, "lspo_fill");
 struct starpu_codelet cl_fill = {
 	.cpu_funcs = { fill_cpu_codelet },
 	.cpu_funcs_name = { "fill_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { fill_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(fill_cuda)
 	.nbuffers = 1,
 	.modes = { STARPU_W },
 	.model = &fill_model,

@@ -88,10 +88,7 @@ LSPO_PERFMODEL(gelu_bwd_model, "lspo_gelu_bwd");
 struct starpu_codelet cl_gelu_fwd = {
 	.cpu_funcs = { gelu_fwd_cpu_codelet },
 	.cpu_funcs_name = { "gelu_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { gelu_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(gelu_forward_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_W },
 	.model = &gelu_fwd_model,
@@ -102,10 +99,7 @@ struct starpu_codelet cl_gelu_fwd = {
 struct starpu_codelet cl_gelu_bwd = {
 	.cpu_funcs = { gelu_bwd_cpu_codelet },
 	.cpu_funcs_name = { "gelu_bwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { gelu_backward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(gelu_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &gelu_bwd_model,

@@ -122,10 +122,10 @@ static uint32_t clip_scale_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel sumsq_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_sumsq", .footprint = sumsq_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_sumsq", .footprint = sumsq_footprint,
 };
 static struct starpu_perfmodel clip_scale_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_clip_scale", .footprint = clip_scale_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_clip_scale", .footprint = clip_scale_footprint,
 };
 
 /* buffers: x (R), out (W), a SCRATCH vector of SUMSQ_CUDA_BLOCKS doubles for
@@ -133,10 +133,7 @@ static struct starpu_perfmodel clip_scale_model = {
 struct starpu_codelet cl_sumsq = {
 	.cpu_funcs = { sumsq_cpu_codelet },
 	.cpu_funcs_name = { "sumsq_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { sumsq_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(sumsq_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_W, STARPU_SCRATCH },
 	.model = &sumsq_model,
@@ -148,10 +145,7 @@ struct starpu_codelet cl_sumsq = {
 struct starpu_codelet cl_clip_scale = {
 	.cpu_funcs = { clip_scale_cpu_codelet },
 	.cpu_funcs_name = { "clip_scale_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { clip_scale_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(clip_scale_cuda)
 	.nbuffers = STARPU_VARIABLE_NBUFFERS,
 	.model = &clip_scale_model,
 	.name = "clip_scale",

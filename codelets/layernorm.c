@@ -123,10 +123,7 @@ LSPO_PERFMODEL(layernorm_bwd_model, "lspo_layernorm_bwd");
 struct starpu_codelet cl_layernorm_fwd = {
 	.cpu_funcs = { layernorm_fwd_cpu_codelet },
 	.cpu_funcs_name = { "layernorm_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { layernorm_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(layernorm_forward_cuda)
 	.nbuffers = 6,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W },
 	.model = &layernorm_fwd_model,
@@ -137,10 +134,7 @@ struct starpu_codelet cl_layernorm_fwd = {
 struct starpu_codelet cl_layernorm_bwd = {
 	.cpu_funcs = { layernorm_bwd_cpu_codelet },
 	.cpu_funcs_name = { "layernorm_bwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { layernorm_backward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(layernorm_backward_cuda)
 	.nbuffers = 8,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW, STARPU_RW, STARPU_RW },
 	.model = &layernorm_bwd_model,

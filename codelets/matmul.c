@@ -40,16 +40,13 @@ static uint32_t matmul_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel matmul_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_matmul", .footprint = matmul_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_matmul", .footprint = matmul_footprint,
 };
 
 struct starpu_codelet cl_matmul = {
 	.cpu_funcs = { matmul_cpu_codelet },
 	.cpu_funcs_name = { "matmul_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { matmul_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(matmul_cuda)
 	.nbuffers = STARPU_VARIABLE_NBUFFERS,  /* C is W or RW, chosen per task */
 	.model = &matmul_model,
 	.name = "matmul",

@@ -147,16 +147,13 @@ static uint32_t proj_apply_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel proj_apply_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_proj_apply", .footprint = proj_apply_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_proj_apply", .footprint = proj_apply_footprint,
 };
 
 struct starpu_codelet cl_proj_apply = {
 	.cpu_funcs = { proj_apply_cpu_codelet },
 	.cpu_funcs_name = { "proj_apply_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { proj_apply_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(proj_apply_cuda)
 	.nbuffers = 7,
 	.modes = { STARPU_RW, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_SCRATCH },
 	.model = &proj_apply_model,

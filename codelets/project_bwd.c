@@ -52,16 +52,13 @@ static uint32_t project_bwd_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel project_bwd_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_project_bwd", .footprint = project_bwd_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_project_bwd", .footprint = project_bwd_footprint,
 };
 
 struct starpu_codelet cl_project_bwd = {
 	.cpu_funcs = { project_bwd_cpu_codelet },
 	.cpu_funcs_name = { "project_bwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { project_bwd_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(project_bwd_cuda)
 	.nbuffers = STARPU_VARIABLE_NBUFFERS,  /* G_hat is W or RW, chosen per task */
 	.model = &project_bwd_model,
 	.name = "project_bwd",

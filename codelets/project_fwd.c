@@ -107,16 +107,13 @@ static uint32_t project_fwd_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel project_fwd_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_project_fwd", .footprint = project_fwd_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_project_fwd", .footprint = project_fwd_footprint,
 };
 
 struct starpu_codelet cl_project_fwd = {
 	.cpu_funcs = { project_fwd_cpu_codelet },
 	.cpu_funcs_name = { "project_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { project_fwd_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(project_fwd_cuda)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &project_fwd_model,

@@ -58,10 +58,7 @@ LSPO_PERFMODEL(accumulate_model, "lspo_accumulate");
 struct starpu_codelet cl_residual_fwd = {
 	.cpu_funcs = { residual_fwd_cpu_codelet },
 	.cpu_funcs_name = { "residual_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { residual_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(residual_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &residual_fwd_model,
@@ -72,10 +69,7 @@ struct starpu_codelet cl_residual_fwd = {
 struct starpu_codelet cl_accumulate = {
 	.cpu_funcs = { accumulate_cpu_codelet },
 	.cpu_funcs_name = { "accumulate_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { accumulate_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(accumulate_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_RW },
 	.model = &accumulate_model,

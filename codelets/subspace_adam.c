@@ -122,7 +122,7 @@ static uint32_t subspace_adam_footprint(struct starpu_task *task)
 }
 
 static struct starpu_perfmodel subspace_adam_model = {
-	.type = STARPU_HISTORY_BASED, .symbol = "lspo_subspace_adam", .footprint = subspace_adam_footprint,
+	LSPO_MODEL_KIND, .symbol = "lspo_subspace_adam", .footprint = subspace_adam_footprint,
 };
 
 struct starpu_codelet cl_subspace_adam = {

@@ -105,10 +105,7 @@ LSPO_PERFMODEL(xent_fwdbwd_model, "lspo_xent_fwdbwd");
 struct starpu_codelet cl_xent_fwd = {
 	.cpu_funcs = { xent_fwd_cpu_codelet },
 	.cpu_funcs_name = { "xent_fwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { xent_forward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(xent_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &xent_fwd_model,
@@ -119,10 +116,7 @@ struct starpu_codelet cl_xent_fwd = {
 struct starpu_codelet cl_xent_fwdbwd = {
 	.cpu_funcs = { xent_fwdbwd_cpu_codelet },
 	.cpu_funcs_name = { "xent_fwdbwd_cpu_codelet" },
-#ifdef LSPO_USE_CUDA
-	.cuda_funcs = { xent_backward_cuda },
-	.cuda_flags = { STARPU_CUDA_ASYNC },
-#endif
+	LSPO_CUDA_FUNC(xent_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_RW, STARPU_R, STARPU_W },
 	.model = &xent_fwdbwd_model,

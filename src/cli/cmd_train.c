@@ -406,8 +406,8 @@ int cmd_train(int argc, char **argv)
 	                                  .total = o.steps, .decay = o.lr_decay };
 	double vd2h, vh2d;
 	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
-	printf("offload volume per step (from the graph): device->host %.3f MB, host->device %.3f MB\n",
-	       vd2h / 1e6, vh2d / 1e6);
+	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
+	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	for (long s = start + 1; s <= o.steps; s++) {
 		struct lspo_step_stats st;
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0

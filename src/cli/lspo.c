@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "cli.h"
+#include <starpu.h>   /* with a SimGrid StarPU, renames main so that the simulation starts first */
 
 static const struct {
 	const char *name;
