@@ -4,7 +4,7 @@
 # What only a GPU's bus can show, checked on the simulated one, per step
 # once placement has settled (steps 3 to 5):
 #   - lsp and zero move their analytic volume each way (lsp: 4 d^2 bytes per
-#     matrix; zero: 4 bytes per parameter), plus only the step's own inputs
+#     matrix; zero: 4 bytes per parameter, 2 with bf16), plus only the step's own inputs
 #     and outputs (tokens h2d, losses d2h: a few KiB);
 #   - native moves nothing but those, under the lspo policy;
 #   - the lspo policy keeps the GPU busy in lsp mode and hides the offload
@@ -44,11 +44,14 @@ volume() { sed -n 's/^offload volume per step (from the graph): device->host [0-
 
 slack_h2d=$((8 * B * T + 4096))   # inputs and targets (int32), plus small scalars
 slack_d2h=4096                    # losses and norms
-for mode in native zero lsp; do
-  extra=""
-  [ $mode = lsp ] && extra="--lsp-d 64 --lsp-r 8"
+for mode in native zero zero-bf16 lsp; do
+  case $mode in
+    zero-bf16) args="--mode zero --offload-dtype bf16" ;;
+    lsp) args="--mode lsp --lsp-d 64 --lsp-r 8" ;;
+    *) args="--mode $mode" ;;
+  esac
   # shellcheck disable=SC2086
-  run $mode --mode $mode --sched lspo $extra
+  run $mode $args --sched lspo
   [ -s "$out/$mode.csv" ] || continue
   v=$(volume $mode)
   lo_d=$(steady_min $mode 7) hi_d=$(steady $mode 7) lo_h=$(steady_min $mode 8) hi_h=$(steady $mode 8)
@@ -57,6 +60,7 @@ for mode in native zero lsp; do
   check "$mode h2d = analytic + step inputs" "[ $lo_h -ge $v ] && [ $hi_h -le $((v + slack_h2d)) ]"
 done
 check "native moves no offload bytes" "[ $(volume native) -eq 0 ]"
+check "zero with bf16 moves half of fp32's volume" "[ $(( $(volume zero) / 2 )) -eq $(volume zero-bf16) ]"
 check "lsp moves 4 d^2 per matrix" "[ $(volume lsp) -eq $((16 * 4 * 64 * 64)) ]"
 
 # The schedule of lsp under the lspo policy, from the trace summary of step 3.
