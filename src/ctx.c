@@ -163,6 +163,16 @@ int lspo_ctx_ncpus(const struct lspo_ctx *ctx) { return ctx->ncpus; }
 int lspo_ctx_ncuda(const struct lspo_ctx *ctx) { return ctx->ncuda; }
 const char *lspo_ctx_sched(const struct lspo_ctx *ctx) { return ctx->sched; }
 
+int lspo_ctx_simulated(const struct lspo_ctx *ctx)
+{
+	(void)ctx;
+#ifdef STARPU_SIMGRID
+	return 1;
+#else
+	return 0;
+#endif
+}
+
 void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out)
 {
 	int major, minor, release;
@@ -176,6 +186,10 @@ void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out)
 #endif
 	fprintf(out, "StarPU %d.%d.%d (FxT %s, CUDA codelets %s), policy %s\n",
 	        major, minor, release, fxt, cuda, ctx->sched);
+#ifdef STARPU_SIMGRID
+	fprintf(out, "simulation (SimGrid): kernels do not run; task times are estimates (src/sim_cost.c), "
+	        "losses are not computed\n");
+#endif
 	fprintf(out, "%d CPU worker(s), %d CUDA worker(s), %u memory node(s)\n",
 	        ctx->ncpus, ctx->ncuda, starpu_memory_nodes_get_count());
 	for (unsigned w = 0; w < starpu_worker_get_count(); w++) {

@@ -400,6 +400,9 @@ int cmd_train(int argc, char **argv)
 	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	if (lspo_ctx_simulated(r.ctx))
+		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
+		       "times are estimates\n");
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
