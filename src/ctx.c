@@ -186,10 +186,9 @@ void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out)
 #endif
 	fprintf(out, "StarPU %d.%d.%d (FxT %s, CUDA codelets %s), policy %s\n",
 	        major, minor, release, fxt, cuda, ctx->sched);
-#ifdef STARPU_SIMGRID
-	fprintf(out, "simulation (SimGrid): kernels do not run; task times are estimates (src/sim_cost.c), "
-	        "losses are not computed\n");
-#endif
+	if (lspo_ctx_simulated(ctx))
+		fprintf(out, "simulation (SimGrid): kernels do not run; task times are estimates "
+		        "(src/sim_cost.c), losses are not computed\n");
 	fprintf(out, "%d CPU worker(s), %d CUDA worker(s), %u memory node(s)\n",
 	        ctx->ncpus, ctx->ncuda, starpu_memory_nodes_get_count());
 	for (unsigned w = 0; w < starpu_worker_get_count(); w++) {

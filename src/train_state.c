@@ -20,6 +20,7 @@
 #include "safetensors.h"
 
 #define NAME_LEN 48
+enum { T_MODE, T_STEP };   /* the first two tensors of every state */
 
 /* The tensors of a state, described once for both directions. */
 struct state_tensor {
@@ -184,15 +185,12 @@ static int validate(const struct st_file *f, const struct state_desc *s, struct 
 	for (int i = 0; i < s->n; i++)
 		if (!find(f, &s->t[i]))
 			return LSPO_EFORMAT;
-	int32_t head[2], *buf = NULL;
-	st_read_i32(f, find(f, &s->t[0]), &head[0], 1);
-	st_read_i32(f, find(f, &s->t[1]), &head[1], 1);
-	if (head[0] != (int32_t)g->mode_id)
+	int32_t mode, *buf = NULL;
+	st_read_i32(f, find(f, &s->t[T_MODE]), &mode, 1);
+	if (mode != (int32_t)g->mode_id)
 		LSPO_FAIL(LSPO_EFORMAT, "%s: tensor 'mode': the state is of mode %s, the model runs in mode %s",
-		          f->path, lspo_mode_name((enum lspo_mode)head[0]), lspo_mode_name(g->mode_id));
-	if (head[1] < 0)
-		LSPO_FAIL(LSPO_EFORMAT, "%s: tensor 'step': %d is negative", f->path, head[1]);
-	for (int i = 4; i < s->n; i++) {
+		          f->path, lspo_mode_name((enum lspo_mode)mode), lspo_mode_name(g->mode_id));
+	for (int i = T_STEP; i < s->n; i++) {
 		const struct state_tensor *t = &s->t[i];
 		if (t->dtype != ST_I32)
 			continue;
@@ -237,7 +235,7 @@ int lspo_gpt2_load_state(struct lspo_gpt2 *g, const char *path)
 	if (!rc) {
 		starpu_task_wait_for_all();
 		take_handles(g, STARPU_W, 1);
-		for (int i = 2; i < s.n; i++) {
+		for (int i = T_STEP + 1; i < s.n; i++) {
 			const struct st_tensor *ft = find(f, &s.t[i]);
 			if (s.t[i].dtype == ST_F32)
 				st_read_f32(f, ft, s.t[i].data);
@@ -246,7 +244,7 @@ int lspo_gpt2_load_state(struct lspo_gpt2 *g, const char *path)
 		}
 		take_handles(g, STARPU_W, 0);
 		int32_t step;
-		st_read_i32(f, find(f, &s.t[1]), &step, 1);
+		st_read_i32(f, find(f, &s.t[T_STEP]), &step, 1);
 		g->step = step;
 		for (int k = 0; k < lsp_state_nmats(g); k++)
 			*lsp_state_matrix(g, k).t = s.lsp_t[k];

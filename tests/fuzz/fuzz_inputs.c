@@ -32,7 +32,7 @@ static void write_file(const char *name, const uint8_t *data, size_t size)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	snprintf(dir, sizeof(dir), "/tmp/lspo-fuzz-XXXXXX");
+	snprintf(dir, sizeof(dir), "lspo-fuzz-XXXXXX");   /* in the working directory (scripts/fuzz: build/fuzz) */
 	if (!mkdtemp(dir))
 		abort();
 	lspo_log_set_level(LSPO_LOG_ERROR);   /* rejections are expected: no warnings */
