@@ -467,6 +467,9 @@ struct lspo_offload_opts {
 	enum lspo_proj_init lsp_init;
 	double lsp_alpha;       /* refresh when the projector error exceeds it; 0.3 */
 	int lsp_eps_inside_sqrt;/* subspace Adam in the reference code's form */
+	int lsp_plain_apply;    /* W += P Delta Q^T as the reference code does; 0 (default):
+	                           scaled by sqrt(m n) / (|P|_F |Q|_F), so that learned
+	                           projectors keep the step size of random ones */
 	struct lspo_proj_learn_opts learn;
 	int freeze_dense;       /* lsp: embeddings, layernorms and biases stay fixed */
 	uint64_t seed;          /* projector patterns */

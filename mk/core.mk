@@ -10,4 +10,4 @@ lspo_SOURCES += src/cli/lspo.c src/cli/cli.h src/cli/cmd_info.c
 check_PROGRAMS += tests/test_matmul tests/test_matmul_cuda tests/test_graph tests/test_sched_prio tests/test_ctx tests/test_lr_schedule
 TESTS += tests/test_matmul tests/test_matmul_cuda tests/test_graph tests/test_sched_prio tests/test_ctx tests/test_lr_schedule tests/test_fxt_trace.sh
 dist_check_SCRIPTS += tests/test_fxt_trace.sh
-EXTRA_DIST += tests/common.h tests/lsan.supp
+EXTRA_DIST += tests/common.h tests/gate.h tests/lsan.supp

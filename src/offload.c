@@ -19,6 +19,7 @@
  * Task stages (the lspo policy reads them from the names): fwd, bwd, proj
  * (G_hat), upd (CPU update), apply (W += P Delta Q^T).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,6 +231,32 @@ static int lsp_linear_bwd(struct lspo_gpt2 *g, int l, int kind, starpu_data_hand
 	                               gpt2_name(g, "project_bwd", l, "proj"));
 }
 
+/* The scale of the update P Delta Q^T, sqrt(m n) / (|P|_F |Q|_F).  Subspace
+ * Adam's Delta has entries of about lr whatever the projectors' scale, so
+ * P Delta Q^T grows with |P| |Q|: random pairs (rows of unit norm, |P|_F^2
+ * = m) give steps as large as dense Adam's, but learned pairs, whose P^T P
+ * comes close to the identity, give steps about d / sqrt(m n) as large (a
+ * quarter on the quickstart's fc matrices).  This factor is exactly 1 for
+ * sign pairs and keeps the step size independent of learning, so that a
+ * refresh changes the subspace, not the learning rate.  The reference code
+ * applies P Delta Q^T as it is (lsp_plain_apply). */
+static float lsp_gain(const struct offload *o, const struct lspo_proj *p)
+{
+	if (o->o.lsp_plain_apply)
+		return 1.0f;
+	int m, n, d, r;
+	lspo_proj_shape(p, &m, &n, &d, &r);
+	double sumsq[2] = { 0, 0 };
+	for (int side = 0; side < 2; side++) {
+		const float *val;
+		lspo_proj_ell(p, side, NULL, &val);
+		size_t len = (size_t)(side ? n : m) * r;
+		for (size_t i = 0; i < len; i++)
+			sumsq[side] += (double)val[i] * val[i];
+	}
+	return (float)sqrt((double)m * n / (sumsq[0] * sumsq[1]));
+}
+
 static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
 	struct offload *o = g->mode;
@@ -246,7 +273,7 @@ static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 		starpu_data_handle_t pidx, pval, qidx, qval;
 		lspo_proj_handles(mx->proj, &pidx, &pval, &qidx, &qval);
 		if (!rc)
-			rc = lspo_proj_apply_submit(g->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, 1.0f,
+			rc = lspo_proj_apply_submit(g->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, lsp_gain(o, mx->proj),
 			                            opt->lr * opt->weight_decay, prio,
 			                            gpt2_name(g, "proj_apply", mx->layer, "apply"));
 		if (rc)

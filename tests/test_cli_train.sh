@@ -53,6 +53,20 @@ for m in "zero" "zero --offload-dtype bf16" "lsp --lsp-d 16 --lsp-r 4 --check-fr
 done
 check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out/mode.out') -eq 2 ]"
 
+# The apply's gain sqrt(m n) / (|P| |Q|) is exactly 1 for sign projectors
+# with r = 4 (values +-1/2): --lsp-plain-apply changes nothing there, and
+# changes the steps of Gaussian ones.
+losses() { sed -n 's/^step *[0-9]* | loss \([0-9.]*\) .*/\1/p' "$1" | tr '\n' ' '; }
+for init in sign gaussian; do
+  for plain in "" "--lsp-plain-apply"; do
+    # shellcheck disable=SC2086
+    "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 4 --batch 2 --seq 16 --lr 1e-2 --mode lsp \
+      --lsp-d 16 --lsp-r 4 --check-freq 0 --lsp-init $init $plain > "$out/gain-$init$plain.out" 2>&1
+  done
+done
+check "plain apply, sign projectors: same losses" "[ -n \"\$(losses '$out/gain-sign.out')\" ] && [ \"\$(losses '$out/gain-sign.out')\" = \"\$(losses '$out/gain-sign--lsp-plain-apply.out')\" ]"
+check "plain apply, Gaussian projectors: other losses" "[ \"\$(losses '$out/gain-gaussian.out')\" != \"\$(losses '$out/gain-gaussian--lsp-plain-apply.out')\" ]"
+
 # A run stopped after 3 steps and resumed to 6 equals the run of 6 steps,
 # bit for bit: losses, norms, weights and training state; the log appends.
 strip() { sed -n 's/^\(step.*| norm [0-9.]*\) .*/\1/p' "$@"; }

@@ -2,14 +2,14 @@
  * test_lsp_converge.c - fine-tuning convergence of the offload modes on a
  * tiny byte-level GPT-2: pre-trained natively on one text, fine-tuned on
  * another for the same number of steps in zero mode, in lsp mode with
- * learned projectors, and in lsp mode with random, never-learned ones.
- * Asserted: zero learns; lsp with learned projectors gains at least half of
- * zero's validation gain; the projector checks cut the projectors' error on
- * the calibration gradients at least in half.  Printed, not asserted: how
- * learned and random projectors compare.  On this tiny model they end
- * within seed-to-seed noise of each other (learned ones give better update
- * directions but smaller steps; bench/RESULTS.md), so a strict ordering
- * would pass or fail with the seed.
+ * learned projectors, and in lsp mode with random, never-learned ones, for
+ * three seeds.  Asserted: zero learns; lsp with learned projectors gains at
+ * least half of zero's validation gain; the projector checks cut the
+ * projectors' error on the calibration gradients at least in half; summed
+ * over the seeds, lsp with learned projectors ends at least as close to
+ * zero's validation loss as lsp with random ones (it is closer for five of
+ * the six seeds 2..7, bench/RESULTS.md; without the apply's gain, which
+ * keeps learned projectors' steps as large as random ones', for three).
  */
 #include <string.h>
 
@@ -109,29 +109,41 @@ int main(void)
 	double start = val_loss(m, fine, fine_end);
 	printf("pre-trained: validation loss on the fine-tuning text %.4f\n", start);
 
-	struct { const char *what; enum lspo_mode mode; int check_freq; double val; } runs[] = {
-		{ "zero", LSPO_MODE_ZERO, 0, 0 },
-		{ "lsp, learned projectors", LSPO_MODE_LSP, 30, 0 },
-		{ "lsp, random projectors", LSPO_MODE_LSP, 0, 0 },
+	/* Per seed (batch order and projector patterns): zero, lsp with learned
+	 * projectors, lsp with random ones; their distances to zero summed. */
+	static const uint64_t seeds[] = { 2, 3, 4 };
+	struct { const char *what; enum lspo_mode mode; int check_freq; double val, dist; } runs[] = {
+		{ "zero", LSPO_MODE_ZERO, 0, 0, 0 },
+		{ "lsp, learned projectors", LSPO_MODE_LSP, 30, 0, 0 },
+		{ "lsp, random projectors", LSPO_MODE_LSP, 0, 0, 0 },
 	};
 	opt.lr = 1e-3f;
-	for (int r = 0; r < 3; r++) {
-		struct lspo_offload_opts o = lspo_offload_opts_default();
-		o.mode = runs[r].mode;
-		o.lsp_d = 24;
-		o.lsp_r = 8;
-		o.lsp_alpha = 0.3;
-		CHECK(lspo_gpt2_set_params(m, base) == LSPO_OK, "reset params");
-		CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode");
-		train(m, fine, fine_end, FINETUNE, 2, &opt, runs[r].check_freq);
-		runs[r].val = val_loss(m, fine, fine_end);
-		printf("%-24s validation loss %.4f after %d steps\n", runs[r].what, runs[r].val, FINETUNE);
+	for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+		for (int r = 0; r < 3; r++) {
+			struct lspo_offload_opts o = lspo_offload_opts_default();
+			o.mode = runs[r].mode;
+			o.lsp_d = 24;
+			o.lsp_r = 8;
+			o.lsp_alpha = 0.3;
+			o.seed = seeds[k];
+			CHECK(lspo_gpt2_set_params(m, base) == LSPO_OK, "reset params");
+			CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode");
+			train(m, fine, fine_end, FINETUNE, seeds[k], &opt, runs[r].check_freq);
+			runs[r].val = val_loss(m, fine, fine_end);
+			runs[r].dist += fabs(runs[r].val - runs[0].val);
+			printf("seed %d: %-24s validation loss %.4f after %d steps\n", (int)seeds[k], runs[r].what,
+			       runs[r].val, FINETUNE);
+		}
+		double zero = runs[0].val, learned = runs[1].val;
+		CHECK(zero < start, "seed %d: zero did not learn: %.4f -> %.4f", (int)seeds[k], start, zero);
+		CHECK(start - learned >= 0.5 * (start - zero), "seed %d: lsp gained %.4f, zero %.4f", (int)seeds[k],
+		      start - learned, start - zero);
 	}
-	double zero = runs[0].val, learned = runs[1].val, rnd = runs[2].val;
-	CHECK(zero < start, "zero did not learn: %.4f -> %.4f", start, zero);
-	CHECK(start - learned >= 0.5 * (start - zero), "lsp gained %.4f, zero %.4f", start - learned, start - zero);
-	printf("distance to zero's validation loss: learned projectors %.4f, random ones %.4f (not asserted)\n",
-	       fabs(learned - zero), fabs(rnd - zero));
+	CHECK(runs[1].dist <= runs[2].dist,
+	      "distance to zero's validation loss, summed over the seeds: learned projectors %.4f, random %.4f",
+	      runs[1].dist, runs[2].dist);
+	printf("distance to zero's validation loss, summed over %zu seeds: learned projectors %.4f, random %.4f\n",
+	       sizeof(seeds) / sizeof(seeds[0]), runs[1].dist, runs[2].dist);
 
 	lspo_gpt2_free(m);
 	lspo_shard_close(pre);

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpt2_internal.h"
 #include "gpt2_params.h"
+#include "projector.h"
 
 #define STEPS 5
 static const struct lspo_gpt2_config cfg = { .vocab_size = 61, .n_positions = 32, .n_embd = 32,
@@ -62,6 +64,34 @@ static void run(const char *sched, int mode, double *losses, struct lspo_gpt2 **
 	lspo_gpt2_free(m);
 	free(params);
 	lspo_ctx_destroy(ctx);
+}
+
+/* Every pair's P scaled by `scale` (a power of two: exact both ways). */
+static void scale_projectors(struct lspo_gpt2 *m, float scale)
+{
+	for (int i = 0; i < lsp_state_npairs(m); i++) {
+		struct lspo_proj *p = lsp_state_pair(m, i);
+		lspo_proj_acquire_rw(p);
+		for (size_t k = 0; k < (size_t)p->m * p->r; k++)
+			p->val[0][k] *= scale;
+		lspo_proj_release(p);
+	}
+}
+
+/* Parameters after 2 lsp steps from p0 with every P scaled by `scale`. */
+static void steps_with_scaled_p(struct lspo_gpt2 *m, const float *p0, const struct lspo_optim *opt, float scale,
+                                float *out)
+{
+	CHECK(lspo_gpt2_set_params(m, p0) == LSPO_OK, "params");
+	scale_projectors(m, scale);
+	for (int s = 0; s < 2; s++) {
+		int32_t bi[B * T], bt[B * T];
+		struct lspo_step_stats st;
+		batch(s, bi, bt);
+		CHECK(lspo_gpt2_train_step(m, bi, bt, opt, &st) == LSPO_OK, "scaled P: step %d", s);
+	}
+	CHECK(lspo_gpt2_get_params(m, out) == LSPO_OK, "params");
+	scale_projectors(m, 1.0f / scale);
 }
 
 int main(void)
@@ -143,6 +173,21 @@ int main(void)
 		      t->name, changed, len);
 	}
 	gpt2_layout_free(&lay);
+	/* The step does not follow the projectors' scale: P four times larger
+	 * makes G_hat four times larger, leaves subspace Adam's Delta as it is
+	 * (but for eps) and divides the apply's gain by four. */
+	size_t n = lspo_gpt2_nparams(&cfg);
+	float *p4 = malloc(n * sizeof(float));
+	steps_with_scaled_p(m, p0, &again, 1.0f, p1);
+	steps_with_scaled_p(m, p0, &again, 4.0f, p4);
+	double moved = 0, diff = 0;
+	for (size_t k = 0; k < n; k++) {
+		moved = fmax(moved, fabs((double)p1[k] - p0[k]));
+		diff = fmax(diff, fabs((double)p4[k] - p1[k]));
+	}
+	CHECK(moved > 0 && diff <= 1e-3 * moved, "P scaled by 4: parameters differ by %.3g (steps of %.3g)", diff,
+	      moved);
+	free(p4);
 	free(p1);
 	free(p0);
 	lspo_gpt2_offload_volume(m, &d2h, &h2d);

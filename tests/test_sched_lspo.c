@@ -15,6 +15,7 @@
 #include <starpu.h>
 
 #include "common.h"
+#include "gate.h"
 #include "sched/sched_lspo.h"
 
 /* ------------------------------------------------------------------------ */
@@ -259,10 +260,10 @@ static void test_fcfs_lcfs(void)
 	set_opts(4, 8, 0, 0, 0);
 	CHECK(lspo_sched_get_cut() == 4, "cut %d in use, expected 4", lspo_sched_get_cut());
 	reset_records();
-	starpu_pause();
+	gate_close();
 	for (int i = 0; i < 8; i++)
 		submit_nop(i, name(i, "adam:L%d:upd", layers[i]), 0);
-	starpu_resume();
+	gate_open_all();
 	starpu_task_wait_for_all();
 	check_order("fcfs/lcfs", expect, 8);
 	/* FCFS ignores priorities; LCFS too. */
@@ -272,7 +273,7 @@ static void test_classes(void)
 {
 	set_opts(4, 8, 0, 0, 0);
 	reset_records();
-	starpu_pause();
+	gate_close();
 	int id = 0;
 	submit_nop(id++, name(0, "a:L%d:apply", 5), 0);          /* 0 FCFS */
 	submit_nop(id++, name(1, "b:L%d:upd", 6), 9);            /* 1 FCFS */
@@ -290,7 +291,7 @@ static void test_classes(void)
 	submit_nop(id++, name(13, "m:L%d:bwd", 4), 7);           /* 13 BWD, before 3 (priority) */
 	submit_nop(id++, name(14, "n:L%d:offload", 5), 0);       /* 14 HEAD */
 	submit_nop(id++, name(15, "other%d", 0), 8);             /* 15 OTHER */
-	starpu_resume();
+	gate_open_all();
 	starpu_task_wait_for_all();
 	static const int expect[] = {
 		6, 14,           /* HEAD: deep proj/offload, ready order */
@@ -309,10 +310,10 @@ static void test_priorities(void)
 	static const int prio[] = { 1, 5, 3, 9, 0, 7, 5, 2 };
 	static const int expect[] = { 3, 5, 1, 6, 2, 7, 0, 4 };
 	reset_records();
-	starpu_pause();
+	gate_close();
 	for (int i = 0; i < 8; i++)
 		submit_nop(i, name(i, "task%d", i), prio[i]);
-	starpu_resume();
+	gate_open_all();
 	starpu_task_wait_for_all();
 	check_order("priorities", expect, 8);
 }

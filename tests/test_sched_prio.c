@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gate.h"
 
 static int order[64], norder;
 
@@ -38,10 +39,10 @@ int main(void)
 	/* 1. Independent tasks: id = submission index. */
 	static const int prio[] = { 1, 5, 3, 9, 0, 7, 5, 2 };
 	static const int expect[] = { 3, 5, 1, 6, 2, 7, 0, 4 };  /* 9 7 5(first) 5 3 2 1 0 */
-	starpu_pause();
+	gate_close();
 	for (int i = 0; i < 8; i++)
 		submit(&cl_nop, NULL, prio[i], i);
-	starpu_resume();
+	gate_open_all();
 	starpu_task_wait_for_all();
 	CHECK(norder == 8, "%d tasks ran", norder);
 	for (int i = 0; i < 8 && i < norder; i++)
@@ -53,11 +54,11 @@ int main(void)
 	starpu_data_handle_t h;
 	starpu_variable_data_register(&h, STARPU_MAIN_RAM, (uintptr_t)&x, sizeof(x));
 	norder = 0;
-	starpu_pause();
+	gate_close();
 	submit(&cl_touch, h, 0, 100);    /* A */
 	submit(&cl_touch, h, 10, 101);   /* B: depends on A */
 	submit(&cl_nop, NULL, 5, 102);   /* C: independent */
-	starpu_resume();
+	gate_open_all();
 	starpu_task_wait_for_all();
 	starpu_data_unregister(h);
 	CHECK(norder == 3 && order[0] == 102 && order[1] == 100 && order[2] == 101,

@@ -72,6 +72,9 @@ static const char train_help[] =
 	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
 	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
 	"  --lsp-eps-inside-sqrt   lsp: subspace Adam in the reference code's form\n"
+	"  --lsp-plain-apply  lsp: W += P Delta Q^T as the reference code does, without\n"
+	"                     scaling by sqrt(m n) / (|P| |Q|), which keeps the step size of\n"
+	"                     learned projectors equal to random ones'\n"
 	"  --freeze-dense     lsp: embeddings, layernorms and biases stay fixed\n"
 	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
 	"  --lsp-delays LIST  lspo policy: stage delays in layers, e.g. upd=2,upload=3,apply=4\n"
@@ -96,7 +99,7 @@ static const char eval_help[] =
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
-       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB,
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB,
        O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
 
 static const struct option train_options[] = {
@@ -112,7 +115,7 @@ static const struct option train_options[] = {
 	{ "lsp-d", 1, 0, O_LSPD }, { "lsp-r", 1, 0, O_LSPR }, { "lsp-alpha", 1, 0, O_LSPALPHA },
 	{ "check-freq", 1, 0, O_CHECKFREQ }, { "lsp-learn-iters", 1, 0, O_LEARNITERS },
 	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
-	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "freeze-dense", 0, 0, O_FREEZE },
+	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "lsp-plain-apply", 0, 0, O_PLAIN }, { "freeze-dense", 0, 0, O_FREEZE },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { 0 } };
@@ -194,6 +197,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 			break;
 		case O_LSPSHARED: o->off.lsp_shared = 1; break;
 		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
+		case O_PLAIN: o->off.lsp_plain_apply = 1; break;
 		case O_FREEZE: o->off.freeze_dense = 1; break;
 		case O_LSPCUT: o->lsp_cut = optarg; break;
 		case O_LSPDELAYS: o->lsp_delays = optarg; break;
