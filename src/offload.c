@@ -19,7 +19,6 @@
  * Task stages (the lspo policy reads them from the names): fwd, bwd, proj
  * (G_hat), upd (CPU update), apply (W += P Delta Q^T).
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,36 +230,16 @@ static int lsp_linear_bwd(struct lspo_gpt2 *g, int l, int kind, starpu_data_hand
 	                               gpt2_name(g, "project_bwd", l, "proj"));
 }
 
-/* The scale of the update P Delta Q^T, sqrt(m n) / (|P|_F |Q|_F).  Subspace
- * Adam's Delta has entries of about lr whatever the projectors' scale, so
- * P Delta Q^T grows with |P| |Q|: random pairs (rows of unit norm, |P|_F^2
- * = m) give steps as large as dense Adam's, but learned pairs, whose P^T P
- * comes close to the identity, give steps about d / sqrt(m n) as large (a
- * quarter on the quickstart's fc matrices).  This factor is exactly 1 for
- * sign pairs and keeps the step size independent of learning, so that a
- * refresh changes the subspace, not the learning rate.  The reference code
- * applies P Delta Q^T as it is (lsp_plain_apply). */
-static float lsp_gain(const struct offload *o, const struct lspo_proj *p)
-{
-	if (o->o.lsp_plain_apply)
-		return 1.0f;
-	int m, n, d, r;
-	lspo_proj_shape(p, &m, &n, &d, &r);
-	double sumsq[2] = { 0, 0 };
-	for (int side = 0; side < 2; side++) {
-		const float *val;
-		lspo_proj_ell(p, side, NULL, &val);
-		size_t len = (size_t)(side ? n : m) * r;
-		for (size_t i = 0; i < len; i++)
-			sumsq[side] += (double)val[i] * val[i];
-	}
-	return (float)sqrt((double)m * n / (sumsq[0] * sumsq[1]));
-}
-
 static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 {
 	struct offload *o = g->mode;
-	/* Deepest layers first: their G_hat arrived first. */
+	/* Deepest layers first: their G_hat arrived first.  The apply scales
+	 * P Delta Q^T by the pair's gain (lspo_proj_gain): Delta has entries
+	 * of about lr whatever the projectors' scale, so learned pairs, whose
+	 * P^T P comes close to the identity, would otherwise take steps about
+	 * d / sqrt(m n) as large as random ones (rows of unit norm); with it a
+	 * refresh changes the subspace, not the learning rate.  The reference
+	 * code applies P Delta Q^T as it is (lsp_plain_apply). */
 	for (int k = o->nmats - 1; k >= 0; k--) {
 		struct lsp_matrix *mx = &o->mats[k];
 		struct lspo_subspace_adam_hparams h = {
@@ -273,7 +252,8 @@ static int lsp_update(struct lspo_gpt2 *g, const struct lspo_optim *opt)
 		starpu_data_handle_t pidx, pval, qidx, qval;
 		lspo_proj_handles(mx->proj, &pidx, &pval, &qidx, &qval);
 		if (!rc)
-			rc = lspo_proj_apply_submit(g->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, lsp_gain(o, mx->proj),
+			rc = lspo_proj_apply_submit(g->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta,
+			                            o->o.lsp_plain_apply ? 1.0f : lspo_proj_gain(mx->proj),
 			                            opt->lr * opt->weight_decay, prio,
 			                            gpt2_name(g, "proj_apply", mx->layer, "apply"));
 		if (rc)

@@ -201,12 +201,27 @@ void lspo_proj_handles(const struct lspo_proj *p, starpu_data_handle_t *pidx, st
 
 void lspo_proj_acquire_rw(struct lspo_proj *p)
 {
+	p->gain = 0.0f;   /* the values may change */
 	if (!p->registered)
 		return;
 	for (int s = 0; s < 2; s++) {
 		starpu_data_acquire(p->h_idx[s], STARPU_RW);
 		starpu_data_acquire(p->h_val[s], STARPU_RW);
 	}
+}
+
+float lspo_proj_gain(struct lspo_proj *p)
+{
+	if (p->gain > 0.0f)
+		return p->gain;
+	double sumsq[2] = { 0, 0 };
+	for (int side = 0; side < 2; side++) {
+		size_t len = (size_t)lspo_proj_rows(p, side) * p->r;
+		for (size_t i = 0; i < len; i++)
+			sumsq[side] += (double)p->val[side][i] * p->val[side][i];
+	}
+	p->gain = (float)sqrt((double)p->m * p->n / (sumsq[0] * sumsq[1]));
+	return p->gain;
 }
 
 void lspo_proj_release(struct lspo_proj *p)

@@ -18,6 +18,7 @@ struct lspo_proj {
 	float *val[2];
 	int registered;   /* the four handles below exist */
 	starpu_data_handle_t h_idx[2], h_val[2];
+	float gain;       /* lspo_proj_gain's value; 0 until computed, and after host writes */
 };
 
 /* Registers the ELL arrays as StarPU matrix handles (int32 indices, float
@@ -31,6 +32,11 @@ void lspo_proj_handles(const struct lspo_proj *p, starpu_data_handle_t *pidx, st
  * (no-op when not registered); release hands them back. */
 void lspo_proj_acquire_rw(struct lspo_proj *p);
 void lspo_proj_release(struct lspo_proj *p);
+
+/* sqrt(m n) / (|P|_F |Q|_F), the scale that makes the update P Delta Q^T
+ * as large as a random pair's (rows of unit norm) whatever the pair's own
+ * scale.  Exactly 1 for sign pairs.  Cached until the next acquire_rw. */
+float lspo_proj_gain(struct lspo_proj *p);
 
 /* Rows of side `side` (m for P, n for Q). */
 static inline int lspo_proj_rows(const struct lspo_proj *p, int side) { return side ? p->n : p->m; }
