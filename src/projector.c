@@ -220,7 +220,9 @@ float lspo_proj_gain(struct lspo_proj *p)
 		for (size_t i = 0; i < len; i++)
 			sumsq[side] += (double)p->val[side][i] * p->val[side][i];
 	}
-	p->gain = (float)sqrt((double)p->m * p->n / (sumsq[0] * sumsq[1]));
+	double norms2 = sumsq[0] * sumsq[1];
+	/* All-zero values (never drawn so) would leave P Delta Q^T zero anyway. */
+	p->gain = norms2 > 0 && isfinite(norms2) ? (float)sqrt((double)p->m * p->n / norms2) : 1.0f;
 	return p->gain;
 }
 

@@ -35,7 +35,8 @@ void lspo_proj_release(struct lspo_proj *p);
 
 /* sqrt(m n) / (|P|_F |Q|_F), the scale that makes the update P Delta Q^T
  * as large as a random pair's (rows of unit norm) whatever the pair's own
- * scale.  Exactly 1 for sign pairs.  Cached until the next acquire_rw. */
+ * scale.  1 for sign pairs (exactly where 1/sqrt(r) is exact: r = 1, 4,
+ * 16, ...).  Cached until the next acquire_rw. */
 float lspo_proj_gain(struct lspo_proj *p);
 
 /* Rows of side `side` (m for P, n for Q). */

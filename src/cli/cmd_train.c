@@ -99,8 +99,8 @@ static const char eval_help[] =
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
-       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS, O_CALIB,
-       O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS,
+       O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -115,7 +115,8 @@ static const struct option train_options[] = {
 	{ "lsp-d", 1, 0, O_LSPD }, { "lsp-r", 1, 0, O_LSPR }, { "lsp-alpha", 1, 0, O_LSPALPHA },
 	{ "check-freq", 1, 0, O_CHECKFREQ }, { "lsp-learn-iters", 1, 0, O_LEARNITERS },
 	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
-	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "lsp-plain-apply", 0, 0, O_PLAIN }, { "freeze-dense", 0, 0, O_FREEZE },
+	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "lsp-plain-apply", 0, 0, O_PLAIN },
+	{ "freeze-dense", 0, 0, O_FREEZE },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { 0 } };
