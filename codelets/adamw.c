@@ -97,6 +97,8 @@ static void adamw_cpu_codelet(void *buffers[], void *cl_arg)
 	const struct lspo_adamw_hparams *h = cl_arg;
 	void *p = buffers[0], *g = buffers[1], *m = buffers[2], *v = buffers[3], *clip = buffers[4];
 	float scale = lspo_mat_ptr(clip)[1];
+	if (!isfinite(lspo_mat_ptr(clip)[0]))
+		return;   /* non-finite gradient norm: the step is skipped, p, m and v stay */
 	int rows = lspo_mat_rows(p), cols = lspo_mat_cols(p);
 	if (rows == 1 || (lspo_mat_ld(p) == cols && lspo_mat_ld(g) == cols && lspo_mat_ld(m) == cols
 	                  && lspo_mat_ld(v) == cols)) {

@@ -20,6 +20,8 @@ __global__ static void adamw_kernel(float *p, const float *grad, float *m, float
                                     const float *clip, struct adamw_dev_consts k)
 {
 	float gs = clip[1];
+	if (!isfinite(clip[0]))
+		return;   /* non-finite gradient norm: the step is skipped, p, m and v stay */
 	for (int r = blockIdx.y; r < rows; r += gridDim.y) {
 		float *pr = p + (size_t)r * ldp, *mr = m + (size_t)r * ldm, *vr = v + (size_t)r * ldv;
 		const float *gr = grad + (size_t)r * ldg;

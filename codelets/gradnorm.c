@@ -72,13 +72,15 @@ double sumsq_cpu(const float *x, size_t n)
 	return combine_lanes(lanes);
 }
 
-/* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1. */
+/* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1.
+ * A non-finite norm gives scale 0 and stays in clip[0]: the optimizer
+ * codelets read it as "skip this update" (the non-finite guard). */
 static void clip_of(float *clip, double sum, float max_norm)
 {
 	double norm = sqrt(sum);
 	double scale = max_norm > 0 ? (double)max_norm / (norm + 1e-6) : 1.0;
 	clip[0] = (float)norm;
-	clip[1] = scale < 1.0 ? (float)scale : 1.0f;
+	clip[1] = !isfinite(clip[0]) ? 0.0f : scale < 1.0 ? (float)scale : 1.0f;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -99,7 +99,7 @@ __global__ static void clip_scale_kernel(struct clip_chunk c, int first, int las
 	double norm = sqrt(s);
 	double scale = max_norm > 0 ? (double)max_norm / (norm + 1e-6) : 1.0;
 	clip[0] = (float)norm;
-	clip[1] = scale < 1.0 ? (float)scale : 1.0f;
+	clip[1] = !isfinite(clip[0]) ? 0.0f : scale < 1.0 ? (float)scale : 1.0f;   /* 0: skip (see gradnorm.c) */
 }
 
 extern "C" void clip_scale_cuda(void *buffers[], void *cl_arg)

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "subspace_adam.h"
@@ -89,6 +90,19 @@ void subspace_adam_cpu(const float *g, float *delta, float *m, float *v, size_t 
 static void adam_buffers(void *G, void *D, void *M, void *V, const struct lspo_subspace_adam_hparams *h)
 {
 	int rows = lspo_mat_rows(G), cols = lspo_mat_cols(G);
+	/* the non-finite guard: a non-finite compressed gradient leaves M and V
+	 * as they are and makes Delta zero, so the apply adds nothing */
+	for (int i = 0; i < rows; i++) {
+		const float *g = lspo_mat_ptr(G) + (size_t)i * lspo_mat_ld(G);
+		int finite = 1;
+		for (int j = 0; j < cols; j++)
+			finite &= isfinite(g[j]) != 0;
+		if (finite)
+			continue;
+		for (int r = 0; r < rows; r++)
+			memset(lspo_mat_ptr(D) + (size_t)r * lspo_mat_ld(D), 0, (size_t)cols * sizeof(float));
+		return;
+	}
 	if (lspo_mat_ld(G) == cols && lspo_mat_ld(D) == cols && lspo_mat_ld(M) == cols
 	    && lspo_mat_ld(V) == cols) {
 		subspace_adam_cpu(lspo_mat_ptr(G), lspo_mat_ptr(D), lspo_mat_ptr(M), lspo_mat_ptr(V),

@@ -513,6 +513,13 @@ int lspo_gpt2_save_state(struct lspo_gpt2 *model, const char *path);
 int lspo_gpt2_load_state(struct lspo_gpt2 *model, const char *path);
 /* Optimizer steps done (0 after lspo_gpt2_set_params; restored by load_state). */
 int lspo_gpt2_step(const struct lspo_gpt2 *model);
+/* The non-finite guard: a step whose gradient norm is not finite changes no
+ * parameter and no optimizer moment (the clip task writes scale 0 and the
+ * optimizer tasks skip; in lsp mode a non-finite compressed gradient makes
+ * its subspace step zero); the step counter still advances.  After such a
+ * step: the name of the first tensor whose gradient holds a non-finite value
+ * (among those in the norm), or NULL. */
+const char *lspo_gpt2_nonfinite_grad(struct lspo_gpt2 *model);
 
 /* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
 int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
@@ -524,6 +531,59 @@ int lspo_gpt2_forward_backward(struct lspo_gpt2 *model, const int32_t *inputs,
  * StarPU tasks ordered by their data; waits once, at the end. */
 int lspo_gpt2_train_step(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
                          const struct lspo_optim *opt, struct lspo_step_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoint directories (jobs: atomic, verified, resumable)               */
+
+/* A save directory OUT holds complete checkpoints OUT/step-NNNNNNNN/, each
+ * with a manifest.json (format "lspo-checkpoint", version 1, the step, the
+ * size and CRC-32C of every file, and the caller's "run" object), the symlink
+ * OUT/latest naming the newest complete one, and the links OUT/config.json,
+ * OUT/model.safetensors -> latest/..., so OUT reads as a plain checkpoint.
+ * A save writes a hidden OUT/.tmp-step-N.PID, fsyncs it, renames it to
+ * OUT/step-N and swaps OUT/latest by a rename: a kill at any moment leaves
+ * the previous or the new checkpoint published, never a mix.  Nothing here
+ * knows about models: the caller writes its files into the temporary
+ * directory and names them. */
+struct lspo_ckpt_dir;
+
+/* Creates OUT if needed and takes its lock (LSPO_EBUSY naming OUT if another
+ * process saves there), then removes what killed saves left (.tmp-*
+ * entries, step directories newer than the published one).  keep >= 1
+ * complete checkpoints are kept.  LSPO_EINVAL if OUT holds a config.json or
+ * model.safetensors that saves did not write (they would be replaced). */
+int lspo_ckptdir_open(const char *out, int keep, struct lspo_ckpt_dir **d);
+/* Aborts a save in progress and releases the lock.  NULL is a no-op. */
+void lspo_ckptdir_close(struct lspo_ckpt_dir *d);
+/* Starts the save of `step`: *tmpdir (owned by d) is an empty directory to
+ * write the files into. */
+int lspo_ckptdir_begin(struct lspo_ckpt_dir *d, long step, const char **tmpdir);
+/* Finishes it: checksums the nfiles files (names inside *tmpdir), refuses
+ * non-finite values in *.safetensors files (LSPO_EFORMAT naming the tensor),
+ * writes the manifest with run_json (a JSON object text, may be NULL),
+ * publishes, then removes the oldest checkpoints beyond `keep`.  On failure
+ * the temporary directory is removed and the published checkpoint stays. */
+int lspo_ckptdir_commit(struct lspo_ckpt_dir *d, const char *const *files, int nfiles,
+                        const char *run_json);
+/* Drops the save in progress (removes its temporary directory). */
+void lspo_ckptdir_abort(struct lspo_ckpt_dir *d);
+
+/* The checkpoint to read in `dir`: DIR/<latest's target> (and *step its
+ * step) when DIR has a latest link, else DIR itself when it holds a
+ * manifest.json or config.json; *path = NULL (LSPO_OK) when DIR does not
+ * exist or holds none.  *path is malloc'd. */
+int lspo_ckpt_resolve(const char *dir, char **path, long *step);
+/* Checks DIR/manifest.json and every file it lists (present, size, CRC-32C):
+ * LSPO_EIO when there is no manifest, LSPO_EFORMAT naming the file
+ * otherwise.  *step gets its step, *run_json (may be NULL) a malloc'd
+ * compact copy of its "run" object with sorted keys. */
+int lspo_ckpt_verify(const char *dir, long *step, char **run_json);
+/* LSPO_EFORMAT naming the file, tensor and element of the first non-finite
+ * value among the float tensors of a safetensors file. */
+int lspo_st_check_finite(const char *path);
+/* CRC-32C (Castagnoli) of n bytes continuing `crc` (0 to start); of a file. */
+uint32_t lspo_crc32c(uint32_t crc, const void *data, size_t n);
+int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -579,6 +579,20 @@ static double read_norm(struct lspo_gpt2 *g)
 	return norm;
 }
 
+const char *lspo_gpt2_nonfinite_grad(struct lspo_gpt2 *g)
+{
+	for (int i = 0; i < g->layout.ntensors; i++) {
+		if (!g->grad_in_norm(g, i))
+			continue;
+		starpu_data_acquire(g->hpartial[i], STARPU_R);
+		double v = g->partials[i];
+		starpu_data_release(g->hpartial[i]);
+		if (!isfinite(v))
+			return g->layout.tensors[i].name;
+	}
+	return NULL;
+}
+
 int lspo_gpt2_forward(struct lspo_gpt2 *g, const int32_t *inputs, const int32_t *targets, double *loss)
 {
 	lspo_trace_mark_step(0);   /* evaluation is not part of a training step */

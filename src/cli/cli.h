@@ -4,8 +4,9 @@
 
 #include "lspo.h"
 
-/* Exit codes: 0 success, 1 runtime failure, 2 bad usage. */
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+/* Exit codes: 0 success, 1 runtime failure, 2 bad usage, 75 (EX_TEMPFAIL)
+ * interrupted by a signal after a checkpoint: resumable. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_TEMPFAIL = 75 };
 
 /* Each subcommand gets argv with argv[0] = its name. */
 int cmd_info(int argc, char **argv);
@@ -24,5 +25,33 @@ int cli_parse_float(const char *opt, const char *text, double lo, double hi, dou
 
 /* Prints `fmt` as "lspo: <msg>" and a hint to run --help; returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- job.c: safety of batch jobs ---------------------------------------- */
+/* SIGTERM, SIGINT, SIGUSR1, SIGUSR2 set a flag (job_signal_pending returns
+ * the signal); a second one exits at once with CLI_TEMPFAIL. */
+void job_signals_install(void);
+int job_signal_pending(void);
+const char *job_signal_name(int sig);
+/* CLI_FAIL with a message naming the option unless `path` is a regular file. */
+int job_check_input(const char *opt, const char *path);
+/* An output file: creatable or writable, a regular file (or /dev/null),
+ * and not the same file (device and inode) as any of the inputs. */
+int job_check_output_file(const char *opt, const char *path, const char *const *inputs, int ninputs);
+/* An output directory: writable, or creatable under a writable ancestor;
+ * not the same directory as any of the inputs. */
+int job_check_output_dir(const char *opt, const char *dir, const char *const *inputs, int ninputs);
+/* Opens the CSV log: header, then the complete rows of steps 1..upto that
+ * the file already holds (upto 0: a new log); later rows are dropped. */
+int job_log_open(const char *path, const char *header, long upto, FILE **fp);
+/* Flushes the log after a row; CLI_FAIL naming the file on a write error. */
+int job_log_flush(const char *path, FILE *f);
+/* CLI_USAGE naming the config field when `copies` float32 copies of the
+ * parameters cannot be addressed or exceed the machine's memory. */
+int job_check_model_size(const char *cmd, const struct lspo_gpt2_config *cfg, double copies);
+/* --config FILE (a JSON object of option names and values) becomes options
+ * placed before the command line's, which override them.  Returns -1 to go
+ * on (with nargc and nargv to parse), else the exit code. */
+int job_config_expand(const char *cmd, int argc, char **argv, int *nargc, char ***nargv, char ***owned);
+void job_config_free(char **nargv, char **argv, char **owned);
 
 #endif

@@ -3,10 +3,13 @@
  * from HF checkpoints and llm.c token shards, one line per step.
  */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "cli.h"
@@ -17,6 +20,9 @@ struct run_opts {
 	double lr, min_lr, wd, clip, beta1, beta2, eps, val_fraction;
 	enum lspo_lr_decay lr_decay;
 	long seed;
+	long save_every, keep, max_bad_steps;
+	double save_every_min;
+	int resume_override, resume_auto;
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
 };
@@ -27,7 +33,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
 }
 
@@ -78,13 +84,27 @@ static const char train_help[] =
 	"  --freeze-dense     lsp: embeddings, layernorms and biases stay fixed\n"
 	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
 	"  --lsp-delays LIST  lspo policy: stage delays in layers, e.g. upd=2,upload=3,apply=4\n"
-	"  --save DIR         write the trained checkpoint to DIR (atomically), with the\n"
-	"                     training state (optimizer, step, projectors) in\n"
-	"                     DIR/" STATE_FILE "\n"
-	"  --resume DIR       continue a run saved with --save DIR, bit for bit, up to\n"
-	"                     --steps in all (instead of --model; same data, seed and\n"
-	"                     options; --log appends)\n"
-	"  --log FILE         also write the per-step lines as CSV\n";
+	"  --save DIR         save checkpoints into DIR: DIR/step-N/ (model, " STATE_FILE ",\n"
+	"                     train_config.json, manifest.json with checksums), published\n"
+	"                     atomically as DIR/latest; DIR reads as a checkpoint itself\n"
+	"  --save-every N     also save every N steps (default 0: only at the end)\n"
+	"  --save-every-min M also save when M minutes passed since the last save\n"
+	"  --keep K           complete checkpoints kept in DIR (default 2)\n"
+	"  --resume DIR|auto  continue a saved run, bit for bit, up to --steps in all\n"
+	"                     (instead of --model; --log keeps the rows up to the\n"
+	"                     checkpoint); auto: from --save DIR's latest checkpoint when\n"
+	"                     there is one, else start from --model.  The data, batch,\n"
+	"                     sequence, seed, mode and schedule must match the checkpoint\n"
+	"  --resume-override  allow another learning-rate schedule or optimizer constant\n"
+	"                     (--lr --min-lr --warmup --lr-decay --steps --wd --clip\n"
+	"                     --beta1 --beta2 --eps) than the checkpoint's\n"
+	"  --max-bad-steps N  a step with a non-finite loss or gradient norm changes\n"
+	"                     nothing; stop after N such steps in a row (default 3)\n"
+	"  --log FILE         also write the per-step lines as CSV (flushed every step)\n"
+	"  --config FILE      options from a JSON object {\"batch\": 8, \"lr\": 1e-4, ...};\n"
+	"                     the command line overrides them\n"
+	"SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 end the run after the current step with a\n"
+	"checkpoint (with --save) and exit status 75; a second signal stops at once.\n";
 
 static const char eval_help[] =
 	"usage: lspo eval --model DIR --data SHARD [--batch B] [--seq T] [--batches N] [--seed S]\n"
@@ -100,7 +120,8 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS,
-       O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
+       O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
+       O_MAXBAD };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -119,7 +140,9 @@ static const struct option train_options[] = {
 	{ "freeze-dense", 0, 0, O_FREEZE },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
-	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { 0 } };
+	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
+	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -202,6 +225,11 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_FREEZE: o->off.freeze_dense = 1; break;
 		case O_LSPCUT: o->lsp_cut = optarg; break;
 		case O_LSPDELAYS: o->lsp_delays = optarg; break;
+		case O_SAVEEVERY: bad = cli_parse_int("--save-every", optarg, 0, 1L << 30, &o->save_every); break;
+		case O_SAVEMIN: bad = cli_parse_float("--save-every-min", optarg, 0, 1e6, &o->save_every_min); break;
+		case O_KEEP: bad = cli_parse_int("--keep", optarg, 1, 1 << 20, &o->keep); break;
+		case O_OVERRIDE: o->resume_override = 1; break;
+		case O_MAXBAD: bad = cli_parse_int("--max-bad-steps", optarg, 0, 1L << 30, &o->max_bad_steps); break;
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -213,10 +241,18 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 	}
 	if (optind < argc)
 		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (o->resume && !strcmp(o->resume, "auto")) {
+		if (!o->save)
+			return cli_usage_error(cmd, "--resume auto continues from --save DIR: give --save");
+		o->resume_auto = 1;
+		o->resume = NULL;
+	}
 	if (o->resume && o->model)
 		return cli_usage_error(cmd, "--resume DIR takes the model from DIR: drop --model");
 	if (o->resume)
 		o->model = o->resume;
+	if ((o->save_every || o->save_every_min > 0) && !o->save)
+		return cli_usage_error(cmd, "--save-every and --save-every-min need --save DIR");
 	if (!o->model)
 		return cli_usage_error(cmd, "--model DIR is required");
 	if (!o->data)
@@ -248,6 +284,12 @@ struct run {
 	int32_t *inputs, *targets;
 	float *params;
 	FILE *log;
+	char *model_dir;          /* the checkpoint read: --model or --resume, resolved */
+	int resuming;             /* model_dir is a saved run to continue */
+	struct lspo_ckpt_dir *ckpt;
+	long saved_step;          /* of the last checkpoint written or read, else -1 */
+	char *run_json;           /* the manifest's "run": what must match on resume */
+	char *config_json;        /* the effective options, saved as train_config.json */
 };
 
 static void run_free(struct run *r)
@@ -259,19 +301,102 @@ static void run_free(struct run *r)
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
 	lspo_ctx_destroy(r->ctx);
+	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
 	free(r->params);
+	free(r->model_dir);
+	free(r->run_json);
+	free(r->config_json);
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* --model / --resume / --resume auto -> r->model_dir (a step directory when
+ * given a save directory). */
+static int resolve_model(struct run *r, const struct run_opts *o)
+{
+	long step;
+	char *dir = NULL;
+	if (o->resume_auto) {
+		if (lspo_ckpt_resolve(o->save, &dir, &step))
+			return CLI_FAIL;
+		if (dir) {
+			r->resuming = 1;
+		} else if (!o->model) {
+			fprintf(stderr, "lspo train: --resume auto: %s holds no checkpoint yet and no --model "
+			        "DIR says where to start\n", o->save);
+			return CLI_USAGE;
+		}
+	} else if (o->resume) {
+		if (lspo_ckpt_resolve(o->resume, &dir, &step))
+			return CLI_FAIL;
+		if (!dir) {
+			fprintf(stderr, "lspo train: --resume %s: no checkpoint there (no latest, manifest.json "
+			        "or config.json)\n", o->resume);
+			return CLI_FAIL;
+		}
+		r->resuming = 1;
+	}
+	if (!dir && o->model) {
+		if (lspo_ckpt_resolve(o->model, &dir, &step))
+			return CLI_FAIL;
+		if (!dir && !(dir = strdup(o->model)))
+			return CLI_FAIL;
+	}
+	r->model_dir = dir;
+	return CLI_OK;
+}
+
+/* Every input a regular file, every output writable and none of them an
+ * input: checked before anything is loaded. */
+static int check_paths(struct run *r, const struct run_opts *o)
+{
+	char *cfg = path_in(r->model_dir, "config.json"), *st = path_in(r->model_dir, "model.safetensors");
+	char *state = path_in(r->model_dir, STATE_FILE);
+	const char *inputs[] = { o->data, o->val, cfg, st, state, r->model_dir };
+	int rc = !cfg || !st || !state ? CLI_FAIL : CLI_OK;
+	if (!rc)
+		rc = job_check_input("--data", o->data);
+	if (!rc && o->val)
+		rc = job_check_input("--val", o->val);
+	if (!rc && access(r->model_dir, F_OK) == 0) {
+		rc = job_check_input(o->resume_auto || o->resume ? "--resume" : "--model", st);
+		if (!rc && r->resuming)
+			rc = job_check_input("--resume", state);
+	}
+	if (!rc && o->log)
+		rc = job_check_output_file("--log", o->log, inputs, 5);
+	if (!rc && o->save)
+		rc = job_check_output_dir("--save", o->save, inputs + 5, 1);
+	if (!rc && o->ctx.trace_dir)
+		rc = job_check_output_dir("--trace", o->ctx.trace_dir, inputs + 5, 1);
+	if (!rc && o->log && o->save && !strcmp(o->log, o->save))
+		rc = cli_usage_error("train", "--log and --save name the same path %s", o->log);
+	free(cfg);
+	free(st);
+	free(state);
+	return rc;
 }
 
 /* Loads the checkpoint and the data and checks they agree; CLI_* on error. */
-static int run_open(struct run *r, const struct run_opts *o)
+static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 {
-	if (lspo_ckpt_read_config(o->model, &r->cfg))
+	if (lspo_ckpt_read_config(r->model_dir, &r->cfg))
 		return CLI_FAIL;
+	int rc = job_check_model_size(cmd, &r->cfg, strcmp(cmd, "train") ? 2 : 5);
+	if (rc)
+		return rc;
 	if (o->seq > r->cfg.n_positions) {
 		fprintf(stderr, "lspo: --seq %ld is larger than the model's context: %s/config.json "
-		        "n_positions = %d\n", o->seq, o->model, r->cfg.n_positions);
+		        "n_positions = %d\n", o->seq, r->model_dir, r->cfg.n_positions);
 		return CLI_USAGE;
 	}
 	if (lspo_shard_open(o->data, &r->train) || lspo_shard_check_vocab(r->train, r->cfg.vocab_size))
@@ -283,16 +408,25 @@ static int run_open(struct run *r, const struct run_opts *o)
 	r->targets = malloc(bt * sizeof(int32_t));
 	r->params = malloc(lspo_gpt2_nparams(&r->cfg) * sizeof(float));
 	if (!r->inputs || !r->targets || !r->params) {
-		fprintf(stderr, "lspo: out of memory\n");
+		fprintf(stderr, "lspo: out of memory for %zu parameters and a batch of %ld x %ld tokens\n",
+		        lspo_gpt2_nparams(&r->cfg), o->batch, o->seq);
 		return CLI_FAIL;
 	}
-	if (lspo_ckpt_load_params(o->model, &r->cfg, r->params))
+	char *st = path_in(r->model_dir, "model.safetensors");
+	rc = st ? lspo_st_check_finite(st) : LSPO_ENOMEM;
+	free(st);
+	if (rc) {
+		fprintf(stderr, "lspo: %s: the weights hold non-finite values: refusing to use them\n", r->model_dir);
 		return CLI_FAIL;
-	int rc = lspo_ctx_create(&o->ctx, &r->ctx);
+	}
+	if (lspo_ckpt_load_params(r->model_dir, &r->cfg, r->params))
+		return CLI_FAIL;
+	rc = lspo_ctx_create(&o->ctx, &r->ctx);
 	if (rc) {
 		fprintf(stderr, "lspo: cannot start StarPU: %s\n", lspo_strerror(rc));
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
+	job_signals_install();   /* again: StarPU may have taken SIGINT */
 	if (lspo_gpt2_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
 	    || lspo_gpt2_set_params(r->model, r->params) || lspo_gpt2_set_mode(r->model, &o->off))
 		return CLI_FAIL;
@@ -359,50 +493,287 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	return CLI_OK;
 }
 
-/* --resume: the training state saved beside the checkpoint, and the
- * training batches the saved run had drawn. */
-static int resume(struct run *r, const struct run_opts *o, long *start)
+/* ---------------------------------------------------------------------- */
+/* what a checkpoint records about the run                                */
+
+static const char *decay_name(enum lspo_lr_decay d)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", o->resume, STATE_FILE);
-	if (lspo_gpt2_load_state(r->model, path))
+	return d == LSPO_LR_LINEAR ? "linear" : d == LSPO_LR_COSINE ? "cosine" : "none";
+}
+
+/* The file's identity: token count and checksum. */
+static json_t *data_identity(const struct lspo_shard *s, const char *path)
+{
+	uint32_t crc;
+	uint64_t bytes;
+	if (lspo_file_crc32c(path, &crc, &bytes))
+		return NULL;
+	char hex[16];
+	snprintf(hex, sizeof(hex), "%08x", crc);
+	return json_pack("{s:I, s:s}", "tokens", (json_int_t)lspo_shard_ntokens(s), "crc32c", hex);
+}
+
+/* "trajectory": what must match on resume; "schedule": what may differ with
+ * --resume-override.  Keys are option names. */
+static int describe_run(struct run *r, const struct run_opts *o)
+{
+	json_t *data = data_identity(r->train, o->data);
+	json_t *val = r->val ? data_identity(r->val, o->val) : json_null();
+	json_t *tr = data && val ? json_pack("{s:I, s:I, s:I, s:s, s:s, s:f, s:o, s:o}", "batch", (json_int_t)o->batch,
+	                                     "seq", (json_int_t)o->seq, "seed", (json_int_t)o->seed, "mode", o->mode,
+	                                     "offload-dtype", o->offload_dtype, "val-fraction", o->val_fraction,
+	                                     "data", data, "val", val) : NULL;
+	if (tr && o->off.mode == LSPO_MODE_LSP) {
+		json_t *lsp = json_pack("{s:i, s:i, s:f, s:I, s:I, s:i, s:f, s:s, s:b, s:b, s:b, s:b}",
+		                        "lsp-d", o->off.lsp_d, "lsp-r", o->off.lsp_r, "lsp-alpha", o->off.lsp_alpha,
+		                        "check-freq", (json_int_t)o->check_freq, "lsp-calib-batches",
+		                        (json_int_t)o->calib_batches, "lsp-learn-iters", o->off.learn.iters,
+		                        "lsp-learn-lr", (double)o->off.learn.lr, "lsp-init",
+		                        o->off.lsp_init == LSPO_PROJ_SIGN ? "sign" : "gaussian",
+		                        "lsp-shared", o->off.lsp_shared, "lsp-eps-inside-sqrt",
+		                        o->off.lsp_eps_inside_sqrt, "lsp-plain-apply", o->off.lsp_plain_apply,
+		                        "freeze-dense", o->off.freeze_dense);
+		if (!lsp || json_object_update(tr, lsp)) {
+			json_decref(tr);
+			tr = NULL;
+		}
+		json_decref(lsp);
+	}
+	json_t *sc = json_pack("{s:f, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f}", "lr", o->lr, "min-lr", o->min_lr,
+	                       "warmup", (json_int_t)o->warmup, "lr-decay", decay_name(o->lr_decay), "wd", o->wd,
+	                       "clip", o->clip, "beta1", o->beta1, "beta2", o->beta2, "eps", o->eps);
+	if (sc && o->lr_decay != LSPO_LR_CONSTANT)   /* the decay ends at --steps */
+		json_object_set_new(sc, "steps", json_integer(o->steps));
+	json_t *root = tr && sc ? json_pack("{s:o, s:o}", "trajectory", tr, "schedule", sc) : NULL;
+	if (!root) {
+		json_decref(tr);
+		json_decref(sc);
+	}
+	r->run_json = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(root);
+	if (!r->run_json) {
+		fprintf(stderr, "lspo: cannot describe the run for its checkpoints (data unreadable?)\n");
 		return CLI_FAIL;
-	*start = lspo_gpt2_step(r->model);
-	for (long s = 0; s < *start; s++)
-		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
-			return CLI_FAIL;
-	printf("resumed from %s at step %ld\n", o->resume, *start);
+	}
 	return CLI_OK;
 }
 
-int cmd_train(int argc, char **argv)
+/* The effective options (the config file's and the command line's, the
+ * latter winning), as a JSON object that --config reads back. */
+static int effective_config(struct run *r, int argc, char **argv)
+{
+	json_t *root = json_object();
+	for (int i = 1; root && i < argc; i++) {
+		if (strncmp(argv[i], "--", 2) != 0)
+			continue;
+		const char *name = argv[i] + 2, *eq = strchr(name, '='), *value = NULL;
+		char key[64];
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		if (len >= sizeof(key))
+			continue;
+		memcpy(key, name, len);
+		key[len] = '\0';
+		const struct option *opt = NULL;
+		for (const struct option *p = train_options; p->name; p++)
+			if (!strcmp(p->name, key))
+				opt = p;
+		if (!opt || !strcmp(key, "resume") || !strcmp(key, "help"))
+			continue;
+		if (opt->has_arg)
+			value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+		json_object_set_new(root, key, value ? json_string(value) : json_true());
+	}
+	r->config_json = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	json_decref(root);
+	return r->config_json ? CLI_OK : CLI_FAIL;
+}
+
+/* On resume: the saved run's description against this one's; names the
+ * first option that differs. */
+static int compare_run(const char *saved_text, const char *now_text, const struct run_opts *o)
+{
+	json_t *saved = json_loads(saved_text, 0, NULL), *now = json_loads(now_text, 0, NULL);
+	int rc = saved && now ? CLI_OK : CLI_FAIL;
+	static const char *const sections[] = { "trajectory", "schedule" };
+	for (int s = 0; s < 2 && !rc; s++) {
+		json_t *a = json_object_get(saved, sections[s]), *b = json_object_get(now, sections[s]);
+		json_t *keys = json_object();
+		const char *k;
+		json_t *v;
+		json_object_foreach(a, k, v) json_object_set(keys, k, json_true());
+		json_object_foreach(b, k, v) json_object_set(keys, k, json_true());
+		json_object_foreach(keys, k, v) {
+			json_t *x = json_object_get(a, k), *y = json_object_get(b, k);
+			if (x && y && json_equal(x, y))
+				continue;
+			char *xs = x ? json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT) : strdup("(absent)");
+			char *ys = y ? json_dumps(y, JSON_ENCODE_ANY | JSON_COMPACT) : strdup("(absent)");
+			if (s == 1 && o->resume_override) {
+				printf("resume: --%s changes from %s to %s (--resume-override)\n", k, xs ? xs : "?",
+				       ys ? ys : "?");
+			} else {
+				fprintf(stderr, "lspo train: --resume: option --%s differs from the checkpoint's: "
+				        "%s there, %s now%s\n", k, xs ? xs : "?", ys ? ys : "?", s == 1 ?
+				        " (--resume-override accepts a new schedule knowingly)" :
+				        " (a resumed run must see the same data in the same order)");
+				rc = CLI_USAGE;
+			}
+			free(xs);
+			free(ys);
+			if (rc)
+				break;
+		}
+		json_decref(keys);
+	}
+	json_decref(saved);
+	json_decref(now);
+	return rc;
+}
+
+/* --resume: verifies the checkpoint, loads the training state and replays
+ * the training batches the saved run had drawn. */
+static int resume(struct run *r, const struct run_opts *o, long *start)
+{
+	char *manifest = path_in(r->model_dir, "manifest.json"), *state = path_in(r->model_dir, STATE_FILE);
+	long mstep = -1;
+	char *saved = NULL;
+	int rc = manifest && state ? CLI_OK : CLI_FAIL;
+	if (!rc && access(manifest, F_OK) != 0) {
+		fprintf(stderr, "lspo: warning: %s has no manifest.json (saved before manifests): its files "
+		        "cannot be verified\n", r->model_dir);
+	} else if (!rc && lspo_ckpt_verify(r->model_dir, &mstep, &saved)) {
+		fprintf(stderr, "lspo train: --resume: the checkpoint %s failed verification\n", r->model_dir);
+		rc = CLI_FAIL;
+	}
+	if (!rc && saved)
+		rc = compare_run(saved, r->run_json, o);
+	if (!rc && lspo_st_check_finite(state)) {
+		fprintf(stderr, "lspo train: --resume: %s holds non-finite values\n", state);
+		rc = CLI_FAIL;
+	}
+	if (!rc && lspo_gpt2_load_state(r->model, state))
+		rc = CLI_FAIL;
+	if (!rc) {
+		*start = lspo_gpt2_step(r->model);
+		if (mstep >= 0 && *start != mstep) {
+			fprintf(stderr, "lspo train: --resume: %s says step %ld, %s/manifest.json says %ld\n", state,
+			        *start, r->model_dir, mstep);
+			rc = CLI_FAIL;
+		} else if (*start > o->steps) {
+			fprintf(stderr, "lspo train: --resume: the checkpoint %s is at step %ld, beyond --steps %ld\n",
+			        r->model_dir, *start, o->steps);
+			rc = CLI_USAGE;
+		}
+	}
+	for (long s = 0; !rc && s < *start; s++)
+		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
+			rc = CLI_FAIL;
+	if (!rc) {
+		r->saved_step = *start;
+		printf("resumed from %s at step %ld\n", r->model_dir, *start);
+	}
+	free(manifest);
+	free(state);
+	free(saved);
+	return rc;
+}
+
+/* One complete checkpoint of the current step into --save DIR. */
+static int save(struct run *r, const struct run_opts *o, long step)
+{
+	if (step == r->saved_step)
+		return CLI_OK;
+	const char *tmp;
+	if (lspo_ckptdir_begin(r->ckpt, step, &tmp))
+		return CLI_FAIL;
+	char *state = path_in(tmp, STATE_FILE), *conf = path_in(tmp, "train_config.json");
+	int rc = !state || !conf;
+	if (!rc)
+		rc = lspo_gpt2_get_params(r->model, r->params) || lspo_ckpt_save(tmp, &r->cfg, r->params)
+		     || lspo_gpt2_save_state(r->model, state);
+	FILE *f = rc ? NULL : fopen(conf, "w");
+	if (!rc)
+		rc = !f || fprintf(f, "%s\n", r->config_json) < 0 || fflush(f) || fsync(fileno(f));
+	if (f && fclose(f))
+		rc = 1;
+	static const char *const files[] = { "config.json", "model.safetensors", STATE_FILE, "train_config.json" };
+	if (!rc)
+		rc = lspo_ckptdir_commit(r->ckpt, files, 4, r->run_json);
+	free(state);
+	free(conf);
+	if (rc) {
+		lspo_ckptdir_abort(r->ckpt);
+		fprintf(stderr, "lspo: the checkpoint of step %ld could not be saved into %s; the previous "
+		        "one stays published\n", step, o->save);
+		return CLI_FAIL;
+	}
+	r->saved_step = step;
+	printf("saved %s/step-%08ld (step %ld)\n", o->save, step, step);
+	fflush(stdout);
+	return CLI_OK;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The validation data must hold one sequence (T + 1 tokens). */
+static int check_val_length(struct run *r, const struct run_opts *o, size_t train_end)
+{
+	size_t n = r->val ? lspo_shard_ntokens(r->val) : lspo_shard_ntokens(r->train) - train_end;
+	if (n >= (size_t)o->seq + 1)
+		return CLI_OK;
+	if (r->val)
+		fprintf(stderr, "lspo train: --val %s: %zu tokens, fewer than one sequence of --seq %ld + 1\n",
+		        o->val, n, o->seq);
+	else
+		fprintf(stderr, "lspo train: --val-fraction %g leaves %zu validation tokens of %s, fewer than "
+		        "one sequence of --seq %ld + 1\n", o->val_fraction, n, o->data, o->seq);
+	return CLI_USAGE;
+}
+
+#define LOG_HEADER "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d"
+
+static int train(int argc, char **argv)
 {
 	struct run_opts o;
 	run_opts_default(&o);
 	int rc = parse("train", argc, argv, &o);
 	if (rc >= 0)
 		return rc;
-	struct run r = { 0 };
-	if ((rc = run_open(&r, &o)))
+	job_signals_install();
+	struct run r = { .saved_step = -1 };
+	if ((rc = resolve_model(&r, &o)) || (rc = check_paths(&r, &o)))
+		goto out;
+	if (o.save && lspo_ckptdir_open(o.save, (int)o.keep, &r.ckpt)) {
+		fprintf(stderr, "lspo train: --save %s: cannot save there\n", o.save);
+		rc = CLI_FAIL;
+		goto out;
+	}
+	if ((rc = run_open(&r, &o, "train")))
 		goto out;
 	size_t train_end = lspo_shard_ntokens(r.train);
 	int has_val = o.val || o.val_fraction > 0;
 	if (!o.val && o.val_fraction > 0)
 		lspo_shard_split(r.train, o.val_fraction, &train_end);
+	if (has_val && (rc = check_val_length(&r, &o, train_end)))
+		goto out;
+	if ((rc = describe_run(&r, &o)) || (rc = effective_config(&r, argc, argv)))
+		goto out;
 	rc = CLI_FAIL;
 	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
 		goto out;
 	long start = 0;
-	if (o.resume && resume(&r, &o, &start))
+	if (r.resuming && (rc = resume(&r, &o, &start)))
 		goto out;
-	if (o.log && !(r.log = fopen(o.log, start ? "a" : "w"))) {
-		fprintf(stderr, "lspo: --log %s: cannot open for writing\n", o.log);
+	rc = CLI_FAIL;
+	if (o.log && job_log_open(o.log, LOG_HEADER, start, &r.log))
 		goto out;
-	}
-	if (r.log && ftell(r.log) == 0)
-		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d\n");
 	printf("lspo train: %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
-	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
+	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", r.model_dir, r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
 	if (lspo_ctx_simulated(r.ctx))
@@ -416,7 +787,17 @@ int cmd_train(int argc, char **argv)
 	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
+	fflush(stdout);
+	double last_save = now_s();
+	long bad = 0;
 	for (long s = start + 1; s <= o.steps; s++) {
+		int sig = job_signal_pending();
+		if (sig) {   /* arrived before the first step: nothing new to save */
+			printf("lspo: %s before step %ld: stopping (exit 75; resume with --resume)\n",
+			       job_signal_name(sig), s);
+			rc = CLI_TEMPFAIL;
+			goto out;
+		}
 		struct lspo_step_stats st;
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && lsp_check(&r, &o, train_end, s))
@@ -430,25 +811,79 @@ int cmd_train(int argc, char **argv)
 		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);
 		fflush(stdout);
-		if (r.log)
+		if (r.log) {
 			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
 			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d);
+			if (job_log_flush(o.log, r.log))
+				goto out;
+		}
+		if (!isfinite(st.loss) || !isfinite(st.grad_norm)) {
+			const char *t = lspo_gpt2_nonfinite_grad(r.model);
+			long limit = o.max_bad_steps > 0 ? o.max_bad_steps : 1;
+			bad++;
+			fprintf(stderr, "lspo: warning: step %ld: non-finite %s (%s%s): the update was skipped, "
+			        "weights and optimizer state are unchanged (%ld such step(s) in a row, "
+			        "--max-bad-steps %ld)\n", s, !isfinite(st.loss) ? "loss" : "gradient norm",
+			        t ? "first in the gradient of " : "gradient norm finite", t ? t : "",
+			        bad, o.max_bad_steps);
+			if (bad >= limit) {
+				fprintf(stderr, "lspo train: %ld step(s) in a row had non-finite values (last: step %ld): "
+				        "stopping; nothing was saved after step %ld (try a lower --lr or check the "
+				        "data and the checkpoint)\n", bad, s, r.saved_step > 0 ? r.saved_step : 0);
+				goto out;
+			}
+		} else {
+			bad = 0;
+		}
+		sig = job_signal_pending();
+		int due = (o.save_every > 0 && s % o.save_every == 0)
+		          || (o.save_every_min > 0 && now_s() - last_save >= 60 * o.save_every_min);
+		if (o.save && (due || sig) && s < o.steps) {
+			if (save(&r, &o, s))
+				goto out;
+			last_save = now_s();
+		}
+		if (sig) {
+			if (o.save)
+				printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
+				       "(exit 75: resumable with --resume)\n", job_signal_name(sig), s, o.save,
+				       r.saved_step);
+			else
+				printf("lspo: %s: stopped after step %ld; nothing saved (no --save) (exit 75)\n",
+				       job_signal_name(sig), s);
+			fflush(stdout);
+			if (s < o.steps) {
+				rc = CLI_TEMPFAIL;
+				goto out;
+			}
+		}
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
 			goto out;
 	}
-	if (has_val && validate(&r, &o, train_end, o.steps))
+	if (start >= o.steps)
+		printf("nothing to do: the checkpoint is at step %ld, --steps %ld\n", start, o.steps);
+	if (has_val && start < o.steps && validate(&r, &o, train_end, o.steps))
 		goto out;
-	if (o.save) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", o.save, STATE_FILE);
-		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
-		    || lspo_gpt2_save_state(r.model, path))
-			goto out;
-		printf("saved %s\n", o.save);
-	}
-	rc = CLI_OK;
+	if (o.save && save(&r, &o, o.steps))
+		goto out;
+	rc = job_signal_pending() ? CLI_TEMPFAIL : CLI_OK;
+	if (rc == CLI_TEMPFAIL)
+		printf("lspo: %s during the last step: the run is complete and saved (exit 75)\n",
+		       job_signal_name(job_signal_pending()));
 out:
 	run_free(&r);
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	int nargc;
+	char **nargv, **owned;
+	int rc = job_config_expand("train", argc, argv, &nargc, &nargv, &owned);
+	if (rc >= 0)
+		return rc;
+	rc = train(nargc, nargv);
+	job_config_free(nargv, argv, owned);
 	return rc;
 }
 
@@ -459,9 +894,10 @@ int cmd_eval(int argc, char **argv)
 	int rc = parse("eval", argc, argv, &o);
 	if (rc >= 0)
 		return rc;
-	struct run r = { 0 };
+	struct run r = { .saved_step = -1 };
 	double loss;
-	if (!(rc = run_open(&r, &o)) && !(rc = evaluate(&r, &o, r.train, 0, lspo_shard_ntokens(r.train), &loss)))
+	if (!(rc = resolve_model(&r, &o)) && !(rc = check_paths(&r, &o)) && !(rc = run_open(&r, &o, "eval"))
+	    && !(rc = evaluate(&r, &o, r.train, 0, lspo_shard_ntokens(r.train), &loss)))
 		printf("eval: %s on %s: loss %.4f, perplexity %.2f (%ld batches of %ld x %ld)\n",
 		       o.model, o.data, loss, exp(loss), o.val_batches, o.batch, o.seq);
 	run_free(&r);

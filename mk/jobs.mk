@@ -1,0 +1,6 @@
+# jobs: files of this area (see Makefile.am).
+# Checkpoint directories (manifest, atomic publish, verification) and the
+# CLI's job safety: signals, fail-before-training checks, --config.
+liblspo_la_SOURCES += src/ckpt_dir.c
+lspo_SOURCES += src/cli/job.c
+lspo_LDADD += $(JANSSON_LIBS)
