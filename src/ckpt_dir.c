@@ -255,8 +255,8 @@ int lspo_ckptdir_open(const char *out, int keep, struct lspo_ckpt_dir **res)
 		return rc;
 	/* refuse a directory holding a checkpoint that saves did not write:
 	 * its config.json / model.safetensors would be replaced by links */
-	static const char *const own[] = { "config.json", "model.safetensors" };
-	for (int i = 0; i < 2; i++) {
+	static const char *const own[] = { "config.json", "model.safetensors", "train_state.safetensors" };
+	for (int i = 0; i < 3; i++) {
 		char *p = path_join(out, own[i]);
 		struct stat st;
 		int foreign = p && lstat(p, &st) == 0 && !S_ISLNK(st.st_mode);
@@ -513,15 +513,21 @@ int lspo_ckptdir_commit(struct lspo_ckpt_dir *d, const char *const *files, int n
 		rc = sync_path(d->out);
 	if (!rc)
 		rc = swap_link(d->out, LATEST, name);
-	/* links for readers of OUT as a plain checkpoint (HF tools, --model OUT) */
-	static const char *const views[] = { "config.json", "model.safetensors" };
-	for (int i = 0; i < 2 && !rc; i++)
-		for (int k = 0; k < nfiles; k++)
-			if (!strcmp(files[k], views[i])) {
-				char target[64];
-				snprintf(target, sizeof(target), LATEST "/%s", views[i]);
-				rc = swap_link(d->out, views[i], target);
-			}
+	/* links for readers of OUT as a plain checkpoint (HF tools, --model OUT);
+	 * never over a regular file */
+	for (int k = 0; k < nfiles && !rc; k++) {
+		char *p = path_join(d->out, files[k]), *target = path_join(LATEST, files[k]);
+		struct stat st;
+		if (!p || !target)
+			rc = LSPO_ENOMEM;
+		else if (lstat(p, &st) == 0 && !S_ISLNK(st.st_mode))
+			lspo_warn("%s: %s is a regular file: not replaced by a link to the latest checkpoint",
+			          d->out, files[k]);
+		else
+			rc = swap_link(d->out, files[k], target);
+		free(p);
+		free(target);
+	}
 	if (!rc)
 		rc = sync_path(d->out);
 	if (rc) {

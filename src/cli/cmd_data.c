@@ -3,12 +3,30 @@
  * `lspo tokenize` (text -> llm.c token shard) and `lspo check` (validate a
  * checkpoint and token shards before a job uses them).  No StarPU needed.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+
+/* 1 if `dir` exists and holds any entry. */
+static int dir_nonempty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	int n = 0;
+	while (!n && (e = readdir(d)))
+		n = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
 
 int cmd_init(int argc, char **argv)
 {
@@ -17,12 +35,12 @@ int cmd_init(int argc, char **argv)
 		{ "n-positions", required_argument, 0, 'P' }, { "n-embd", required_argument, 0, 'C' },
 		{ "n-layer", required_argument, 0, 'L' }, { "n-head", required_argument, 0, 'H' },
 		{ "seed", required_argument, 0, 's' }, { "out", required_argument, 0, 'o' },
-		{ "help", no_argument, 0, 'h' }, { 0 } };
+		{ "force", no_argument, 0, 'f' }, { "help", no_argument, 0, 'h' }, { 0 } };
 	const char *json = NULL, *out = NULL;
 	long size[5] = { 0 };   /* V, P, C, L, H */
 	const char *size_opt[5] = { "--vocab", "--n-positions", "--n-embd", "--n-layer", "--n-head" };
 	long seed = 0;
-	int opt;
+	int opt, force = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -40,7 +58,9 @@ int cmd_init(int argc, char **argv)
 			       "  --n-layer L         transformer blocks\n"
 			       "  --n-head H          attention heads\n"
 			       "  --seed S            random seed, 0 .. 2^63-1 (default 0)\n"
-			       "  --out DIR           checkpoint directory, created if needed\n");
+			       "  --out DIR           checkpoint directory, created if needed; it must be\n"
+			       "                      empty unless --force (which replaces the checkpoint\n"
+			       "                      files and removes a training state found there)\n");
 			return CLI_OK;
 		case 'j': json = optarg; break;
 		case 'V': bad = cli_parse_int("--vocab", optarg, 1, 2147483647L, &size[0]); break;
@@ -50,6 +70,7 @@ int cmd_init(int argc, char **argv)
 		case 'H': bad = cli_parse_int("--n-head", optarg, 1, 2147483647L, &size[4]); break;
 		case 's': bad = cli_parse_int("--seed", optarg, 0, 9223372036854775807L, &seed); break;
 		case 'o': out = optarg; break;
+		case 'f': force = 1; break;
 		default: return cli_usage_error("init", "unknown or incomplete option");
 		}
 		if (bad)
@@ -80,13 +101,40 @@ int cmd_init(int argc, char **argv)
 			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
 			                       size[2], size[4]);
 	}
+	int rc = job_check_model_size("init", &cfg, 1);
+	if (rc)
+		return rc;
+	struct stat st;
+	if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "lspo init: --out %s: exists and is not a directory\n", out);
+		return CLI_FAIL;
+	}
+	if (dir_nonempty(out)) {
+		if (!force) {
+			fprintf(stderr, "lspo init: --out %s: the directory is not empty (a trained checkpoint?); "
+			        "refusing to replace it without --force\n", out);
+			return CLI_FAIL;
+		}
+		/* the old training state belongs to the old weights */
+		static const char *const stale[] = { "train_state.safetensors", "manifest.json", "latest" };
+		for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
+			char p[4096];
+			snprintf(p, sizeof(p), "%s/%s", out, stale[i]);
+			if (unlink(p) != 0 && errno != ENOENT) {
+				fprintf(stderr, "lspo init: --force: cannot remove %s: %s\n", p, strerror(errno));
+				return CLI_FAIL;
+			}
+		}
+	}
+	if (job_check_output_dir("--out", out, NULL, 0))
+		return CLI_FAIL;
 	size_t n = lspo_gpt2_nparams(&cfg);
 	float *params = n ? malloc(n * sizeof(float)) : NULL;
 	if (!params) {
-		fprintf(stderr, "lspo init: cannot allocate %zu parameters\n", n);
+		fprintf(stderr, "lspo init: cannot allocate %zu parameters (%zu bytes)\n", n, n * sizeof(float));
 		return CLI_FAIL;
 	}
-	int rc = lspo_gpt2_init_params(&cfg, (uint64_t)seed, params);
+	rc = lspo_gpt2_init_params(&cfg, (uint64_t)seed, params);
 	if (!rc)
 		rc = lspo_ckpt_save(out, &cfg, params);
 	free(params);
@@ -122,6 +170,14 @@ int cmd_tokenize(int argc, char **argv)
 		return cli_usage_error("tokenize", "choose a tokeniser: --bytes");
 	if (argc - optind != 2)
 		return cli_usage_error("tokenize", "expected two arguments IN OUT, got %d", argc - optind);
+	const char *in = argv[optind];
+	if (job_check_input("tokenize: IN", in) || job_check_output_file("tokenize: OUT", argv[optind + 1], &in, 1))
+		return CLI_FAIL;
+	struct stat ost;
+	if (stat(argv[optind + 1], &ost) == 0 && !S_ISREG(ost.st_mode)) {
+		fprintf(stderr, "lspo tokenize: OUT %s: not a regular file: refusing to replace it\n", argv[optind + 1]);
+		return CLI_FAIL;
+	}
 	size_t n;
 	int rc = lspo_tokenize_bytes(argv[optind], argv[optind + 1], &n);
 	if (rc) {
@@ -130,6 +186,41 @@ int cmd_tokenize(int argc, char **argv)
 		return CLI_FAIL;
 	}
 	printf("tokenize: %s: %zu tokens -> %s\n", argv[optind], n, argv[optind + 1]);
+	return CLI_OK;
+}
+
+/* check --ckpt: config, every tensor, no non-finite value. */
+static int check_ckpt(const char *ckpt, long *vocab)
+{
+	struct lspo_gpt2_config cfg;
+	if (lspo_ckpt_read_config(ckpt, &cfg)) {
+		fprintf(stderr, "lspo check: invalid checkpoint config in %s\n", ckpt);
+		return CLI_FAIL;
+	}
+	if (job_check_model_size("check", &cfg, 1))
+		return CLI_FAIL;
+	size_t n = lspo_gpt2_nparams(&cfg);
+	float *params = malloc(n * sizeof(float));
+	int rc = params ? lspo_ckpt_load_params(ckpt, &cfg, params) : LSPO_ENOMEM;
+	free(params);
+	if (rc) {
+		fprintf(stderr, "lspo check: invalid checkpoint %s: %s\n", ckpt, lspo_strerror(rc));
+		return CLI_FAIL;
+	}
+	static const char *const tensors[] = { "model.safetensors", "train_state.safetensors" };
+	for (int i = 0; i < 2; i++) {
+		char p[4096];
+		snprintf(p, sizeof(p), "%s/%s", ckpt, tensors[i]);
+		if ((i == 0 || access(p, F_OK) == 0) && lspo_st_check_finite(p)) {
+			fprintf(stderr, "lspo check: invalid checkpoint %s: non-finite values in %s\n", ckpt, p);
+			return CLI_FAIL;
+		}
+	}
+	printf("check: %s: GPT-2 checkpoint, %zu parameters (vocab %d, n_positions %d, "
+	       "n_embd %d, n_layer %d, n_head %d)\n", ckpt, n, cfg.vocab_size, cfg.n_positions,
+	       cfg.n_embd, cfg.n_layer, cfg.n_head);
+	if (!*vocab)
+		*vocab = cfg.vocab_size;
 	return CLI_OK;
 }
 
@@ -160,28 +251,38 @@ int cmd_check(int argc, char **argv)
 	}
 	if (!ckpt && optind == argc)
 		return cli_usage_error("check", "nothing to check: give --ckpt DIR and/or shard files");
+	char *resolved = NULL;
 	if (ckpt) {
-		struct lspo_gpt2_config cfg;
-		if (lspo_ckpt_read_config(ckpt, &cfg)) {
-			fprintf(stderr, "lspo check: invalid checkpoint config in %s\n", ckpt);
+		long step;
+		if (lspo_ckpt_resolve(ckpt, &resolved, &step))
 			return CLI_FAIL;
+		if (resolved && strcmp(resolved, ckpt)) {
+			printf("check: %s: latest checkpoint %s\n", ckpt, resolved);
+			ckpt = resolved;
 		}
-		size_t n = lspo_gpt2_nparams(&cfg);
-		float *params = malloc(n * sizeof(float));
-		int rc = params ? lspo_ckpt_load_params(ckpt, &cfg, params) : LSPO_ENOMEM;
-		free(params);
-		if (rc) {
-			fprintf(stderr, "lspo check: invalid checkpoint %s: %s\n", ckpt, lspo_strerror(rc));
-			return CLI_FAIL;
+		char mp[4096];
+		snprintf(mp, sizeof(mp), "%s/manifest.json", ckpt);
+		if (access(mp, F_OK) == 0) {
+			char *run = NULL;
+			if (lspo_ckpt_verify(ckpt, &step, &run)) {
+				fprintf(stderr, "lspo check: invalid checkpoint %s: its manifest does not match its files\n",
+				        ckpt);
+				free(resolved);
+				return CLI_FAIL;
+			}
+			free(run);
+			printf("check: %s: manifest of step %ld: every file present with its size and checksum\n",
+			       ckpt, step);
 		}
-		printf("check: %s: GPT-2 checkpoint, %zu parameters (vocab %d, n_positions %d, "
-		       "n_embd %d, n_layer %d, n_head %d)\n", ckpt, n, cfg.vocab_size, cfg.n_positions,
-		       cfg.n_embd, cfg.n_layer, cfg.n_head);
-		if (!vocab)
-			vocab = cfg.vocab_size;
 	}
+	int ck = ckpt ? check_ckpt(ckpt, &vocab) : CLI_OK;
+	free(resolved);
+	if (ck)
+		return ck;
 	for (int i = optind; i < argc; i++) {
-		struct lspo_shard *s;
+		struct lspo_shard *s = NULL;
+		if (job_check_input("SHARD", argv[i]))
+			return CLI_FAIL;
 		int rc = lspo_shard_open(argv[i], &s);
 		if (!rc && vocab)
 			rc = lspo_shard_check_vocab(s, (int)vocab);
