@@ -4,3 +4,5 @@
 liblspo_la_SOURCES += src/ckpt_dir.c
 lspo_SOURCES += src/cli/job.c
 lspo_LDADD += $(JANSSON_LIBS)
+TESTS += tests/test_jobs.sh tests/test_fault.sh
+dist_check_SCRIPTS += tests/test_jobs.sh tests/test_fault.sh

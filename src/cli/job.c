@@ -261,8 +261,8 @@ int job_check_model_size(const char *cmd, const struct lspo_gpt2_config *c, doub
 	const char *field = layers > emb ? (L * C > 12 * C * C ? "n_layer" : "n_embd") : "vocab_size";
 	if ((long double)4 * C > INT_MAX || (long double)V * C > (long double)SIZE_MAX / 4) {
 		fprintf(stderr, "lspo %s: field '%s': n_embd %d with vocab_size %d cannot be addressed "
-		        "(4 n_embd and the tensors must fit the index types)\n", cmd, field, c->n_embd,
-		        c->vocab_size);
+		        "(4 n_embd and every tensor must fit the index types); it would need %.3Lg bytes\n",
+		        cmd, field, c->n_embd, c->vocab_size, bytes);
 		return CLI_USAGE;
 	}
 	if (mem > 0 && bytes > mem) {
