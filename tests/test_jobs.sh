@@ -129,6 +129,32 @@ expect 1 "h.0.mlp.c_fc.weight non-finite" "$lspo" eval --model "$out/nan" --data
 # shellcheck disable=SC2086
 expect 1 "h.0.mlp.c_fc.weight non-finite" "$lspo" train --model "$out/nan" $base --save "$out/nan-out"
 
+# huge but finite embeddings: the gradient norm is NaN; each step is skipped
+# (weights and optimizer state unchanged, bit for bit) and the run stops
+# after --max-bad-steps; no checkpoint holds a non-finite value
+python3 - "$out/init/model.safetensors" "$out/big" <<'EOF2' || { echo "FAILED: crafting a huge checkpoint"; fail=1; }
+import json, os, shutil, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(dst, exist_ok=True)
+shutil.copy(os.path.join(os.path.dirname(src), "config.json"), dst)
+b = bytearray(open(src, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+C = h["wte.weight"]["shape"][1]
+for tok in range(256):
+    off = 8 + n + h["wte.weight"]["data_offsets"][0] + 4 * (tok * C + 3)
+    b[off:off + 4] = struct.pack("<f", 3e38)
+open(os.path.join(dst, "model.safetensors"), "wb").write(b)
+EOF2
+for m in native zero "lsp --lsp-d 8 --lsp-r 2"; do
+  rm -rf "$out/bigout"
+  # shellcheck disable=SC2086
+  expect 1 "step 1: non-finite wte.weight skipped --max-bad-steps" "$lspo" train --model "$out/big" $base --mode $m --save "$out/bigout" --save-every 1 --max-bad-steps 2
+  check "bad steps: weights unchanged ($m)" "cmp -s '$out/big/model.safetensors' '$out/bigout/step-00000001/model.safetensors'"
+  check "bad steps: the saved state verifies and is finite ($m)" "'$lspo' check --ckpt '$out/bigout' > /dev/null 2>&1"
+  check "bad steps: nothing saved after the stop ($m)" "[ \"\$(readlink '$out/bigout/latest')\" = step-00000001 ]"
+done
+
 # --- lock, temporary files of killed saves -------------------------------------
 if command -v flock > /dev/null; then
   flock "$out/v/.lock" sleep 2 &
