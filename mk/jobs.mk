@@ -6,3 +6,6 @@ lspo_SOURCES += src/cli/job.c
 lspo_LDADD += $(JANSSON_LIBS)
 TESTS += tests/test_jobs.sh tests/test_fault.sh
 dist_check_SCRIPTS += tests/test_jobs.sh tests/test_fault.sh
+TESTS += tests/test_slurm.sh
+dist_check_SCRIPTS += tests/test_slurm.sh
+EXTRA_DIST += examples
