@@ -1,5 +1,7 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
-liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c src/train_state.c codelets/fill.c codelets/fill.h \
+liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
+	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c \
+	codelets/fill.c codelets/fill.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu
 EXTRA_DIST += tests/ref

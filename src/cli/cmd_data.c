@@ -62,7 +62,7 @@ int cmd_init(int argc, char **argv)
 	int nsizes = 0;
 	for (int i = 0; i < 5; i++)
 		nsizes += size[i] != 0;
-	struct lspo_gpt2_config cfg;
+	struct lspo_model_config cfg;
 	if (json) {
 		if (nsizes)
 			return cli_usage_error("init", "--config-json and the size options are exclusive");
@@ -74,19 +74,20 @@ int cmd_init(int argc, char **argv)
 		for (int i = 0; i < 5; i++)
 			if (!size[i])
 				return cli_usage_error("init", "%s is required without --config-json", size_opt[i]);
-		cfg = (struct lspo_gpt2_config){ (int)size[0], (int)size[1], (int)size[2], (int)size[3],
-		                                 (int)size[4] };
-		if (lspo_gpt2_config_check(&cfg))
+		cfg = (struct lspo_model_config){ .vocab_size = (int)size[0], .n_positions = (int)size[1],
+		                                  .n_embd = (int)size[2], .n_layer = (int)size[3],
+		                                  .n_head = (int)size[4] };
+		if (lspo_model_config_check(&cfg))
 			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
 			                       size[2], size[4]);
 	}
-	size_t n = lspo_gpt2_nparams(&cfg);
+	size_t n = lspo_model_nparams(&cfg);
 	float *params = n ? malloc(n * sizeof(float)) : NULL;
 	if (!params) {
 		fprintf(stderr, "lspo init: cannot allocate %zu parameters\n", n);
 		return CLI_FAIL;
 	}
-	int rc = lspo_gpt2_init_params(&cfg, (uint64_t)seed, params);
+	int rc = lspo_model_init_params(&cfg, (uint64_t)seed, params);
 	if (!rc)
 		rc = lspo_ckpt_save(out, &cfg, params);
 	free(params);
@@ -161,12 +162,12 @@ int cmd_check(int argc, char **argv)
 	if (!ckpt && optind == argc)
 		return cli_usage_error("check", "nothing to check: give --ckpt DIR and/or shard files");
 	if (ckpt) {
-		struct lspo_gpt2_config cfg;
+		struct lspo_model_config cfg;
 		if (lspo_ckpt_read_config(ckpt, &cfg)) {
 			fprintf(stderr, "lspo check: invalid checkpoint config in %s\n", ckpt);
 			return CLI_FAIL;
 		}
-		size_t n = lspo_gpt2_nparams(&cfg);
+		size_t n = lspo_model_nparams(&cfg);
 		float *params = malloc(n * sizeof(float));
 		int rc = params ? lspo_ckpt_load_params(ckpt, &cfg, params) : LSPO_ENOMEM;
 		free(params);

@@ -241,8 +241,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 /* Everything a run holds; freed by run_free whatever the state. */
 struct run {
 	struct lspo_ctx *ctx;
-	struct lspo_gpt2 *model;
-	struct lspo_gpt2_config cfg;
+	struct lspo_model *model;
+	struct lspo_model_config cfg;
 	struct lspo_shard *train, *val;
 	struct lspo_loader *train_loader;
 	int32_t *inputs, *targets;
@@ -255,7 +255,7 @@ static void run_free(struct run *r)
 	if (r->log)
 		fclose(r->log);
 	lspo_loader_free(r->train_loader);
-	lspo_gpt2_free(r->model);
+	lspo_model_free(r->model);
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
 	lspo_ctx_destroy(r->ctx);
@@ -281,7 +281,7 @@ static int run_open(struct run *r, const struct run_opts *o)
 	size_t bt = (size_t)o->batch * o->seq;
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
-	r->params = malloc(lspo_gpt2_nparams(&r->cfg) * sizeof(float));
+	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
 	if (!r->inputs || !r->targets || !r->params) {
 		fprintf(stderr, "lspo: out of memory\n");
 		return CLI_FAIL;
@@ -293,8 +293,8 @@ static int run_open(struct run *r, const struct run_opts *o)
 		fprintf(stderr, "lspo: cannot start StarPU: %s\n", lspo_strerror(rc));
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
-	if (lspo_gpt2_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
-	    || lspo_gpt2_set_params(r->model, r->params) || lspo_gpt2_set_mode(r->model, &o->off))
+	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
+	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &o->off))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -310,7 +310,7 @@ static int evaluate(struct run *r, const struct run_opts *o, const struct lspo_s
 	int rc = CLI_OK;
 	for (long b = 0; b < o->val_batches && rc == CLI_OK; b++) {
 		double l;
-		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_gpt2_forward(r->model, r->inputs, r->targets, &l))
+		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_model_forward(r->model, r->inputs, r->targets, &l))
 			rc = CLI_FAIL;
 		sum += l;
 	}
@@ -345,7 +345,7 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		rc = lspo_loader_next(ld, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
 	if (!rc)
-		rc = lspo_gpt2_lsp_check(r->model, in, tg, (int)nb, &rep);
+		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
 	lspo_loader_free(ld);
 	free(in);
 	free(tg);
@@ -365,9 +365,9 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", o->resume, STATE_FILE);
-	if (lspo_gpt2_load_state(r->model, path))
+	if (lspo_model_load_state(r->model, path))
 		return CLI_FAIL;
-	*start = lspo_gpt2_step(r->model);
+	*start = lspo_model_step(r->model);
 	for (long s = 0; s < *start; s++)
 		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
 			return CLI_FAIL;
@@ -413,7 +413,7 @@ int cmd_train(int argc, char **argv)
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
 	                                  .total = o.steps, .decay = o.lr_decay };
 	double vd2h, vh2d;
-	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
+	lspo_model_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	for (long s = start + 1; s <= o.steps; s++) {
@@ -423,7 +423,7 @@ int cmd_train(int argc, char **argv)
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
-		    || lspo_gpt2_train_step(r.model, r.inputs, r.targets, &opt, &st))
+		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
@@ -441,8 +441,8 @@ int cmd_train(int argc, char **argv)
 	if (o.save) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", o.save, STATE_FILE);
-		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
-		    || lspo_gpt2_save_state(r.model, path))
+		if (lspo_model_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
+		    || lspo_model_save_state(r.model, path))
 			goto out;
 		printf("saved %s\n", o.save);
 	}
