@@ -1,9 +1,9 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
 liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
 	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c \
-	codelets/fill.c codelets/fill.h \
+	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
-CUDA_SOURCES += codelets/fill.cu codelets/cast.cu
+CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
 check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
