@@ -259,12 +259,17 @@ struct starpu_codelet cl_gqa_attention_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+/* Nine buffers: more than the .modes array holds (STARPU_NMAXBUFS, 8 by default). */
+static enum starpu_data_access_mode gqa_attention_bwd_modes[9] = {
+	STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W,
+};
+
 struct starpu_codelet cl_gqa_attention_bwd = {
 	.cpu_funcs = { gqa_attention_bwd_cpu_codelet },
 	.cpu_funcs_name = { "gqa_attention_bwd_cpu_codelet" },
 	LSPO_CUDA_FUNC(gqa_attention_backward_cuda)
 	.nbuffers = 9,
-	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W },
+	.dyn_modes = gqa_attention_bwd_modes,
 	.model = &gqa_attention_bwd_model,
 	.name = "gqa_attention_bwd",
 	.color = LSPO_COLOR_COMPUTE,

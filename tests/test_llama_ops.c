@@ -179,18 +179,25 @@ static void check_rmsnorm(int N, int C, float eps, uint64_t *seed)
 	double eo = max_rel(out, k.out, nc, 1.0), er = max_rel(rstd, k.rstd, N, 0.0);
 	CHECK(eo < tol && er < tol, "rmsnorm N=%d C=%d eps=%g: out error %.3g, rstd error %.3g", N, C, eps, eo, er);
 
-	/* analytic double gradients: g = w dout, dx = r (g - x r^2 mean(g x)), dw = sum dout x r */
+	/* analytic double gradients: g = w dout, dx = r (g - x r^2 mean(g x)), dw = sum dout x r;
+	 * mx: the same with absolute values, the size of the terms that cancel in dx
+	 * (at C = 1, dx is ~eps / x^2 of them) and the scale of its errors */
 	double *rdx = xalloc(nc, sizeof(double)), *rdw = xalloc(C, sizeof(double));
+	double *mx = xalloc(nc, sizeof(double));
 	float *gx = xalloc(nc, sizeof(float)), *gw = xalloc(C, sizeof(float));
 	for (int i = 0; i < N; i++) {
 		const double *xi = k.x + (size_t)i * C;
 		const float *di = dout + (size_t)i * C;
-		double r = k.rstd[i], gx_mean = 0;
-		for (int c = 0; c < C; c++)
+		double r = k.rstd[i], gx_mean = 0, gx_abs = 0;
+		for (int c = 0; c < C; c++) {
 			gx_mean += k.w[c] * di[c] * xi[c];
+			gx_abs += fabs(k.w[c] * di[c] * xi[c]);
+		}
 		gx_mean /= C;
+		gx_abs /= C;
 		for (int c = 0; c < C; c++) {
 			rdx[(size_t)i * C + c] = r * (k.w[c] * di[c] - xi[c] * r * r * gx_mean);
+			mx[(size_t)i * C + c] = r * (fabs(k.w[c] * di[c]) + fabs(xi[c]) * r * r * gx_abs);
 			rdw[c] += di[c] * xi[c] * r;
 		}
 	}
@@ -198,7 +205,7 @@ static void check_rmsnorm(int N, int C, float eps, uint64_t *seed)
 		gx[i] = dinp[i] - dinp0[i];   /* the task's own contribution */
 	for (int c = 0; c < C; c++)
 		gw[c] = dw[c] - dw0[c];
-	double sx = max_abs(rdx, nc) + 1e-3, sw = max_abs(rdw, C) + 1e-3;
+	double sx = max_abs(mx, nc) + 1e-3, sw = max_abs(rdw, C) + 1e-3;
 	double ax = max_rel(gx, rdx, nc, sx), aw = max_rel(gw, rdw, C, sw);
 	CHECK(ax < 1e-5 && aw < 1e-5, "rmsnorm N=%d C=%d: dinp error %.3g, dw error %.3g (analytic)", N, C, ax, aw);
 	double fx = fd_check(rms_loss, &k, k.x, nc, gx, sx, 48, seed);
@@ -218,7 +225,7 @@ static void check_rmsnorm(int N, int C, float eps, uint64_t *seed)
 		free(co); free(cr); free(cdx); free(cdw);
 	}
 	free(x); free(w); free(dout); free(dinp); free(dw); free(dinp0); free(dw0); free(out); free(rstd);
-	free(k.x); free(k.w); free(k.out); free(k.rstd); free(rdx); free(rdw); free(gx); free(gw);
+	free(k.x); free(k.w); free(k.out); free(k.rstd); free(rdx); free(rdw); free(mx); free(gx); free(gw);
 }
 
 /* ---------------------------------------------------------------------------
@@ -440,9 +447,12 @@ static void gqa_ref(double *out, double *lse, const double *q, const double *k, 
 	free(s);
 }
 
-/* Analytic gradients of sum(dout * out) in double: dS = P (dP - sum_j P dP). */
-static void gqa_ref_grad(double *dq, double *dk, double *dv, const double *q, const double *k,
-                         const double *v, const float *dout, int B, int T, int nh, int nkv, int hd)
+/* Analytic gradients of sum(dout * out) in double: dS = P (dP - sum_j P dP).
+ * mq, mk: dq and dk with every term taken in absolute value, the size of
+ * the terms that cancel (dq = dk = 0 at T = 1) and the scale of their errors. */
+static void gqa_ref_grad(double *dq, double *dk, double *dv, double *mq, double *mk, const double *q,
+                         const double *k, const double *v, const float *dout, int B, int T, int nh,
+                         int nkv, int hd)
 {
 	int ldq = nh * hd, ldk = nkv * hd, rep = nh / nkv;
 	double scale = 1.0 / sqrt((double)hd);
@@ -472,11 +482,13 @@ static void gqa_ref_grad(double *dq, double *dk, double *dv, const double *q, co
 				}
 				for (int j = 0; j <= t; j++) {
 					size_t kj = ((size_t)b * T + j) * ldk + (size_t)g * hd;
-					double ds = p[j] * (dp[j] - D) * scale;
+					double ds = p[j] * (dp[j] - D) * scale, ma = p[j] * (fabs(dp[j]) + fabs(D)) * scale;
 					for (int c = 0; c < hd; c++) {
 						dv[kj + c] += p[j] * dout[qi + c];
 						dq[qi + c] += ds * k[kj + c];
 						dk[kj + c] += ds * q[qi + c];
+						mq[qi + c] += ma * fabs(k[kj + c]);
+						mk[kj + c] += ma * fabs(q[qi + c]);
 					}
 				}
 			}
@@ -540,8 +552,9 @@ static void check_gqa(int B, int T, int nh, int nkv, int hd, int fd_samples, uin
 	      B, T, nh, nkv, hd, eo, el);
 
 	double *rq = xalloc(nq, sizeof(double)), *rk = xalloc(nk, sizeof(double)), *rv = xalloc(nk, sizeof(double));
-	gqa_ref_grad(rq, rk, rv, c.q, c.k, c.v, dout, B, T, nh, nkv, hd);
-	double sq = max_abs(rq, nq) + 1e-3, sk = max_abs(rk, nk) + 1e-3, sv = max_abs(rv, nk) + 1e-3;
+	double *mq = xalloc(nq, sizeof(double)), *mk = xalloc(nk, sizeof(double));
+	gqa_ref_grad(rq, rk, rv, mq, mk, c.q, c.k, c.v, dout, B, T, nh, nkv, hd);
+	double sq = max_abs(mq, nq) + 1e-3, sk = max_abs(mk, nk) + 1e-3, sv = max_abs(rv, nk) + 1e-3;
 	double aq = max_rel(dq, rq, nq, sq), ak = max_rel(dk, rk, nk, sk), av = max_rel(dv, rv, nk, sv);
 	CHECK(aq < 1e-5 && ak < 1e-5 && av < 1e-5, "gqa B=%d T=%d nh=%d nkv=%d hd=%d: dq %.3g, dk %.3g, dv %.3g "
 	      "(analytic)", B, T, nh, nkv, hd, aq, ak, av);
@@ -566,7 +579,7 @@ static void check_gqa(int B, int T, int nh, int nkv, int hd, int fd_samples, uin
 		free(co); free(cl); free(cq); free(ck); free(cv);
 	}
 	free(q); free(k); free(v); free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
-	free(c.q); free(c.k); free(c.v); free(c.out); free(c.lse); free(rq); free(rk); free(rv);
+	free(c.q); free(c.k); free(c.v); free(c.out); free(c.lse); free(rq); free(rk); free(rv); free(mq); free(mk);
 }
 
 /* A Llama-like shape (T = 256, 8 heads, 2 K/V heads, hd = 64): forward
@@ -592,12 +605,13 @@ static void check_gqa_llama(uint64_t *seed)
 	double eo = max_rel(out, ro, nq, 1.0), el = max_rel(lse, rl, nl, 1.0);
 	CHECK(eo < 1e-5 && el < 1e-5, "Llama shape: out error %.3g, lse error %.3g", eo, el);
 	double *rq = xalloc(nq, sizeof(double)), *rk = xalloc(nk, sizeof(double)), *rv = xalloc(nk, sizeof(double));
-	gqa_ref_grad(rq, rk, rv, dqd, dkd, dvd, dout, B, T, nh, nkv, hd);
-	double aq = max_rel(dq, rq, nq, max_abs(rq, nq)), ak = max_rel(dk, rk, nk, max_abs(rk, nk));
+	double *mq = xalloc(nq, sizeof(double)), *mk = xalloc(nk, sizeof(double));
+	gqa_ref_grad(rq, rk, rv, mq, mk, dqd, dkd, dvd, dout, B, T, nh, nkv, hd);
+	double aq = max_rel(dq, rq, nq, max_abs(mq, nq)), ak = max_rel(dk, rk, nk, max_abs(mk, nk));
 	double av = max_rel(dv, rv, nk, max_abs(rv, nk));
 	CHECK(aq < 1e-5 && ak < 1e-5 && av < 1e-5, "Llama shape: dq %.3g, dk %.3g, dv %.3g (analytic)", aq, ak, av);
 	free(q); free(k); free(v); free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
-	free(dqd); free(dkd); free(dvd); free(ro); free(rl); free(rq); free(rk); free(rv);
+	free(dqd); free(dkd); free(dvd); free(ro); free(rl); free(rq); free(rk); free(rv); free(mq); free(mk);
 }
 
 /* ---------------------------------------------------------------------------
