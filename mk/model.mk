@@ -1,13 +1,13 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
 liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
-	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c \
+	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
 	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
-check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
-TESTS += tests/test_gpt2_golden tests/test_train_converge
+check_PROGRAMS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
+TESTS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
 TESTS += tests/test_cli_train.sh
 dist_check_SCRIPTS += tests/test_cli_train.sh
 check_PROGRAMS += tests/test_offload

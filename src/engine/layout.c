@@ -101,7 +101,7 @@ const struct model_family *model_family_of(enum lspo_family f)
 {
 	switch (f) {
 	case LSPO_FAMILY_GPT2: return &model_gpt2;
-	case LSPO_FAMILY_LLAMA: case LSPO_FAMILY_QWEN2: return NULL; /*TMP*/
+	case LSPO_FAMILY_LLAMA: case LSPO_FAMILY_QWEN2: return &model_llama;
 	default: return NULL;
 	}
 }

@@ -249,7 +249,8 @@ static int lsp_apply(struct lspo_model *m, struct lsp_matrix *mx, const struct l
 	if (mx->orient == ORIENT_IN_OUT)
 		return lspo_proj_apply_submit(m->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain,
 		                              opt->lr * opt->weight_decay, prio, name);
-	return LSPO_EINVAL; /*TMP*/
+	return lspo_proj_apply_t_submit(m->hp[mx->tensor], qidx, qval, pidx, pval, mx->delta, gain,
+	                                opt->lr * opt->weight_decay, prio, name);
 }
 
 static int lsp_update(struct lspo_model *m, const struct lspo_optim *opt)
