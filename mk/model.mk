@@ -14,7 +14,7 @@ check_PROGRAMS += tests/test_offload tests/test_offload_llama
 TESTS += tests/test_offload tests/test_offload_llama
 check_PROGRAMS += tests/test_lsp_converge
 TESTS += tests/test_lsp_converge
-# Benchmarks: built by make check, run by bench/bench-gpt2-step.
+# Benchmarks: built by make check, run by bench/bench-step.
 check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
-EXTRA_DIST += bench/gpt2_step_torch.py bench/bench-gpt2-step bench/bench-lsp-projectors
+EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-step bench/bench-lsp-projectors
