@@ -34,6 +34,9 @@ int job_signal_pending(void);
 const char *job_signal_name(int sig);
 /* CLI_FAIL with a message naming the option unless `path` is a regular file. */
 int job_check_input(const char *opt, const char *path);
+/* CLI_FAIL naming the file and tensor when any DIR/ *.safetensors file (model
+ * shards, training state) holds a non-finite value. */
+int job_check_finite_dir(const char *dir);
 /* An output file: creatable or writable, a regular file (or /dev/null),
  * and not the same file (device and inode) as any of the inputs. */
 int job_check_output_file(const char *opt, const char *path, const char *const *inputs, int ninputs);
@@ -47,7 +50,7 @@ int job_log_open(const char *path, const char *header, long upto, FILE **fp);
 int job_log_flush(const char *path, FILE *f);
 /* CLI_USAGE naming the config field when `copies` float32 copies of the
  * parameters cannot be addressed or exceed the machine's memory. */
-int job_check_model_size(const char *cmd, const struct lspo_gpt2_config *cfg, double copies);
+int job_check_model_size(const char *cmd, const struct lspo_model_config *cfg, double copies);
 /* --config FILE (a JSON object of option names and values) becomes options
  * placed before the command line's, which override them.  Returns -1 to go
  * on (with nargc and nargv to parse), else the exit code. */

@@ -5,6 +5,7 @@
  * file as an input), a CSV log that never loses or repeats a step across
  * resumes, sizes checked in 64 bits, and `--config FILE`.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -180,6 +181,30 @@ int job_check_output_dir(const char *opt, const char *dir, const char *const *in
 	return rc;
 }
 
+int job_check_finite_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return CLI_OK;   /* the loader names what is missing */
+	struct dirent *e;
+	int rc = CLI_OK;
+	while (!rc && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors"))
+			continue;
+		char *p;
+		if (asprintf(&p, "%s/%s", dir, e->d_name) < 0)
+			rc = CLI_FAIL;
+		else if (lspo_st_check_finite(p))
+			rc = CLI_FAIL;
+		if (rc)
+			fprintf(stderr, "lspo: %s: holds non-finite values: refusing to use it\n", p);
+		free(p);
+	}
+	closedir(d);
+	return rc;
+}
+
 /* ---------------------------------------------------------------------- */
 /* the CSV log                                                            */
 
@@ -250,26 +275,36 @@ int job_log_flush(const char *path, FILE *f)
 /* ---------------------------------------------------------------------- */
 /* sizes                                                                  */
 
-int job_check_model_size(const char *cmd, const struct lspo_gpt2_config *c, double copies)
+int job_check_model_size(const char *cmd, const struct lspo_model_config *c, double copies)
 {
-	/* in long double: no size can wrap */
-	long double C = c->n_embd, V = c->vocab_size, P = c->n_positions, L = c->n_layer;
-	long double emb = (V + P) * C, layers = L * (12 * C * C + 13 * C) + 2 * C;
-	long double bytes = (emb + layers) * 4.0L * (long double)copies;
+	/* in long double, before any library size computation: nothing wraps */
+	long double C = c->n_embd, V = c->vocab_size, P = c->n_positions, L = c->n_layer, H = c->n_head;
+	long double hd = c->head_dim > 0 ? c->head_dim : (H > 0 ? C / H : C);
+	long double q = H * hd, kv = (c->n_kv_head > 0 ? c->n_kv_head : H) * hd;
+	long double inner = c->n_inner > 0 ? c->n_inner : 4 * C;
+	int gpt2 = c->family == LSPO_FAMILY_GPT2;
+	long double emb = V * C * (gpt2 || c->tie_word_embeddings ? 1 : 2) + (gpt2 ? P * C : 0);
+	long double attn = L * (C * q + 2 * C * kv + q * C), mlp = L * (gpt2 ? 2 : 3) * C * inner;
+	long double params = emb + attn + mlp + L * 16 * C + 2 * C;
+	long double bytes = params * 4.0L * (long double)copies;
+	long double widest = q + 2 * kv > inner ? q + 2 * kv : inner;
+	if (4 * C > widest)
+		widest = 4 * C;
+	const char *field = emb >= attn && emb >= mlp ? "vocab_size" : mlp > attn && c->n_inner > 0 ?
+	                    "intermediate_size" : "n_embd";
 	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
 	long double mem = pages > 0 && psize > 0 ? (long double)pages * psize : 0;
-	const char *field = layers > emb ? (L * C > 12 * C * C ? "n_layer" : "n_embd") : "vocab_size";
-	if ((long double)4 * C > INT_MAX || (long double)V * C > (long double)SIZE_MAX / 4) {
-		fprintf(stderr, "lspo %s: field '%s': n_embd %d with vocab_size %d cannot be addressed "
-		        "(4 n_embd and every tensor must fit the index types); it would need %.3Lg bytes\n",
-		        cmd, field, c->n_embd, c->vocab_size, bytes);
+	if (widest > INT_MAX || V > INT_MAX || params * 4 > (long double)SIZE_MAX / 8) {
+		fprintf(stderr, "lspo %s: field '%s': vocab_size %d, n_embd %d, n_layer %d cannot be addressed "
+		        "(every tensor dimension must stay below 2^31); it would need %.3Lg bytes\n", cmd, field,
+		        c->vocab_size, c->n_embd, c->n_layer, bytes);
 		return CLI_USAGE;
 	}
 	if (mem > 0 && bytes > mem) {
 		fprintf(stderr, "lspo %s: field '%s': vocab_size %d, n_positions %d, n_embd %d, n_layer %d "
 		        "need %.3Lg bytes (%.3Lg parameters, %g float32 copies), the machine has %.3Lg "
 		        "bytes of memory\n", cmd, field, c->vocab_size, c->n_positions, c->n_embd,
-		        c->n_layer, bytes, emb + layers, copies, mem);
+		        c->n_layer, bytes, params, copies, mem);
 		return CLI_USAGE;
 	}
 	return CLI_OK;
