@@ -88,8 +88,13 @@ for i in 1 2 3 4 5 6 7 8; do cat "$out/text.txt"; done > "$out/long.txt"
 "$lspo" tokenize --bytes "$out/long.txt" "$out/long.bin" > /dev/null || { echo "FAIL: tokenize long"; fail=1; }
 lsp="--data $out/long.bin --batch 2 --seq 16 --mode lsp --lsp-d 16 --lsp-r 4"
 "$lspo" train --model "$out/good" $lsp --steps 2 --save "$out/run" > /dev/null 2>&1 || { echo "FAIL: train --save"; fail=1; }
-expect 1 run/train_state.safetensors "tensor 'mode'" -- train --resume "$out/run" --data "$out/long.bin" --batch 2 --seq 16 --steps 3 --mode zero
-expect 1 run/train_state.safetensors "'lsp.0.M'" -- train --resume "$out/run" $lsp --lsp-d 8 --steps 3
+# the manifest names the option that differs from the saved run's
+expect 2 "--mode" "zero" -- train --resume "$out/run" --data "$out/long.bin" --batch 2 --seq 16 --steps 3 --mode zero
+expect 2 "--lsp-d" "16 there, 8 now" -- train --resume "$out/run" $lsp --lsp-d 8 --steps 3
+# without a manifest (a checkpoint saved before manifests) the state's own checks refuse
+mkdir -p "$out/flat" && cp "$out/run/latest/"* "$out/flat/" && rm "$out/flat/manifest.json"
+expect 1 flat/train_state.safetensors "tensor 'mode'" -- train --resume "$out/flat" --data "$out/long.bin" --batch 2 --seq 16 --steps 3 --mode zero
+expect 1 flat/train_state.safetensors "'lsp.0.M'" -- train --resume "$out/flat" $lsp --lsp-d 8 --steps 3
 expect 1 good/train_state.safetensors "cannot" -- train --resume "$out/good" $lsp --steps 3
 expect 2 "--resume" "--model" -- train --resume "$out/run" --model "$out/good" $lsp --steps 3
 # An index out of range, and indices not increasing along a row.

@@ -125,8 +125,13 @@ int cmd_init(int argc, char **argv)
 		                                  .n_head = (int)size[4], .family = fam, .n_kv_head = (int)kv,
 		                                  .n_inner = (int)inner, .head_dim = (int)head_dim,
 		                                  .tie_word_embeddings = tie || fam == LSPO_FAMILY_GPT2 };
+		int sz = job_check_model_size("init", &cfg, 1);
+		if (sz)
+			return sz;
 		if (lspo_model_config_check(&cfg))
-			return cli_usage_error("init", "the sizes do not make a %s model (see the message above)", family);
+			return cli_usage_error("init", "--vocab %ld --n-positions %ld --n-embd %ld --n-layer %ld "
+			                       "--n-head %ld: the sizes do not make a %s model (see the message "
+			                       "above)", size[0], size[1], size[2], size[3], size[4], family);
 	}
 	int rc = job_check_model_size("init", &cfg, 1);
 	if (rc)

@@ -600,9 +600,15 @@ static int compare_run(const char *saved_text, const char *now_text, const struc
 	static const char *const sections[] = { "trajectory", "schedule" };
 	for (int s = 0; s < 2 && !rc; s++) {
 		json_t *a = json_object_get(saved, sections[s]), *b = json_object_get(now, sections[s]);
+		/* the options that shape the run most come first */
+		static const char *const first[] = { "mode", "data", "val", "batch", "seq", "seed", "val-fraction",
+		                                     "offload-dtype", "lr", "lr-decay", "warmup", "steps" };
 		json_t *keys = json_object();
 		const char *k;
 		json_t *v;
+		for (size_t f = 0; f < sizeof(first) / sizeof(first[0]); f++)
+			if (json_object_get(a, first[f]) || json_object_get(b, first[f]))
+				json_object_set_new(keys, first[f], json_true());
 		json_object_foreach(a, k, v) json_object_set(keys, k, json_true());
 		json_object_foreach(b, k, v) json_object_set(keys, k, json_true());
 		json_object_foreach(keys, k, v) {
