@@ -319,6 +319,59 @@ static void check_adamw_unit(void)
 	}
 }
 
+/* The non-finite guard: a NaN or Inf norm in the clip buffer makes AdamW
+ * leave p, m and v as they are (bit for bit); and clip_scale writes scale 0
+ * for a non-finite sum of squares. */
+static void check_adamw_nonfinite(void)
+{
+	enum { N = 19 };
+	struct lspo_adamw_hparams h = { .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+	                                .weight_decay = 0.1f, .t = 3 };
+	static const float norms[] = { NAN, INFINITY };
+	for (int k = 0; k < 2; k++) {
+		float p[N], m[N], v[N], g[N], p0[N], m0[N], v0[N];
+		for (int i = 0; i < N; i++) {
+			p[i] = 0.1f * (float)i - 0.7f;
+			m[i] = 0.01f * (float)i;
+			v[i] = 0.001f * (float)(i + 1);
+			g[i] = i == 5 ? NAN : 0.3f;
+		}
+		memcpy(p0, p, sizeof(p));
+		memcpy(m0, m, sizeof(m));
+		memcpy(v0, v, sizeof(v));
+		float clip[2] = { norms[k], 0.0f };
+		starpu_data_handle_t hp, hm, hv, hc, hg;
+		lspo_matrix_register(&hp, p, 1, N);
+		lspo_matrix_register(&hm, m, 1, N);
+		lspo_matrix_register(&hv, v, 1, N);
+		lspo_matrix_register(&hg, g, 1, N);
+		lspo_matrix_register(&hc, clip, 1, 2);
+		CHECK(lspo_adamw_submit(hp, hg, hm, hv, hc, &h, 0, "adamw:L0:guard") == LSPO_OK, "adamw submit");
+		starpu_data_unregister(hp);
+		starpu_data_unregister(hm);
+		starpu_data_unregister(hv);
+		starpu_data_unregister(hg);
+		starpu_data_unregister(hc);
+		CHECK(!memcmp(p, p0, sizeof(p)) && !memcmp(m, m0, sizeof(m)) && !memcmp(v, v0, sizeof(v)),
+		      "adamw with a %g norm changed the parameters or moments", (double)norms[k]);
+	}
+	/* clip_scale of a tensor holding an Inf: norm Inf, scale 0 */
+	float x[5] = { 1, 2, INFINITY, 4, 5 };
+	double part = 0;
+	float clip[2] = { 0, 0 };
+	starpu_data_handle_t hx, hs, hc;
+	lspo_matrix_register(&hx, x, 1, 5);
+	lspo_matrix_register_elem(&hs, &part, 1, 1, sizeof(double));
+	lspo_matrix_register(&hc, clip, 1, 2);
+	CHECK(lspo_sumsq_submit(hx, hs, 0, "sumsq:L0:guard") == LSPO_OK, "sumsq submit");
+	CHECK(lspo_clip_scale_submit(&hs, 1, hc, 1.0f, 0, "clip_scale:L0:guard") == LSPO_OK, "clip submit");
+	starpu_data_unregister(hx);
+	starpu_data_unregister(hs);
+	starpu_data_unregister(hc);
+	CHECK(!isfinite(clip[0]) && clip[1] == 0.0f, "clip of an Inf gradient: norm %g scale %g, expected "
+	      "a non-finite norm and scale 0", (double)clip[0], (double)clip[1]);
+}
+
 /* ---------------------------------------------------------------------------
  * Gradient norm and clipping */
 
@@ -476,6 +529,7 @@ int main(void)
 			cases += 2;
 		}
 	check_adamw_unit();
+	check_adamw_nonfinite();
 
 	check_sumsq_lengths(&seed);
 	check_gradnorm(1, &seed);

@@ -195,6 +195,40 @@ static float adam_one(float g, int inside, int inplace)
 	return inplace ? G : Dl;
 }
 
+/* The non-finite guard: a compressed gradient holding a NaN or Inf gives a
+ * zero step and leaves M and V as they are, in place or not. */
+static void adam_nonfinite(int inplace)
+{
+	enum { R = 3, C = 5 };
+	float G[R * C], D[R * C], M[R * C], V[R * C], M0[R * C], V0[R * C];
+	for (int i = 0; i < R * C; i++) {
+		G[i] = 0.1f * (float)(i + 1);
+		D[i] = NAN;
+		M[i] = M0[i] = 0.01f * (float)i;
+		V[i] = V0[i] = 0.002f * (float)(i + 1);
+	}
+	G[7] = inplace ? INFINITY : NAN;
+	starpu_data_handle_t hg, hd, hm, hv;
+	lspo_matrix_register(&hg, G, R, C);
+	lspo_matrix_register(&hd, D, R, C);
+	lspo_matrix_register(&hm, M, R, C);
+	lspo_matrix_register(&hv, V, R, C);
+	struct lspo_subspace_adam_hparams hp = lspo_subspace_adam_default();
+	CHECK(lspo_subspace_adam_submit(hg, inplace ? NULL : hd, hm, hv, &hp, 0, "subspace_adam:L0:guard")
+	      == LSPO_OK, "adam submit");
+	starpu_data_unregister(hg);
+	starpu_data_unregister(hd);
+	starpu_data_unregister(hm);
+	starpu_data_unregister(hv);
+	const float *delta = inplace ? G : D;
+	int zero = 1;
+	for (int i = 0; i < R * C; i++)
+		zero &= delta[i] == 0.0f;
+	CHECK(zero, "subspace adam of a non-finite gradient (inplace %d): the step is not zero", inplace);
+	CHECK(!memcmp(M, M0, sizeof(M)) && !memcmp(V, V0, sizeof(V)),
+	      "subspace adam of a non-finite gradient (inplace %d) changed M or V", inplace);
+}
+
 /* Several matrices (lengths with AVX2 tails), several steps, both forms,
  * against a double reference; all matrices' tasks are independent. */
 static double adam_many(int inside, uint64_t *seed)
@@ -303,6 +337,7 @@ int main(void)
 #if !ON_CUDA
 	/* lsp-offload.md 14.4: t = 1, lr 1e-3, betas 0.9/0.999, eps 1e-4. */
 	for (int inplace = 0; inplace < 2; inplace++) {
+		adam_nonfinite(inplace);
 		float a = adam_one(0.01f, 0, inplace), b = adam_one(0.01f, 1, inplace);
 		float c = adam_one(0.5f, 0, inplace), e = adam_one(0.5f, 1, inplace);
 		CHECK(fabs(a + 9.9010e-4) < 1e-8, "g=0.01 textbook: %.6g", a);
