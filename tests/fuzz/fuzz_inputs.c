@@ -4,6 +4,9 @@
  *   0: model.safetensors of a fixed tiny config (lspo_ckpt_load_params)
  *   1: config.json (lspo_ckpt_read_config)
  *   2: an llm.c token shard (lspo_shard_open, then a vocabulary check)
+ *   3: a checkpoint manifest.json (lspo_ckpt_verify, beside the files the
+ *      other cases wrote)
+ *   4: a training state or any safetensors file (lspo_st_check_finite)
  * Any input must give LSPO_OK or an error code, never a crash, a leak or
  * undefined behaviour.  Built and run by scripts/fuzz.
  */
@@ -44,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	char path[128];
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0: {
 		write_file("model.safetensors", data + 1, size - 1);
 		float *params = malloc(lspo_model_nparams(&tiny) * sizeof(float));
@@ -66,6 +69,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (lspo_shard_open(path, &s) == LSPO_OK)
 			lspo_shard_check_vocab(s, 300);
 		lspo_shard_close(s);
+		break;
+	}
+	case 3: {
+		write_file("manifest.json", data + 1, size - 1);
+		long step;
+		char *run = NULL;
+		lspo_ckpt_verify(dir, &step, &run);
+		free(run);
+		break;
+	}
+	case 4: {
+		write_file("train_state.safetensors", data + 1, size - 1);
+		snprintf(path, sizeof(path), "%s/train_state.safetensors", dir);
+		lspo_st_check_finite(path);
 		break;
 	}
 	}
