@@ -182,6 +182,7 @@ check "--save onto the model: model untouched" "[ -f '$out/init/model.safetensor
 mkfifo "$out/fifo"
 expect 1 "--data fifo FIFO" timeout 20 "$lspo" train --model "$out/init" $base --data "$out/fifo"
 expect 1 "fifo FIFO" timeout 20 "$lspo" check "$out/fifo"
+expect 1 "--config-json fifo FIFO" timeout 20 "$lspo" init --config-json "$out/fifo" --out "$out/fromfifo"
 expect 1 "OUT fifo" timeout 20 "$lspo" tokenize --bytes "$out/text.txt" "$out/fifo"
 cp "$out/text.txt" "$out/text.orig"
 expect 1 "same file" "$lspo" tokenize --bytes "$out/text.txt" "$out/text.txt"

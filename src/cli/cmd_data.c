@@ -104,7 +104,8 @@ int cmd_init(int argc, char **argv)
 	if (json) {
 		if (nsizes)
 			return cli_usage_error("init", "--config-json and the size options are exclusive");
-		if (lspo_ckpt_read_config(json, &cfg)) {
+		struct stat js;   /* a FIFO would block the reader: regular files only */
+		if ((stat(json, &js) == 0 && job_check_input("--config-json", json)) || lspo_ckpt_read_config(json, &cfg)) {
 			fprintf(stderr, "lspo init: cannot use the config %s\n", json);
 			return CLI_FAIL;
 		}

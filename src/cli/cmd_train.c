@@ -876,10 +876,10 @@ static int train(int argc, char **argv)
 		goto out;
 	if (o.save && save(&r, &o, o.steps))
 		goto out;
-	rc = job_signal_pending() ? CLI_TEMPFAIL : CLI_OK;
-	if (rc == CLI_TEMPFAIL)
-		printf("lspo: %s during the last step: the run is complete and saved (exit 75)\n",
-		       job_signal_name(job_signal_pending()));
+	if (job_signal_pending())   /* nothing left to resume: a requeue would find nothing to do */
+		printf("lspo: %s during the last step: the run is complete%s\n",
+		       job_signal_name(job_signal_pending()), o.save ? " and saved" : "");
+	rc = CLI_OK;
 out:
 	run_free(&r);
 	return rc;
