@@ -106,7 +106,7 @@ small="--batch 2 --seq 8 --warmup 20"
 
 cd "$out/work" || exit 1
 job=$(STARPU_HOME="$out/work/starpu" STARPU_SILENT=1 sbatch --parsable --chdir="$out/work" \
-  --export=ALL,LSPO="$lspo",MODEL="$out/work/init",DATA="$out/work/tok.bin",OUT="$out/work/run",STEPS=$steps,LSPO_ARGS="$small" \
+  --export="ALL,LSPO=$lspo,MODEL=$out/work/init,DATA=$out/work/tok.bin,OUT=$out/work/run,STEPS=$steps,LSPO_ARGS=$small" \
   "$top/examples/slurm/finetune-cpu.sbatch")
 check "sbatch accepts the example script" "[ -n '$job' ]"
 log="$out/work/lspo-cpu-$job.out"
