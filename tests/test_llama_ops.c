@@ -582,6 +582,64 @@ static void check_gqa(int B, int T, int nh, int nkv, int hd, int fd_samples, uin
 	free(c.q); free(c.k); free(c.v); free(c.out); free(c.lse); free(rq); free(rk); free(rv); free(mq); free(mk);
 }
 
+/* One task per batch row on sub-handles (row blocks of q, k, v, out and
+ * their gradients, column blocks of lse), as a caller splitting the work
+ * would submit them: the same bits as one task over the whole batch (every
+ * (batch, head) is computed alone, in the same order, by both). */
+static void check_gqa_split(int B, int T, int nh, int nkv, int hd, uint64_t *seed)
+{
+	int N = B * T;
+	size_t nq = (size_t)N * nh * hd, nk = (size_t)N * nkv * hd, nl = (size_t)B * nh * T;
+	float *q = frand(nq, 2, seed), *k = frand(nk, 2, seed), *v = frand(nk, 1, seed), *dout = frand(nq, 1, seed);
+	float *o[2], *l[2], *dq[2], *dk[2], *dv[2];
+	for (int s = 0; s < 2; s++) {
+		o[s] = xalloc(nq, sizeof(float));
+		l[s] = xalloc(nl, sizeof(float));
+		dq[s] = xalloc(nq, sizeof(float));
+		dk[s] = xalloc(nk, sizeof(float));
+		dv[s] = xalloc(nk, sizeof(float));
+	}
+	gqa_tasks(o[0], l[0], dq[0], dk[0], dv[0], q, k, v, dout, B, T, nh, nkv, hd);
+
+	starpu_data_handle_t h[9];
+	float *ptr[9] = { q, k, v, o[1], l[1], dout, dq[1], dk[1], dv[1] };
+	int cols[9] = { nh * hd, nkv * hd, nkv * hd, nh * hd, 0, nh * hd, nh * hd, nkv * hd, nkv * hd };
+	for (int i = 0; i < 9; i++) {
+		if (i == 4)
+			lspo_matrix_register(&h[i], ptr[i], 1, (int)nl);
+		else
+			lspo_matrix_register(&h[i], ptr[i], N, cols[i]);
+		struct starpu_data_filter f = {
+			.filter_func = i == 4 ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
+			.nchildren = (unsigned)B,
+		};
+		starpu_data_partition(h[i], &f);
+	}
+	for (int b = 0; b < B; b++) {
+		starpu_data_handle_t c[9];
+		for (int i = 0; i < 9; i++)
+			c[i] = starpu_data_get_sub_data(h[i], 1, b);
+		CHECK(lspo_gqa_attention_fwd_submit(c[0], c[1], c[2], c[3], c[4], 1, nh, nkv, hd, 0,
+		                                    "gqa_attention:L0:fwd") == LSPO_OK, "split fwd");
+		CHECK(lspo_gqa_attention_bwd_submit(c[5], c[0], c[1], c[2], c[3], c[4], c[6], c[7], c[8], 1, nh, nkv,
+		                                    hd, 0, "gqa_attention:L0:bwd") == LSPO_OK, "split bwd");
+	}
+	for (int i = 0; i < 9; i++) {
+		starpu_data_unpartition(h[i], STARPU_MAIN_RAM);
+		starpu_data_unregister(h[i]);
+	}
+	int same = !memcmp(o[0], o[1], nq * sizeof(float)) && !memcmp(l[0], l[1], nl * sizeof(float))
+	           && !memcmp(dq[0], dq[1], nq * sizeof(float)) && !memcmp(dk[0], dk[1], nk * sizeof(float))
+	           && !memcmp(dv[0], dv[1], nk * sizeof(float));
+	/* On a CUDA worker the two launches differ in grid size only: the same bits too. */
+	CHECK(same, "gqa B=%d T=%d nh=%d nkv=%d hd=%d: per-batch tasks on sub-handles differ from one task", B, T,
+	      nh, nkv, hd);
+	free(q); free(k); free(v); free(dout);
+	for (int s = 0; s < 2; s++) {
+		free(o[s]); free(l[s]); free(dq[s]); free(dk[s]); free(dv[s]);
+	}
+}
+
 /* A Llama-like shape (T = 256, 8 heads, 2 K/V heads, hd = 64): forward
  * against the double reference on every output, and the time of one
  * forward and backward. */
@@ -799,7 +857,8 @@ int main(void)
 	check_gqa(2, 33, 8, 2, 8, 12, &seed);   /* 4 query heads per K/V head, 2 groups */
 	check_gqa(1, 9, 3, 3, 16, 12, &seed);
 	check_gqa(1, 9, 6, 3, 16, 12, &seed);   /* nh not a power of two */
-	cases += 3;
+	check_gqa_split(3, 21, 4, 2, 8, &seed);
+	cases += 4;
 	check_gqa_llama(&seed);
 
 	static const int ap[][4] = { { 5, 7, 4, 2 }, { 33, 17, 8, 3 }, { 70, 40, 16, 4 }, { 9, 100, 12, 1 } };
