@@ -820,6 +820,25 @@ static void check_refusals(void)
 	      "B = 3 accepted");
 	CHECK(lspo_gqa_attention_fwd_submit(x48, x48, x44, x48, r4, 2, 4, 2, 2, 0, "gqa:L0:bad") == LSPO_EINVAL,
 	      "k 4x8 accepted");
+	/* the shapes right (on memory of their own: this one runs) */
+	float good[32 + 16 + 16 + 32 + 16] = { 0 };
+	starpu_data_handle_t g[5], l16;
+	lspo_matrix_register(&g[0], good, 4, 8);
+	lspo_matrix_register(&g[1], good + 32, 4, 4);
+	lspo_matrix_register(&g[2], good + 48, 4, 4);
+	lspo_matrix_register(&g[3], good + 64, 4, 8);
+	lspo_matrix_register(&g[4], good + 96, 1, 16);
+	CHECK(lspo_gqa_attention_fwd_submit(g[0], g[1], g[2], g[3], g[4], 2, 4, 2, 2, 0, "gqa:L0:ok") == LSPO_OK,
+	      "q 4x8, k and v 4x4, lse 1x16 refused");
+	unregister_all(g, 5);
+	lspo_matrix_register(&l16, buf, 1, 16);
+	CHECK(lspo_gqa_attention_bwd_submit(x48, x48, x44, x44, x48, l16, x48, x48, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dk 4x8 accepted");
+	CHECK(lspo_gqa_attention_bwd_submit(x44, x48, x44, x44, x48, l16, x48, x44, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dout 4x4 accepted");
+	CHECK(lspo_gqa_attention_bwd_submit(x48, x48, x44, x44, x48, l16, x46, x44, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dq 4x6 accepted");
+	starpu_data_unregister(l16);
 	starpu_data_handle_t hs[] = { x46, x48, w6, w5, r4, r3, t26, t36, t25, l24, x44 };
 	unregister_all(hs, (int)(sizeof(hs) / sizeof(hs[0])));
 }
