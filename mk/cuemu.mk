@@ -48,3 +48,10 @@ EXTRA_DIST += tests/cuemu/cu2cpp tests/cuemu/selftest.cu tests/cuemu/include/cub
 CLEANFILES += $(CUEMU_OBJECTS) $(CUEMU_OBJECTS:.o=.cpp) tests/cuemu/mut_*.cu
 # Keep the rewritten sources (for reading a report against them).
 .PRECIOUS: %.cuemu.cpp
+
+# nvcc's registers and shared memory for every kernel (scripts/gpu-bundle
+# sets them against the launch sizes the emulated tests log).
+.PHONY: cuda-resource-usage
+cuda-resource-usage:
+	@for f in $(CUDA_SOURCES); do \
+	  $(NVCC_COMPILE) --resource-usage -c $(top_srcdir)/$$f -o /dev/null 2>&1 || exit 1; done

@@ -729,6 +729,43 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	sigaction(sig, sig == SIGSEGV ? &old_segv : &old_bus, NULL);
 }
 
+/* The largest launch of each kernel, written at exit to $CUEMU_LAUNCH_LOG
+ * ("kernel<TAB>threads per block<TAB>dynamic shared memory bytes" lines):
+ * scripts/gpu-check sets the registers nvcc reports against it. */
+static struct {
+	const char *name;
+	unsigned threads;
+	size_t smem;
+} sizes[256];
+static int nsizes;
+
+static void write_launch_log(void)
+{
+	const char *path = getenv("CUEMU_LAUNCH_LOG");
+	FILE *f = path && *path ? fopen(path, "w") : NULL;
+	if (!f)
+		return;
+	for (int i = 0; i < nsizes; i++)
+		fprintf(f, "%s\t%u\t%zu\n", sizes[i].name, sizes[i].threads, sizes[i].smem);
+	fclose(f);
+}
+
+static void note_size(const struct cuemu_launch_cfg *cfg, unsigned threads)
+{
+	int i = 0;
+	while (i < nsizes && strcmp(sizes[i].name, cfg->name))
+		i++;
+	if (i == nsizes) {
+		if (nsizes == (int)(sizeof(sizes) / sizeof(sizes[0])))
+			return;
+		if (!nsizes)
+			atexit(write_launch_log);
+		sizes[nsizes++].name = cfg->name;
+	}
+	sizes[i].threads = threads > sizes[i].threads ? threads : sizes[i].threads;
+	sizes[i].smem = cfg->smem > sizes[i].smem ? cfg->smem : sizes[i].smem;
+}
+
 static int optin_bytes(const void *kernel)
 {
 	for (int i = 0; i < noptin; i++)
@@ -779,6 +816,7 @@ extern "C" void cuemu_launch(const struct cuemu_launch_cfg *cfg, const void *ker
 		size_t align = smem_size & 15 ? (size_t)1 << __builtin_ctzll(smem_size | 16) : 16;
 		smem_base = smem_guard - smem_size;
 		smem_base -= (uintptr_t)smem_base % align;
+		note_size(cfg, (unsigned)nt);
 		cur_body = body;
 		cur_arg = arg;
 		cuemu_grid_dim.x = g[0];
