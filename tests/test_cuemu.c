@@ -98,7 +98,8 @@ struct tcase {
 };
 
 static uint64_t seed = 2026;
-static double worst;            /* largest relative difference seen */
+static double worst;            /* largest relative difference seen, and where */
+static char worst_case[200];
 static int ncases, long_tests;
 
 static void *xmalloc(size_t n)
@@ -314,8 +315,10 @@ static void tc_run(struct tcase *c, const struct starpu_codelet *cl, void (*emu)
 	va_end(ap);
 	double e = tc_run_quiet(c, cl, emu, arg, why, sizeof(why));
 	CHECK(e <= tol, "%s [%s]: %s (tolerance %.0e)", name, cuemu_schedule_name(), why, tol);
-	if (!(e <= worst))
+	if (!(e <= worst)) {
 		worst = e;
+		snprintf(worst_case, sizeof(worst_case), "%s [%s]", name, cuemu_schedule_name());
+	}
 	ncases++;
 }
 
@@ -738,7 +741,7 @@ int main(void)
 		printf("%s: %d cases, %zu kernel launches\n", cuemu_schedule_name(), ncases - before,
 		       cuemu_launch_count() - launches);
 	}
-	printf("%d cases: worst relative difference to the CPU functions %.2e\n", ncases, worst);
+	printf("%d cases: worst relative difference to the CPU functions %.2e (%s)\n", ncases, worst, worst_case);
 	/* The self-test always tries the three schedules. */
 	enum cuemu_mode all_modes[3] = { CUEMU_WARP, CUEMU_LOCKSTEP, CUEMU_WARP };
 	enum cuemu_order all_orders[3] = { CUEMU_FORWARD, CUEMU_REVERSE, CUEMU_RANDOM };

@@ -796,6 +796,10 @@ extern "C" void cuemu_launch(const struct cuemu_launch_cfg *cfg, const void *ker
 		launch_error(cudaErrorInvalidConfiguration, why);
 	} else if (g[0] > 0x7fffffffu || g[1] > 65535 || g[2] > 65535) {
 		launch_error(cudaErrorInvalidConfiguration, "grid x at most 2^31 - 1, y and z at most 65535");
+	} else if (cfg->param_bytes > CUEMU_PARAM_MAX) {
+		snprintf(why, sizeof(why), "%zu bytes of kernel parameters, more than %d", cfg->param_bytes,
+		         CUEMU_PARAM_MAX);
+		launch_error(cudaErrorInvalidValue, why);
 	} else if (cfg->smem > (size_t)optin_bytes(kernel)) {
 		snprintf(why, sizeof(why), "%zu bytes of dynamic shared memory, more than the %d allowed%s",
 		         cfg->smem, optin_bytes(kernel), optin_bytes(kernel) == CUEMU_SMEM_DEFAULT_MAX ?

@@ -279,6 +279,7 @@ struct cuemu_bound {
 	 * call; each fiber then calls the kernel with its own copies. */
 	void operator()(P... args)
 	{
+		cfg.param_bytes = (sizeof(P) + ... + (size_t)0);
 		auto body = [&]() { kernel(args...); };
 		cuemu_launch(&cfg, reinterpret_cast<const void *>(kernel), &cuemu_bound::run<decltype(body)>, &body);
 	}
@@ -301,6 +302,7 @@ struct cuemu_launcher {
 		cfg.grid[0] = grid.x; cfg.grid[1] = grid.y; cfg.grid[2] = grid.z;
 		cfg.block[0] = block.x; cfg.block[1] = block.y; cfg.block[2] = block.z;
 		cfg.smem = smem;
+		cfg.param_bytes = 0;
 		(void)stream;
 	}
 	template <typename... P>

@@ -46,6 +46,7 @@ struct cuemu_launch_cfg {
 	int line;
 	unsigned grid[3], block[3];
 	size_t smem;
+	size_t param_bytes;   /* the kernel's parameters, at most CUEMU_PARAM_MAX */
 };
 void cuemu_launch(const struct cuemu_launch_cfg *cfg, const void *kernel, void (*body)(void *), void *arg);
 size_t cuemu_launch_count(void);
@@ -55,6 +56,8 @@ size_t cuemu_launch_count(void);
  * the architectures lspo builds for). */
 #define CUEMU_SMEM_DEFAULT_MAX (48 * 1024)
 #define CUEMU_SMEM_OPTIN_MAX (163 * 1024)
+/* Kernel parameters: 32764 bytes since CUDA 12.1 on Volta and later. */
+#define CUEMU_PARAM_MAX 32764
 
 #ifdef __cplusplus
 }

@@ -86,6 +86,15 @@ static __global__ void fill_dynamic(float *out, int n)
 		out[0] = buf[n - 1];
 }
 
+struct big_params {
+	char bytes[40000];
+};
+
+static __global__ void takes_big_params(struct big_params p, int *out)
+{
+	out[0] = p.bytes[0];
+}
+
 static __global__ void collectives(int *out)
 {
 	int t = threadIdx.x;
@@ -127,6 +136,10 @@ extern "C" int selftest_rules(void)
 	expect("a block of 1280 threads", "at most 1024");
 	warp_sum_partial_warp<<<dim3(1, 70000), 32>>>(fbuf);
 	expect("a grid with y = 70000", "y and z at most 65535");
+
+	static struct big_params params;
+	takes_big_params<<<1, 32>>>(params, ibuf);
+	expect("40000 bytes of kernel parameters", "bytes of kernel parameters");
 
 	static float big[1];
 	int n = 64 * 1024 / (int)sizeof(float);
