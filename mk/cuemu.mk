@@ -13,18 +13,23 @@ CUEMU_CPPFLAGS = -I$(top_srcdir)/tests/cuemu/include -I$(top_srcdir)/tests/cuemu
 # unsigned threadIdx against ints and #pragma unroll, as CUDA code does.
 CUEMU_CXXFLAGS = -std=c++17 -O2 $(filter-out -std=%,$(LSPO_CFLAGS)) -Wno-sign-compare -Wno-unknown-pragmas
 
+# The entry points of all the .cu files, renamed cuemu_<f> (rewritten only
+# when the list changes, so editing a kernel recompiles that kernel alone).
+CUEMU_NAMES = tests/cuemu/cuemu_names.h
+$(CUEMU_NAMES): $(CUDA_SOURCES) $(top_srcdir)/tests/cuemu/cu2cpp
+	$(AM_V_GEN)mkdir -p $(@D) && \
+	$(SHELL) $(top_srcdir)/tests/cuemu/cu2cpp --names $@.tmp $(addprefix $(top_srcdir)/,$(CUDA_SOURCES)) && \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 %.cuemu.cpp: %.cu $(top_srcdir)/tests/cuemu/cu2cpp
-	$(AM_V_GEN)mkdir -p $(@D) && $(SHELL) $(top_srcdir)/tests/cuemu/cu2cpp cuemu_ $< $@ \
-	  $(addprefix $(top_srcdir)/,$(CUDA_SOURCES))
-%.cuemu.o: %.cuemu.cpp $(top_srcdir)/tests/cuemu/cuemu.h $(top_srcdir)/tests/cuemu/cuemu_api.h
-	$(AM_V_CXX)$(CXX) $(CUEMU_CXXFLAGS) $(CUEMU_CPPFLAGS) -include cuemu.h -c $< -o $@
+	$(AM_V_GEN)mkdir -p $(@D) && $(SHELL) $(top_srcdir)/tests/cuemu/cu2cpp cuemu_ $< $@ $(CUEMU_NAMES)
+%.cuemu.o: %.cuemu.cpp $(CUEMU_NAMES) $(top_srcdir)/tests/cuemu/cuemu.h $(top_srcdir)/tests/cuemu/cuemu_api.h
+	$(AM_V_CXX)$(CXX) $(CUEMU_CXXFLAGS) $(CUEMU_CPPFLAGS) -I$(top_builddir)/tests/cuemu -include cuemu.h -c $< -o $@
 $(CUEMU_OBJECTS): $(wildcard $(top_srcdir)/codelets/*.h $(top_srcdir)/codelets/*.cuh)
 
 # The self-test's mutants: copies of real kernels with one bug each.  The
 # build stops when a mutation no longer applies to its kernel.
 tests/cuemu/mut_%.cuemu.cpp: tests/cuemu/mut_%.cu $(top_srcdir)/tests/cuemu/cu2cpp
-	$(AM_V_GEN)$(SHELL) $(top_srcdir)/tests/cuemu/cu2cpp cuemu_mut_$*_ $< $@ \
-	  $(addprefix $(top_srcdir)/,$(CUDA_SOURCES))
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/tests/cuemu/cu2cpp cuemu_mut_$*_ $< $@ $(CUEMU_NAMES)
 CUEMU_MUTATE = mkdir -p $(@D) && sed -e "$$mutation" $< > $@.tmp && \
 	if cmp -s $< $@.tmp; then echo "$<: the self-test's mutation $@ no longer applies" >&2; \
 	  rm -f $@.tmp; exit 1; fi && mv $@.tmp $@
@@ -46,7 +51,7 @@ tests_test_cuemu_LDADD = $(CUEMU_OBJECTS) $(LDADD)
 tests_test_cuemu_DEPENDENCIES = $(CUEMU_OBJECTS) liblspo.la
 EXTRA_DIST += tests/cuemu/cu2cpp tests/cuemu/selftest.cu tests/cuemu/include/cublas_v2.h \
 	tests/cuemu/include/cuda_runtime.h
-CLEANFILES += $(CUEMU_OBJECTS) $(CUEMU_OBJECTS:.o=.cpp) tests/cuemu/mut_*.cu
+CLEANFILES += $(CUEMU_OBJECTS) $(CUEMU_OBJECTS:.o=.cpp) $(CUEMU_NAMES) tests/cuemu/mut_*.cu
 # Keep the rewritten sources (for reading a report against them).
 .PRECIOUS: %.cuemu.cpp
 
