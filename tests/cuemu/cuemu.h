@@ -1,6 +1,6 @@
 /*
  * cuemu.h - what a .cu file sees when the CUDA emulation harness compiles it
- * as host C++ (tests/cuemu/README: tests/cuemu/cu2cpp rewrites the launches
+ * as host C++ (tests/cuemu/README.md: tests/cuemu/cu2cpp rewrites the launches
  * and `extern __shared__`, then the file is compiled with `-include cuemu.h`).
  *
  * It declares the CUDA language (qualifiers, threadIdx and friends, dim3,
@@ -74,7 +74,7 @@ void cuemu_report_status(const char *what, const char *status, const char *file,
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 /* Static shared arrays: one block runs at a time, so a function-local static
- * is the block's copy (not refilled between blocks: see the README). */
+ * is the block's copy (not refilled between blocks: see tests/cuemu/README.md). */
 #define __shared__ static
 
 struct uint3 {
@@ -149,7 +149,7 @@ extern "C" void *cuemu_dynamic_smem(void);
 
 /* ---------------------------------------------------------------------------
  * Atomics: fibers never run at the same time, so a plain read-modify-write is
- * atomic (and a missing atomic is invisible: see the README). */
+ * atomic (and a missing atomic is invisible: see tests/cuemu/README.md). */
 
 template <typename T>
 static inline T atomicAdd(T *p, T v)
@@ -195,7 +195,7 @@ static inline T atomicCAS(T *p, T cmp, T v)
 }
 
 /* ---------------------------------------------------------------------------
- * Device math and bit casts (host libm: see the README on numerics) */
+ * Device math and bit casts (host libm: see tests/cuemu/README.md) */
 
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
