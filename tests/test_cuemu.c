@@ -33,6 +33,7 @@
 #include "cast.h"
 #include "common.h"
 #include "cuemu/cuemu_api.h"
+#include "embedding.h"
 #include "encoder.h"
 #include "fill.h"
 #include "gelu.h"
@@ -44,6 +45,10 @@
 #include "project_fwd.h"
 #include "residual.h"
 #include "xent.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "swiglu.h"
+#include "gqa_attention.h"
 
 /* The emulated entry points: tests/cuemu/cu2cpp renames f to cuemu_f. */
 #define EMULATED(f) void cuemu_##f(void *buffers[], void *cl_arg);
@@ -52,6 +57,8 @@ EMULATED(attention_forward_cuda)
 EMULATED(attention_backward_cuda)
 EMULATED(cast_f32_bf16_cuda)
 EMULATED(cast_bf16_f32_cuda)
+EMULATED(embedding_forward_cuda)
+EMULATED(embedding_backward_cuda)
 EMULATED(encoder_forward_cuda)
 EMULATED(encoder_backward_cuda)
 EMULATED(fill_cuda)
@@ -69,6 +76,14 @@ EMULATED(residual_forward_cuda)
 EMULATED(accumulate_cuda)
 EMULATED(xent_forward_cuda)
 EMULATED(xent_backward_cuda)
+EMULATED(rmsnorm_forward_cuda)
+EMULATED(rmsnorm_backward_cuda)
+EMULATED(rope_cuda)
+EMULATED(swiglu_forward_cuda)
+EMULATED(swiglu_backward_cuda)
+EMULATED(gqa_attention_forward_cuda)
+EMULATED(gqa_attention_backward_cuda)
+EMULATED(proj_apply_t_cuda)
 /* The mutants of the self-test (mk/cuemu.mk). */
 EMULATED(mut_barrier_sumsq_cuda)
 EMULATED(mut_smem_attention_forward_cuda)
@@ -551,6 +566,134 @@ static void case_xent(int B, int T, int V)
 	}
 }
 
+static void case_rmsnorm(int N, int C)
+{
+	struct lspo_rmsnorm_args a = { 1e-5f };
+	float *x = tc_f32(&tc, N, C);
+	scale(x, (size_t)N * C, 2.0f);
+	tc_f32(&tc, 1, C);
+	tc_f32(&tc, N, C);
+	tc_f32(&tc, 1, N);
+	tc_run(&tc, &cl_rmsnorm_fwd, cuemu_rmsnorm_forward_cuda, &a, 1e-5, "rmsnorm fwd N=%d C=%d", N, C);
+	tc_f32(&tc, N, C);
+	float *inp = tc_f32(&tc, N, C), *w = tc_f32(&tc, 1, C), *rstd = tc_f32(&tc, 1, N);
+	float *out = xmalloc(sizeof(float) * N * C);
+	rmsnorm_forward_cpu(out, rstd, inp, w, N, C, 1e-5f);
+	free(out);
+	tc_f32(&tc, N, C);
+	tc_f32(&tc, 1, C);
+	tc_run(&tc, &cl_rmsnorm_bwd, cuemu_rmsnorm_backward_cuda, NULL, 1e-4, "rmsnorm bwd N=%d C=%d", N, C);
+}
+
+static void case_rope(int B, int T, int nh, int hd, int inv)
+{
+	struct lspo_rope_args a = { nh, hd, inv };
+	tc_f32(&tc, B * T, nh * hd);
+	tc_f32(&tc, T, hd);
+	tc_run(&tc, &cl_rope, cuemu_rope_cuda, &a, 1e-6, "rope B=%d T=%d nh=%d hd=%d inv=%d", B, T, nh, hd, inv);
+}
+
+static void case_swiglu(int N, int I)
+{
+	float *g = tc_f32(&tc, N, I);
+	scale(g, (size_t)N * I, 8.0f);
+	tc_f32(&tc, N, I);
+	tc_f32(&tc, N, I);
+	tc_run(&tc, &cl_swiglu_fwd, cuemu_swiglu_forward_cuda, NULL, 1e-5, "swiglu fwd %dx%d", N, I);
+	g = tc_f32(&tc, N, I);
+	scale(g, (size_t)N * I, 8.0f);
+	tc_f32(&tc, N, I);
+	tc_f32(&tc, N, I);
+	tc_f32(&tc, N, I);
+	tc_f32(&tc, N, I);
+	tc_run(&tc, &cl_swiglu_bwd, cuemu_swiglu_backward_cuda, NULL, 1e-5, "swiglu bwd %dx%d", N, I);
+}
+
+static void case_gqa(int B, int T, int nh, int nkv, int hd)
+{
+	struct lspo_gqa_attention_args a = { B, nh, nkv, hd };
+	int N = B * T;
+	float *q = tc_f32(&tc, N, nh * hd), *k = tc_f32(&tc, N, nkv * hd);
+	scale(q, (size_t)N * nh * hd, 2.0f);
+	scale(k, (size_t)N * nkv * hd, 2.0f);
+	tc_f32(&tc, N, nkv * hd);
+	tc_f32(&tc, N, nh * hd);
+	tc_f32(&tc, 1, B * nh * T);
+	tc_run(&tc, &cl_gqa_attention_fwd, cuemu_gqa_attention_forward_cuda, &a, 1e-5,
+	       "gqa fwd B=%d T=%d nh=%d nkv=%d hd=%d", B, T, nh, nkv, hd);
+	tc_f32(&tc, N, nh * hd);                            /* dout */
+	q = tc_f32(&tc, N, nh * hd);
+	k = tc_f32(&tc, N, nkv * hd);
+	scale(q, (size_t)N * nh * hd, 2.0f);
+	scale(k, (size_t)N * nkv * hd, 2.0f);
+	float *v = tc_f32(&tc, N, nkv * hd);
+	float *out = tc_f32(&tc, N, nh * hd), *lse = tc_f32(&tc, 1, B * nh * T);
+	gqa_attention_forward_cpu(out, lse, q, k, v, B, T, nh, nkv, hd);
+	tc_f32(&tc, N, nh * hd);
+	tc_f32(&tc, N, nkv * hd);
+	tc_f32(&tc, N, nkv * hd);
+	tc_run(&tc, &cl_gqa_attention_bwd, cuemu_gqa_attention_backward_cuda, &a, 1e-5,
+	       "gqa bwd B=%d T=%d nh=%d nkv=%d hd=%d", B, T, nh, nkv, hd);
+}
+
+static void case_proj_apply_t(int m, int n, int d, int r)
+{
+	for (int wd = 0; wd < 2; wd++) {
+		struct lspo_proj_apply_args a = { wd ? -0.7f : 1.0f, wd ? 0.01f : 0.0f };
+		tc_f32(&tc, m, n);
+		tc_ell(&tc, m, r, d);
+		tc_f32(&tc, m, r);
+		tc_ell(&tc, n, r, d);
+		tc_f32(&tc, n, r);
+		tc_f32(&tc, d, d);
+		tc_scratch(&tc, F32, d, n, 0);
+		tc_run(&tc, &cl_proj_apply_t, cuemu_proj_apply_t_cuda, &a, 1e-5, "proj_apply_t m=%d n=%d d=%d r=%d wd=%d",
+		       m, n, d, r, wd);
+	}
+}
+
+static void llama_cases(void)
+{
+	static const int rms[][2] = { { 1, 1 }, { 3, 5 }, { 7, 17 }, { 5, 64 }, { 11, 129 }, { 2, 1000 } };
+	for (int i = 0; i < 6; i++)
+		case_rmsnorm(rms[i][0], rms[i][1]);
+	static const int ropes[][4] = { { 1, 1, 1, 2 }, { 2, 7, 3, 8 }, { 3, 13, 2, 16 }, { 2, 5, 5, 10 },
+	                                { 1, 19, 4, 64 } };
+	for (int i = 0; i < 5; i++)
+		for (int inv = 0; inv < 2; inv++)
+			case_rope(ropes[i][0], ropes[i][1], ropes[i][2], ropes[i][3], inv);
+	static const int sw[][2] = { { 1, 1 }, { 3, 7 }, { 5, 33 }, { 7, 129 } };
+	for (int i = 0; i < 4; i++)
+		case_swiglu(sw[i][0], sw[i][1]);
+	/* T = 1 left out: there dq is 0 up to rounding (one key, P = 1), so the
+	 * normwise comparison measures rounding against rounding */
+	static const int Ts[] = { 2, 5, 19, 70 }, hds[] = { 8, 16 }, nkvs[] = { 4, 2, 1 };
+	for (int it = 0; it < 4; it++)
+		for (int ih = 0; ih < 2; ih++)
+			for (int ik = 0; ik < 3; ik++)
+				case_gqa(1 + (it + ik) % 2, Ts[it], 4, nkvs[ik], hds[ih]);
+	case_gqa(2, 33, 8, 2, 8);
+	case_gqa(1, 9, 6, 3, 16);
+	case_gqa(1, 40, 4, 2, 64);
+	case_gqa(1, 35, 2, 1, 128);   /* over 48 KiB of dynamic shared memory */
+	static const int ap[][4] = { { 5, 7, 4, 2 }, { 33, 17, 8, 3 }, { 70, 40, 16, 4 }, { 9, 100, 12, 1 } };
+	for (int i = 0; i < 4; i++)
+		case_proj_apply_t(ap[i][0], ap[i][1], ap[i][2], ap[i][3]);
+}
+static void case_embedding(int B, int T, int C, int V)
+{
+	tc_ids(&tc, B, T, V);
+	tc_f32(&tc, V, C);
+	tc_f32(&tc, B * T, C);
+	tc_run(&tc, &cl_embedding_fwd, cuemu_embedding_forward_cuda, NULL, 0, "embedding fwd B=%d T=%d C=%d V=%d", B,
+	       T, C, V);
+	tc_f32(&tc, B * T, C);
+	tc_ids(&tc, B, T, V);
+	tc_f32(&tc, V, C);
+	tc_run(&tc, &cl_embedding_bwd, cuemu_embedding_backward_cuda, NULL, 1e-5, "embedding bwd B=%d T=%d C=%d V=%d",
+	       B, T, C, V);
+}
+
 static void all_cases(void)
 {
 	/* test_ops_a_cuda's shapes */
@@ -639,6 +782,13 @@ static void all_cases(void)
 	case_cast(1);
 	case_cast(5);
 	case_cast(7 * 300000);   /* more than 4096 blocks of 256: grid-stride */
+
+	/* test_llama_ops_cuda's shapes (last: the earlier cases keep their inputs) */
+	llama_cases();
+	/* the token embedding of Llama-family models (after the rest: earlier cases keep their inputs) */
+	case_embedding(1, 1, 1, 3);
+	case_embedding(3, 11, 48, 257);
+	case_embedding(4, 64, 768, 1000);
 }
 
 /* ---------------------------------------------------------------------------
