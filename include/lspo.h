@@ -327,38 +327,50 @@ struct lspo_proj *lspo_proj_registry_at(const struct lspo_proj_registry *reg, in
 /* Checkpoints and data                                                     */
 
 /* Checkpoints are HF transformers directories: DIR/config.json and
- * DIR/model.safetensors with HF GPT-2 tensor names.  Parameters live in one
- * flat float32 slab of lspo_model_nparams(cfg) floats, tensors in HF
- * state_dict order, weights in HF Conv1D orientation (in, out). */
+ * DIR/model.safetensors (or the shards of model.safetensors.index.json)
+ * with the family's HF tensor names.  Parameters live in one flat float32
+ * slab of lspo_model_nparams(cfg) floats, tensors in HF state_dict order and
+ * HF's orientation (GPT-2's Conv1D (in, out), nn.Linear's (out, in)). */
 #include <stdint.h>
 
 /* Floats in the parameter slab of cfg; 0 if cfg is invalid (not logged). */
 size_t lspo_model_nparams(const struct lspo_model_config *cfg);
 
-/* GPT-2 initialisation, deterministic for `seed` (a counter-based generator,
- * so independent of threads): wte, wpe, c_attn and c_fc weights N(0, 0.02);
- * attn.c_proj and mlp.c_proj weights N(0, 0.02 / sqrt(2 n_layer)); biases 0;
- * layernorm weights 1 and biases 0.  params: (lspo_model_nparams(cfg)). */
+/* The family's initialisation, deterministic for `seed` (a counter-based
+ * generator, so independent of threads).  GPT-2: wte, wpe, c_attn and c_fc
+ * weights N(0, 0.02); attn.c_proj and mlp.c_proj weights
+ * N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm weights 1 and biases 0.
+ * Llama, Qwen2: weights and embeddings N(0, 0.02), biases 0, norm weights 1.
+ * params: (lspo_model_nparams(cfg)). */
 int lspo_model_init_params(const struct lspo_model_config *cfg, uint64_t seed, float *params);
 
-/* Reads DIR/config.json (or `dir` itself when it names a regular file):
- * vocab_size, n_positions (n_ctx accepted when n_positions is absent),
- * n_embd, n_layer, n_head, all positive integers.  LSPO_EIO if the file
- * cannot be read, LSPO_EFORMAT naming the file and the field otherwise. */
+/* Reads DIR/config.json (or `dir` itself when it names a regular file).
+ * The family comes from model_type (else architectures[0]; neither: gpt2);
+ * an unsupported one is refused by name.  GPT-2: vocab_size, n_positions
+ * (n_ctx accepted when n_positions is absent), n_embd, n_layer, n_head,
+ * layer_norm_epsilon.  Llama, Qwen2: vocab_size, max_position_embeddings,
+ * hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, head_dim, rms_norm_eps, rope_theta, rope_scaling
+ * (null, default or llama3; others refused by name), tie_word_embeddings,
+ * attention_bias and mlp_bias (Llama).  LSPO_EIO if the file cannot be
+ * read, LSPO_EFORMAT naming the file and the field otherwise. */
 int lspo_ckpt_read_config(const char *dir, struct lspo_model_config *cfg);
 
-/* Loads DIR/model.safetensors into params (lspo_model_nparams(cfg) floats).
- * Accepts HF names with or without a "transformer." prefix, F32/BF16/F16
- * (converted to float32), ignores the h.N.attn.bias / h.N.attn.masked_bias
- * mask buffers, and accepts lm_head.weight only if it equals wte.  A missing,
+/* Loads DIR/model.safetensors, or every shard named by
+ * DIR/model.safetensors.index.json, into params (lspo_model_nparams(cfg)
+ * floats).  Accepts F32/BF16/F16 (converted to float32); GPT-2 names with or
+ * without a "transformer." prefix; ignores the buffers HF may save
+ * (h.N.attn.bias, h.N.attn.masked_bias, rotary inv_freq); with tied
+ * embeddings accepts lm_head.weight only if it equals the embedding.  A missing,
  * unknown or duplicate tensor, a wrong shape or dtype, or a checkpoint that
  * disagrees with cfg (naming the config field) is LSPO_EFORMAT. */
 int lspo_ckpt_load_params(const char *dir, const struct lspo_model_config *cfg, float *params);
 
 /* Creates DIR if needed and writes DIR/model.safetensors (F32, HF names, no
- * prefix) and DIR/config.json (model_type gpt2, the five sizes, n_ctx,
- * gelu_new, layer_norm_epsilon 1e-5), each atomically: temporary file in
- * DIR, fsync, rename, fsync of DIR. */
+ * prefix, no lm_head.weight when tied) and DIR/config.json (the family's HF
+ * config: model_type, architectures and every field above), each
+ * atomically: temporary file in DIR, fsync, rename, fsync of DIR.  HF
+ * transformers loads the directory as it is. */
 int lspo_ckpt_save(const char *dir, const struct lspo_model_config *cfg, const float *params);
 
 /* Token shards in llm.c's format: 256 int32 header (magic 20240520,
@@ -409,7 +421,7 @@ void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 
-/* A GPT-2 model registered with StarPU: parameters, gradients and AdamW
+/* A model of any family registered with StarPU: parameters, gradients and AdamW
  * moments in three flat slabs (layout: HF state_dict order), activations for
  * batches of B sequences of T tokens. */
 struct lspo_model;
@@ -436,7 +448,7 @@ int lspo_model_get_logits(struct lspo_model *model, float *logits);
 
 struct lspo_optim {
 	float lr, beta1, beta2, eps;
-	float weight_decay;   /* on 2-D weights only; biases and layernorms get none */
+	float weight_decay;   /* on 2-D weights only; biases and norms get none */
 	float clip;           /* global gradient-norm clip; <= 0: none */
 };
 /* lr 3e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, clip 1. */

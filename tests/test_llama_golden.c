@@ -4,8 +4,11 @@
  * its checkpoint directory, the logits and the loss, every parameter's
  * gradient (by HF name, from grads.safetensors), and the losses, norms and
  * parameters (final.safetensors) of 4 AdamW steps with clipping; then the
- * model saved and loaded back bit for bit.  lspo runs in float32.
+ * model saved and loaded back bit for bit, and from shards.  Configs of
+ * unsupported families and rope scalings are refused by name.  lspo runs in
+ * float32.
  */
+#include <sys/stat.h>
 #include <string.h>
 
 #include "common.h"
@@ -88,6 +91,93 @@ static double compare_by_name(const char *dir, const char *file, const struct mo
 
 static struct lspo_ctx *ctx;
 
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* The checkpoint cut into two shards with an index, as HF saves large models. */
+static void check_shards(const char *dir, const struct lspo_model_config *cfg, const float *params)
+{
+	char out[4200], path[4400];
+	snprintf(out, sizeof(out), "%s/tests/out/llama_shards", getenv("LSPO_BUILDDIR") ? getenv("LSPO_BUILDDIR") : ".");
+	mkdir(out, 0777);
+	struct model_layout lay;
+	CHECK(model_layout_of(cfg, &lay) == LSPO_OK, "layout");
+	struct st_out_tensor *ts = calloc((size_t)lay.ntensors, sizeof(*ts));
+	for (int i = 0; i < lay.ntensors; i++) {
+		const struct model_tensor *t = &lay.tensors[i];
+		ts[i] = (struct st_out_tensor){ .name = t->name, .ndim = t->hf_ndim, .data = params + t->offset,
+		                                .dtype = ST_F32 };
+		ts[i].shape[0] = t->hf_ndim == 2 ? t->rows : t->cols;
+		ts[i].shape[1] = t->cols;
+	}
+	int half = lay.ntensors / 2;
+	snprintf(path, sizeof(path), "%s/model-00001-of-00002.safetensors", out);
+	CHECK(st_write(path, ts, (size_t)half) == LSPO_OK, "shard 1");
+	snprintf(path, sizeof(path), "%s/model-00002-of-00002.safetensors", out);
+	CHECK(st_write(path, ts + half, (size_t)(lay.ntensors - half)) == LSPO_OK, "shard 2");
+	size_t cap = 64 + (size_t)lay.ntensors * 160;
+	char *index = malloc(cap);
+	int at = snprintf(index, cap, "{\"metadata\": {}, \"weight_map\": {");
+	for (int i = 0; i < lay.ntensors; i++)
+		at += snprintf(index + at, cap - (size_t)at, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "",
+		               lay.tensors[i].name, i < half ? 1 : 2);
+	snprintf(index + at, cap - (size_t)at, "}}");
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", out);
+	write_text(path, index);
+	char src[4400], dst[4400];
+	snprintf(src, sizeof(src), "%s/config.json", dir);
+	snprintf(dst, sizeof(dst), "%s/config.json", out);
+	FILE *in = fopen(src, "r");
+	char text[8192];
+	size_t len = in ? fread(text, 1, sizeof(text) - 1, in) : 0;
+	text[len] = 0;
+	if (in)
+		fclose(in);
+	write_text(dst, text);
+	size_t n = lspo_model_nparams(cfg);
+	float *back = malloc(n * sizeof(float));
+	CHECK(lspo_ckpt_load_params(out, cfg, back) == LSPO_OK && !memcmp(back, params, n * sizeof(float)),
+	      "%s: the shards do not load the same parameters", out);
+	/* an index that names the first shard only: the second one's tensors are missing */
+	at = snprintf(index, cap, "{\"weight_map\": {");
+	for (int i = 0; i < half; i++)
+		at += snprintf(index + at, cap - (size_t)at, "%s\"%s\": \"model-00001-of-00002.safetensors\"", i ? ", " : "",
+		               lay.tensors[i].name);
+	snprintf(index + at, cap - (size_t)at, "}}");
+	write_text(path, index);
+	CHECK(lspo_ckpt_load_params(out, cfg, back) == LSPO_EFORMAT, "%s: a shard missing from the index accepted", out);
+	free(back);
+	free(index);
+	free(ts);
+	layout_free(&lay);
+}
+
+/* config.json variants that must be refused (exit paths of the CLI). */
+static void check_bad_configs(void)
+{
+	static const char *const bad[] = {
+		"{\"model_type\": \"mistral\", \"vocab_size\": 10}",
+		"{\"architectures\": [\"PhiForCausalLM\"]}",
+		"{\"model_type\": \"llama\", \"vocab_size\": 10, \"max_position_embeddings\": 8, \"hidden_size\": 8, "
+		"\"intermediate_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+		"\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0}}",
+		"{\"model_type\": \"llama\", \"vocab_size\": 10, \"max_position_embeddings\": 8, \"hidden_size\": 8, "
+		"\"intermediate_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 3}",
+		"{\"model_type\": \"llama\", \"vocab_size\": 10, \"max_position_embeddings\": 8, \"hidden_size\": 8, "
+		"\"intermediate_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"hidden_act\": \"gelu\"}",
+	};
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/tests/out/bad_config.json", getenv("LSPO_BUILDDIR") ? getenv("LSPO_BUILDDIR") : ".");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct lspo_model_config c;
+		write_text(path, bad[i]);
+		CHECK(lspo_ckpt_read_config(path, &c) == LSPO_EFORMAT, "bad config %zu accepted: %s", i, bad[i]);
+	}
+}
+
 static void check_model(const char *dir, enum lspo_family family)
 {
 	char path[4200];
@@ -152,6 +242,8 @@ static void check_model(const char *dir, enum lspo_family family)
 	printf("%s: loss %.6f (PyTorch %.6f), logits err %.2e, grads err %.2e, %d-step params err %.2e\n",
 	       dir, loss, gd.loss, elog, egrad, gd.hdr[5], efinal);
 
+	if (family == LSPO_FAMILY_LLAMA)
+		check_shards(dir, &cfg, params);
 	lspo_model_free(m);
 	layout_free(&lay);
 	free(params); free(out); free(back); free(logits);
@@ -169,6 +261,7 @@ int main(void)
 		snprintf(dir, sizeof(dir), "%s/tests/ref/%s", src ? src : ".", refs[i].name);
 		check_model(dir, refs[i].family);
 	}
+	check_bad_configs();
 	lspo_ctx_destroy(ctx);
 	return test_finish("test_llama_golden");
 }
