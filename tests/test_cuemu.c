@@ -361,6 +361,26 @@ static void case_adamw(int rows, int cols, int ld, int t, float wd, float gs)
 	       t, wd, gs);
 }
 
+/* The non-finite guard: a non-finite norm in clip[0] (as clip_scale writes
+ * it, with scale 0) leaves p, m and v untouched on both sides (test_ops_b
+ * checks the CPU side against the inputs). */
+static void case_adamw_skip(int rows, int cols, float norm)
+{
+	struct lspo_adamw_hparams h = { .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+	                                .weight_decay = 0.1f, .t = 2 };
+	tc_mat(&tc, F32, rows, cols, cols);                 /* p */
+	float *g = tc_mat(&tc, F32, rows, cols, cols);      /* grad, one NaN */
+	g[(size_t)rows * cols / 2] = NAN;
+	tc_mat(&tc, F32, rows, cols, cols);                 /* m */
+	float *v = tc_mat(&tc, F32, rows, cols, cols);
+	for (size_t i = 0; i < (size_t)rows * cols; i++)
+		v[i] = fabsf(v[i]) * 0.01f;
+	float *clip = tc_f32(&tc, 1, 2);
+	clip[0] = norm;
+	clip[1] = 0.0f;
+	tc_run(&tc, &cl_adamw, cuemu_adamw_cuda, &h, 0, "adamw %dx%d skipped (norm %g)", rows, cols, (double)norm);
+}
+
 static void case_attention(int B, int T, int C, int NH)
 {
 	struct lspo_attention_args a = { B, NH };
@@ -467,6 +487,18 @@ static void case_clip(int n, float max_norm_factor)
 	tc_f32(&tc, 1, 2);
 	a.max_norm = (float)(max_norm_factor * sqrt(total));
 	tc_run(&tc, &cl_clip_scale, cuemu_clip_scale_cuda, &a, 1e-6, "clip_scale n=%d max_norm %g", n, a.max_norm);
+}
+
+/* A partial sum that is Inf or NaN: the norm stays non-finite, scale 0. */
+static void case_clip_nonfinite(int n, double bad)
+{
+	struct lspo_clip_args a = { 1.0f, n };
+	for (int i = 0; i < n; i++) {
+		double *p = tc_mat(&tc, F64, 1, 1, 1);
+		*p = i == n / 2 ? bad : fabs(*p);
+	}
+	tc_f32(&tc, 1, 2);
+	tc_run(&tc, &cl_clip_scale, cuemu_clip_scale_cuda, &a, 0, "clip_scale n=%d with a %g partial", n, bad);
 }
 
 static void case_layernorm(int N, int C)
@@ -741,6 +773,8 @@ static void all_cases(void)
 		case_adamw(1, lens[i], lens[i], 3, 0.1f, 0.37f);
 	}
 	case_adamw(5, 33, 40, 2, 0.1f, 0.5f);   /* strided rows */
+	case_adamw_skip(3, 37, NAN);
+	case_adamw_skip(1, 1023, INFINITY);
 	case_adamw(3, 100, 100, 1, 0.0f, 1.0f);  /* contiguous rows: one long row */
 	static const int shapes[][2] = { { 1, 1 }, { 3, 5 }, { 1, 1023 }, { 64, 65 }, { 7, 9 }, { 2, 1000 } };
 	for (int i = 0; i < 6; i++)
@@ -752,6 +786,8 @@ static void all_cases(void)
 		case_clip(ns[k], 2.0f);
 		case_clip(ns[k], 0.25f);
 		case_clip(ns[k], 0.0f);
+		case_clip_nonfinite(ns[k], INFINITY);
+		case_clip_nonfinite(ns[k], NAN);
 	}
 
 	/* test_matmul_cuda's shapes, and strided matrices */
