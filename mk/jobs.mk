@@ -9,3 +9,5 @@ dist_check_SCRIPTS += tests/test_jobs.sh tests/test_fault.sh
 TESTS += tests/test_slurm.sh
 dist_check_SCRIPTS += tests/test_slurm.sh
 EXTRA_DIST += examples
+check_PROGRAMS += tests/test_ckpt_dir
+TESTS += tests/test_ckpt_dir
