@@ -106,6 +106,7 @@ int main(void)
 	CHECK(path && lspo_ckpt_verify(path, &step, &run) == LSPO_OK && step == 1, "verify step 1");
 	CHECK(run && !strcmp(run, "{\"trajectory\":{\"batch\":4}}"), "the run object comes back: %s", run ? run : "NULL");
 	free(run);
+	free(path);
 	CHECK(exists("%s/%s", "model.safetensors") && exists("%s/%s", "config.json"), "OUT reads as a checkpoint");
 	struct lspo_model_config back;
 	CHECK(lspo_ckpt_read_config(out, &back) == LSPO_OK && back.n_embd == cfg.n_embd, "config through the links");
