@@ -170,6 +170,11 @@ cp -r "$out/v/step-00000008" "$out/v/step-00000009"   # renamed, never published
 check "a finished run resumes to nothing to do" "[ $? -eq 0 ] && grep -q 'nothing to do' '$out/x.out'"
 check "temporary and unpublished saves removed" "[ ! -e '$out/v/.tmp-step-00000009.999999' ] && [ ! -e '$out/v/step-00000009' ]"
 
+# a new run (no --resume) never replaces a saved run's checkpoints
+# shellcheck disable=SC2086
+expect 1 "already holds --resume auto" "$lspo" train --model "$out/init" $base --save "$out/v"
+check "the saved run stays" "[ \"\$(readlink '$out/v/latest')\" = step-00000008 ] && [ \$(ls -d '$out/v'/step-* | wc -l) -eq 3 ]"
+
 # --- outputs never destroy inputs; checks before training ---------------------
 expect 1 "--log tok.bin same file" "$lspo" train --model "$out/init" $base --log "$out/tok.bin"
 check "--log onto the data: data untouched" "cmp -s '$out/tok.bin' '$out/tok.orig'"

@@ -762,6 +762,18 @@ static int train(int argc, char **argv)
 		rc = CLI_FAIL;
 		goto out;
 	}
+	if (o.save && !r.resuming) {   /* a new run would replace the saved one's checkpoints */
+		char *have = NULL;
+		long at;
+		if (!lspo_ckpt_resolve(o.save, &have, &at) && have && at >= 0) {
+			fprintf(stderr, "lspo train: --save %s already holds a run's checkpoints (latest: step %ld): "
+			        "continue it with --resume auto, or save a new run elsewhere\n", o.save, at);
+			free(have);
+			rc = CLI_FAIL;
+			goto out;
+		}
+		free(have);
+	}
 	if ((rc = run_open(&r, &o, "train")))
 		goto out;
 	size_t train_end = lspo_shard_ntokens(r.train);
