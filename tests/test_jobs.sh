@@ -175,6 +175,21 @@ check "temporary and unpublished saves removed" "[ ! -e '$out/v/.tmp-step-000000
 expect 1 "already holds --resume auto" "$lspo" train --model "$out/init" $base --save "$out/v"
 check "the saved run stays" "[ \"\$(readlink '$out/v/latest')\" = step-00000008 ] && [ \$(ls -d '$out/v'/step-* | wc -l) -eq 3 ]"
 
+# a full disk during a save: exit 1, the previous checkpoint stays published
+# and verified, no temporary file stays (a small tmpfs; skipped where this
+# test cannot mount one)
+mkdir -p "$out/full"
+if mount -t tmpfs -o size=350k tmpfs "$out/full" 2> /dev/null; then
+  trap 'umount "$out/full" 2> /dev/null' EXIT
+  # shellcheck disable=SC2086
+  expect 1 "No space left on device the previous one stays published" "$lspo" train --model "$out/init" $base --steps 20 --save "$out/full/run" --save-every 1 --keep 3
+  check "full disk: the published checkpoint verifies" "'$lspo' check --ckpt '$out/full/run' > /dev/null 2>&1"
+  check "full disk: no temporary file" "[ -z \"\$(ls -A '$out/full/run' | grep tmp)\" ]"
+  umount "$out/full"; trap - EXIT
+else
+  echo "test_jobs: no tmpfs mount here: the full-disk case is not run"
+fi
+
 # --- outputs never destroy inputs; checks before training ---------------------
 expect 1 "--log tok.bin same file" "$lspo" train --model "$out/init" $base --log "$out/tok.bin"
 check "--log onto the data: data untouched" "cmp -s '$out/tok.bin' '$out/tok.orig'"
