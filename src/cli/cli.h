@@ -31,6 +31,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * the signal); a second one exits at once with CLI_TEMPFAIL. */
 void job_signals_install(void);
 int job_signal_pending(void);
+/* Blocks (1) or unblocks (0) those signals in the calling thread; threads
+ * started meanwhile (StarPU's workers) inherit the mask, so the handler runs
+ * in the main thread only. */
+void job_signals_block(int block);
 const char *job_signal_name(int sig);
 /* CLI_FAIL with a message naming the option unless `path` is a regular file. */
 int job_check_input(const char *opt, const char *path);

@@ -422,7 +422,9 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	struct lspo_offload_opts off = o->off;
 	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &off.lsp_targets))
 		return CLI_USAGE;
+	job_signals_block(1);   /* StarPU's threads start with these signals blocked */
 	rc = lspo_ctx_create(&o->ctx, &r->ctx);
+	job_signals_block(0);   /* a signal that came meanwhile is delivered now */
 	if (rc) {
 		fprintf(stderr, "lspo: cannot start StarPU: %s\n", lspo_strerror(rc));
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
