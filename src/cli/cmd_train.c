@@ -848,8 +848,8 @@ static int train(int argc, char **argv)
 			fprintf(stderr, "lspo: warning: step %ld: non-finite %s (%s%s): the update was skipped, "
 			        "weights and optimizer state are unchanged (%ld such step(s) in a row, "
 			        "--max-bad-steps %ld)\n", s, !isfinite(st.loss) ? "loss" : "gradient norm",
-			        t ? "first in the gradient of " : "gradient norm finite", t ? t : "",
-			        bad, o.max_bad_steps);
+			        t ? "first in the gradient of " : isfinite(st.grad_norm) ? "gradient norm finite" :
+			        "in a gradient outside the norm", t ? t : "", bad, o.max_bad_steps);
 			if (bad >= limit) {
 				fprintf(stderr, "lspo train: %ld step(s) in a row had non-finite values (last: step %ld): "
 				        "stopping; nothing was saved after step %ld (try a lower --lr or check the "
@@ -867,7 +867,7 @@ static int train(int argc, char **argv)
 				goto out;
 			last_save = now_s();
 		}
-		if (sig) {
+		if (sig && s < o.steps) {   /* at the last step, the end of the run saves */
 			if (o.save)
 				printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
 				       "(exit 75: resumable with --resume)\n", job_signal_name(sig), s, o.save,
@@ -876,10 +876,8 @@ static int train(int argc, char **argv)
 				printf("lspo: %s: stopped after step %ld; nothing saved (no --save) (exit 75)\n",
 				       job_signal_name(sig), s);
 			fflush(stdout);
-			if (s < o.steps) {
-				rc = CLI_TEMPFAIL;
-				goto out;
-			}
+			rc = CLI_TEMPFAIL;
+			goto out;
 		}
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
 			goto out;
