@@ -271,7 +271,10 @@ int cmd_check(int argc, char **argv)
 			printf("usage: lspo check [--ckpt DIR] [--vocab V] [SHARD...]\n"
 			       "Validates a checkpoint and token shards; prints one line per input and\n"
 			       "exits 1 at the first invalid one (the message names the file and field).\n"
-			       "  --ckpt DIR   checkpoint directory: config.json and model.safetensors\n"
+			       "  --ckpt DIR   checkpoint directory: config.json and model.safetensors, or a\n"
+			       "               --save directory (its latest checkpoint); the files listed\n"
+			       "               in a manifest.json must match it; non-finite values are\n"
+			       "               refused, naming the tensor\n"
 			       "  --vocab V    token ids of the shards must be < V (default: the\n"
 			       "               checkpoint's vocab_size, if --ckpt is given)\n"
 			       "  SHARD        llm.c token shard files\n");
