@@ -101,6 +101,10 @@ rm -rf "$out/v"
 # shellcheck disable=SC2086
 "$lspo" train --model "$out/init" $base --save "$out/v" --save-every 2 --keep 3 > /dev/null 2>&1
 check "--keep 3 keeps three checkpoints" "[ \$(ls -d '$out/v'/step-* | wc -l) -eq 3 ] && [ \"\$(readlink '$out/v/latest')\" = step-00000008 ]"
+rm -rf "$out/minutes"
+# shellcheck disable=SC2086
+"$lspo" train --model "$out/init" $base --save "$out/minutes" --save-every-min 0.00001 --keep 100 > "$out/x.out" 2>&1
+check "--save-every-min: a save after every step here" "[ \$(ls -d '$out/minutes'/step-* | wc -l) -eq 8 ]"
 cp -r "$out/v/step-00000006" "$out/mixed"
 cp "$out/v/step-00000004/train_state.safetensors" "$out/mixed/"   # new weights beside old state
 expect 1 "train_state.safetensors CRC-32C" "$lspo" check --ckpt "$out/mixed"
