@@ -22,6 +22,7 @@
 #include "internal.h"
 #include "gpt2_params.h"
 #include "gpt2_internal.h"
+#include "tag.h"
 #include "trace.h"
 #include "adamw.h"
 #include "attention.h"
@@ -40,18 +41,13 @@
 
 const char *gpt2_name(struct lspo_gpt2 *g, const char *op, int layer, const char *stage)
 {
-	char buf[sizeof(g->names[0])];
-	if (layer >= 0)
-		snprintf(buf, sizeof(buf), "%s:L%d:%s", op, layer, stage);
-	else
-		snprintf(buf, sizeof(buf), "%s:%s", op, stage);
-	for (int i = 0; i < g->nnames; i++)
-		if (strcmp(g->names[i], buf) == 0)
-			return g->names[i];
-	if (g->nnames == GPT2_MAX_NAMES)
-		return "lspo:overflow";   /* names only label traces */
-	snprintf(g->names[g->nnames], sizeof(g->names[0]), "%s", buf);
-	return g->names[g->nnames++];
+	enum lspo_stage st;
+	const char *name;
+	if (lspo_stage_parse(stage, &st)) {
+		lspo_error("task %s: unknown stage '%s'", op, stage ? stage : "(null)");
+		return NULL;
+	}
+	return lspo_tags_name(g->tags, op, layer, st, &name) ? NULL : name;   /* logged */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -215,7 +211,8 @@ int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, i
 		goto fail;
 	}
 	if ((rc = alloc_slab(&g->params, n)) || (rc = alloc_slab(&g->grads, n))
-	    || (rc = alloc_slab(&g->m, n)) || (rc = alloc_slab(&g->v, n)))
+	    || (rc = alloc_slab(&g->m, n)) || (rc = alloc_slab(&g->v, n))
+	    || (rc = lspo_tags_create(&g->tags)))
 		goto fail;
 	/* Bus byte counts per step need StarPU's profiling where there is a bus. */
 	if (starpu_cuda_worker_get_count() > 0)
@@ -284,6 +281,7 @@ void lspo_gpt2_free(struct lspo_gpt2 *g)
 	free(g->plans);
 	starpu_free(g->act_slab);
 	gpt2_layout_free(&g->layout);
+	lspo_tags_free(g->tags);
 	free(g);
 }
 

@@ -12,7 +12,6 @@
 
 #define GPT2_WTE 0
 #define GPT2_WPE 1
-#define GPT2_MAX_NAMES 1024
 #define GPT2_MAX_SPLIT 64
 
 /* A partition plan: `parent` cut into row blocks or column blocks. */
@@ -65,8 +64,7 @@ struct lspo_gpt2 {
 	starpu_data_handle_t dres, dln, datty, dqkv, dfch, dfch_gelu;
 	int step;                                      /* optimizer steps done */
 	int registered;
-	int nnames;
-	char names[GPT2_MAX_NAMES][40];
+	struct lspo_tags *tags;                        /* task names (tag.h) */
 
 	/* Mode hooks (native: gpt2_use_native). */
 	int (*prio_fwd)(struct lspo_gpt2 *g, int layer);
@@ -92,7 +90,8 @@ struct lspo_gpt2 {
 
 static inline int gpt2_lnf_index(const struct lspo_gpt2 *g) { return g->layout.ntensors - 2; }
 
-/* Interned task name "<op>:L<layer>:<stage>" ("<op>:<stage>" for layer < 0). */
+/* Interned task name "<op>:L<layer>:<stage>" ("<op>:<stage>" for layer < 0);
+ * NULL (logged) for an unknown stage or when out of memory. */
 const char *gpt2_name(struct lspo_gpt2 *g, const char *op, int layer, const char *stage);
 void gpt2_use_native(struct lspo_gpt2 *g);
 int gpt2_linear_fwd(struct lspo_gpt2 *g, starpu_data_handle_t inp, starpu_data_handle_t w,

@@ -30,6 +30,7 @@
 #include <starpu.h>
 
 #include "internal.h"
+#include "tag.h"
 #include "trace.h"
 
 /* ------------------------------------------------------------------------ */
@@ -91,8 +92,7 @@ static struct {
 	size_t nacc, capacc;
 	struct trace_seg *segs;
 	size_t nsegs, capsegs;
-	char **names;         /* open addressing, capnames a power of two */
-	size_t nnames, capnames;
+	struct lspo_tags *names;   /* the trace's copies of task names */
 	struct trace_ring rings[STARPU_NMAXWORKERS];
 	long dropped;         /* records lost to a failed allocation */
 } tr;
@@ -112,47 +112,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-/* The trace's own copy of a task name (engine names die with their model). */
-static const char *intern(const char *s)
-{
-	if (tr.nnames * 2 >= tr.capnames) {
-		size_t cap = tr.capnames ? tr.capnames * 2 : 256;
-		char **t = calloc(cap, sizeof(*t));
-		if (!t)
-			return "?";
-		for (size_t i = 0; i < tr.capnames; i++)
-			if (tr.names[i]) {
-				size_t j = hash_str(tr.names[i]) & (cap - 1);
-				while (t[j])
-					j = (j + 1) & (cap - 1);
-				t[j] = tr.names[i];
-			}
-		free(tr.names);
-		tr.names = t;
-		tr.capnames = cap;
-	}
-	size_t j = hash_str(s) & (tr.capnames - 1);
-	while (tr.names[j]) {
-		if (strcmp(tr.names[j], s) == 0)
-			return tr.names[j];
-		j = (j + 1) & (tr.capnames - 1);
-	}
-	char *copy = strdup(s);
-	if (!copy)
-		return "?";
-	tr.names[j] = copy;
-	tr.nnames++;
-	return copy;
-}
-
 static const char *task_name(struct starpu_task *task)
 {
 	if (task->name)
@@ -162,16 +121,20 @@ static const char *task_name(struct starpu_task *task)
 	return "?";
 }
 
-/* A new record (under the lock); NULL when out of memory. */
+/* A new record (under the lock); NULL when out of memory.  The record
+ * keeps the trace's own copy of the name: engine names die with their
+ * model, before the trace is written. */
 static struct trace_rec *new_rec(struct starpu_task *task, int worker, size_t *idx)
 {
-	if (grow((void **)&tr.recs, &tr.caprecs, tr.nrecs + 1, sizeof(*tr.recs))) {
+	const char *name;
+	if (lspo_tags_intern(tr.names, task_name(task), &name)
+	    || grow((void **)&tr.recs, &tr.caprecs, tr.nrecs + 1, sizeof(*tr.recs))) {
 		tr.dropped++;
 		return NULL;
 	}
 	*idx = tr.nrecs++;
 	struct trace_rec *r = &tr.recs[*idx];
-	*r = (struct trace_rec){ .job = starpu_task_get_job_id(task), .name = intern(task_name(task)),
+	*r = (struct trace_rec){ .job = starpu_task_get_job_id(task), .name = name,
 	                         .worker = worker, .prio = task->priority, .acc = tr.nacc };
 	return r;
 }
@@ -729,18 +692,6 @@ static void print_chain(FILE *f, const size_t *idx, const struct group_stats *st
 	free(chain);
 }
 
-/* layer: the number after ":L" in "<op>:L<layer>:<stage>", else -1; stage:
- * what follows the last ':' (empty without one). */
-static void parse_name(const char *name, int *layer, const char **stage)
-{
-	*layer = -1;
-	const char *p = strstr(name, ":L");
-	if (p && p[2] >= '0' && p[2] <= '9')
-		*layer = atoi(p + 2);
-	const char *c = strrchr(name, ':');
-	*stage = c ? c + 1 : "";
-}
-
 static void csv_field(FILE *f, const char *s)
 {
 	for (; *s; s++)
@@ -767,18 +718,18 @@ static int write_csv(const char *path, const size_t *order, size_t n, const long
 		LSPO_FAIL(LSPO_EIO, "%s: cannot write: %s", path, strerror(errno));
 	fputs("# lspo tasks.csv: one row per executed task. Times in us since starpu_init (StarPU's clock). "
 	      "bytes = total size of the task's data buffers (every buffer it reads or writes, counted once "
-	      "per buffer). layer -1 = none. step 0 = outside training steps.\n", f);
+	      "per buffer). layer and stage: the task's tag (<op>:L<layer>:<stage>, or <op>:<stage> for a "
+	      "step-level task: layer -1); a name that is no tag has layer -1 and an empty stage. "
+	      "step 0 = outside training steps.\n", f);
 	fputs("step,task,layer,stage,worker,worker_kind,submit_us,start_us,end_us,bytes,job_id,priority\n", f);
 	for (size_t k = 0; k < n; k++) {
 		const struct trace_rec *r = &tr.recs[order[k]];
-		int layer;
-		const char *stage;
-		parse_name(r->name, &layer, &stage);
+		struct lspo_tag tag;
+		lspo_tag_parse(r->name, &tag);   /* not a tag: layer -1, stage "" */
 		int step = tr.segs[seg[order[k]]].step;
 		fprintf(f, "%d,", step > 0 ? step : 0);
 		csv_field(f, r->name);
-		fprintf(f, ",%d,", layer);
-		csv_field(f, stage);
+		fprintf(f, ",%d,%s", tag.layer, lspo_stage_name(tag.stage));
 		fprintf(f, ",%d,%s,%.3f,%.3f,%.3f,%zu,%lu,%d\n", r->worker, worker_kind(r->worker),
 		        r->submit, r->start, r->end, r->bytes, r->job, r->prio);
 	}
@@ -979,14 +930,12 @@ static int mkdir_p(const char *dir)
 static void trace_free(void)
 {
 	tr.on = 0;
-	for (size_t i = 0; i < tr.capnames; i++)
-		free(tr.names[i]);
-	free(tr.names);
+	lspo_tags_free(tr.names);
 	free(tr.recs);
 	free(tr.acc);
 	free(tr.segs);
 	free(tr.dir);
-	tr.names = NULL, tr.nnames = tr.capnames = 0;
+	tr.names = NULL;
 	tr.recs = NULL, tr.nrecs = tr.caprecs = 0;
 	tr.acc = NULL, tr.nacc = tr.capacc = 0;
 	tr.segs = NULL, tr.nsegs = tr.capsegs = 0;
@@ -1004,6 +953,11 @@ int lspo_trace_begin(const char *dir, struct starpu_sched_policy **policy)
 	tr.dir = strdup(dir);
 	if (!tr.dir)
 		LSPO_FAIL(LSPO_ENOMEM, "trace: out of memory");
+	int rc = lspo_tags_create(&tr.names);
+	if (rc) {
+		trace_free();
+		return rc;
+	}
 	tr.policy = **policy;
 	tr.orig_pre = tr.policy.pre_exec_hook;
 	tr.orig_post = tr.policy.post_exec_hook;

@@ -12,15 +12,16 @@
  * correct, the policy only chooses among ready tasks.  Priorities still
  * order tasks within a class (see below) and every unrecognised task.
  *
- * Task classes, from its name (parsed once per push and cached in
- * task->sched_data, which this policy owns):
+ * Task classes, from its name's tag (tag.h; parsed once per push and
+ * cached in task->sched_data, which this policy owns):
  *   stage fwd                    -> FWD   (a layer-less "xent:fwd" sorts last)
  *   stage bwd                    -> BWD   (a layer-less one sorts first)
  *   proj, offload of layer >= cut -> HEAD  (the head of a deep layer's pipeline)
  *   upd, upload, apply of layer >= cut -> FCFS
  *   proj .. apply of layer < cut -> LCFS
- *   anything else (no name, unknown stage, layer > LSPO_SCHED_MAX_LAYER, or
- *   a pipeline stage without a layer such as "clip_scale:upd") -> OTHER
+ *   anything else (a name that is not a tag, another stage such as check,
+ *   layer > LSPO_SCHED_MAX_LAYER, or a step-level pipeline stage such as
+ *   "clip_scale:upd") -> OTHER
  * An idle worker takes the first task it may run from the first non-empty
  * class in this order:
  *   1. HEAD   first come, first served (time it became ready): a deep layer's
@@ -82,29 +83,18 @@
 #include <starpu.h>
 
 #include "lspo.h"
+#include "tag.h"
 
 extern struct starpu_sched_policy lspo_sched_policy;
-
-/* Stages recognised in task names. */
-enum lspo_stage {
-	LSPO_STAGE_NONE = 0,   /* no name, or a stage this policy does not know */
-	LSPO_STAGE_FWD,
-	LSPO_STAGE_BWD,
-	LSPO_STAGE_PROJ,
-	LSPO_STAGE_OFFLOAD,
-	LSPO_STAGE_UPD,
-	LSPO_STAGE_UPLOAD,
-	LSPO_STAGE_APPLY,
-	LSPO_NSTAGES
-};
 
 /* Layers above it are not layers for the policy (the task goes to OTHER). */
 #define LSPO_SCHED_MAX_LAYER 1023
 
-/* Parses "<op>:L<layer>:<stage>" or "<op>:<stage>": returns the stage
- * (LSPO_STAGE_NONE if unknown) and sets *layer (-1 when the name has no
- * valid layer field). */
-enum lspo_stage lspo_sched_parse_name(const char *name, int *layer);
+/* The policy's view of a task name: the stage of its tag (tag.h), and in
+ * *layer the tag's layer, or -1 when the tag is step-level or its layer is
+ * above LSPO_SCHED_MAX_LAYER.  LSPO_STAGE_NONE and -1 when the name is not a
+ * tag (NULL, or anything lspo_tag_parse rejects). */
+enum lspo_stage lspo_sched_stage_of(const char *name, int *layer);
 
 /* round(n / 4), the cut used while the perfmodels give no estimate. */
 int lspo_sched_default_cut(int nlayers);

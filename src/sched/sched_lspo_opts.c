@@ -1,7 +1,8 @@
 /*
  * sched_lspo_opts.c - the `lspo` policy's options (include/lspo.h), the
- * `--lsp-delays` parser, task-name parsing and the automatic cut: the parts
- * of the policy that are plain functions, testable without StarPU running.
+ * `--lsp-delays` parser, the policy's view of task tags (tag.h) and the
+ * automatic cut: the parts of the policy that are plain functions, testable
+ * without StarPU running.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -161,37 +162,17 @@ int lspo_sched_parse_delays(const char *text, struct lspo_sched_opts *o)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Task names                                                               */
+/* Task tags                                                                */
 
-enum lspo_stage lspo_sched_parse_name(const char *name, int *layer)
+enum lspo_stage lspo_sched_stage_of(const char *name, int *layer)
 {
-	static const char *const stages[LSPO_NSTAGES] = {
-		[LSPO_STAGE_FWD] = "fwd", [LSPO_STAGE_BWD] = "bwd", [LSPO_STAGE_PROJ] = "proj",
-		[LSPO_STAGE_OFFLOAD] = "offload", [LSPO_STAGE_UPD] = "upd",
-		[LSPO_STAGE_UPLOAD] = "upload", [LSPO_STAGE_APPLY] = "apply",
-	};
+	struct lspo_tag tag;
 	*layer = -1;
-	if (!name)
+	if (lspo_tag_parse(name, &tag))
 		return LSPO_STAGE_NONE;
-	const char *last = strrchr(name, ':');
-	if (!last)
-		return LSPO_STAGE_NONE;
-	enum lspo_stage st = LSPO_STAGE_NONE;
-	for (int i = 1; i < LSPO_NSTAGES; i++)
-		if (strcmp(last + 1, stages[i]) == 0)
-			st = (enum lspo_stage)i;
-	if (st == LSPO_STAGE_NONE)
-		return st;
-	/* The field before the stage: "L<digits>" after a ':'. */
-	const char *f = last;
-	while (f > name && f[-1] != ':')
-		f--;
-	if (f > name && *f == 'L' && f + 1 < last) {
-		int v = parse_count(f + 1, last);
-		if (v >= 0 && v <= LSPO_SCHED_MAX_LAYER)
-			*layer = v;
-	}
-	return st;
+	if (tag.layer >= 0 && tag.layer <= LSPO_SCHED_MAX_LAYER)
+		*layer = tag.layer;
+	return tag.stage;
 }
 
 /* ------------------------------------------------------------------------ */
