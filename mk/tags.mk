@@ -5,3 +5,5 @@
 liblspo_la_SOURCES += src/tag.c src/tag.h
 check_PROGRAMS += tests/test_tag
 TESTS += tests/test_tag
+TESTS += tests/test_tags96.sh
+dist_check_SCRIPTS += tests/test_tags96.sh
