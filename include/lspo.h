@@ -30,6 +30,10 @@
 extern "C" {
 #endif
 
+/* What this header declares is the library's API and all it exports
+ * (liblspo is built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
 
@@ -528,4 +532,6 @@ int lspo_gpt2_train_step(struct lspo_gpt2 *model, const int32_t *inputs, const i
 #ifdef __cplusplus
 }
 #endif
+
+#pragma GCC visibility pop
 #endif /* LSPO_H */
