@@ -80,6 +80,8 @@
 #ifndef LSPO_SCHED_LSPO_H
 #define LSPO_SCHED_LSPO_H
 
+#include <pthread.h>
+
 #include <starpu.h>
 
 #include "lspo.h"
@@ -114,11 +116,33 @@ int lspo_sched_default_cut(int nlayers);
  */
 int lspo_sched_auto_cut(int nlayers, const double *bwd_us, const double *pipe_us);
 
-/* For the policy: a snapshot of the options and its version (changes at
- * every lspo_sched_set_opts). */
+/* The policy's options and what the running policy learned: a context's
+ * state (struct lspo_ctx holds one, src/ctx.c).  lspo_sched_set_opts
+ * writes the running context's options, and remembers them for contexts
+ * created later (options may be set before lspo_ctx_create). */
+struct lspo_sched_state {
+	pthread_mutex_t lock;
+	struct lspo_sched_opts opts;
+	unsigned version;              /* changes at every lspo_sched_set_opts */
+	int learned_nlayers;           /* max layer + 1 seen in task names */
+	int learned_cut;               /* automatic cut from the perfmodels; -1: none yet */
+};
+
+/* A new context's state: the options last set (the defaults if none),
+ * nothing learned. */
+void lspo_sched_state_init(struct lspo_sched_state *s);
+void lspo_sched_state_destroy(struct lspo_sched_state *s);
+
+/* The running context's state (src/ctx.c): set before starpu_init, cleared
+ * after starpu_shutdown; NULL when no context runs. */
+struct lspo_sched_state *lspo_ctx_sched_state(void);
+
+/* For the policy: a snapshot of the running context's options and their
+ * version (changes at every lspo_sched_set_opts).  With no context: the
+ * options the next one starts with, version 0. */
 unsigned lspo_sched_opts_snapshot(struct lspo_sched_opts *out);
-/* For the policy: publishes what it learned (nlayers seen, auto cut or -1);
- * lspo_sched_get_cut reads them.  reset: forget both (a new context). */
+/* For the policy: publishes what it learned (nlayers seen, auto cut or -1)
+ * into the running context's state; lspo_sched_get_cut reads them. */
 void lspo_sched_publish(int nlayers_seen, int auto_cut);
 
 #endif
