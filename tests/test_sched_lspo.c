@@ -482,5 +482,9 @@ int main(void)
 	}
 	lspo_ctx_destroy(ctx);
 	lspo_sched_set_opts(&(struct lspo_sched_opts){ .cut = -1 });
+	/* What the policy learned (layers seen, automatic cut) belonged to the
+	 * context: without one, the cut comes from the options alone. */
+	CHECK(lspo_sched_get_cut() == 0, "cut %d with no context, no nlayers: expected 0",
+	      lspo_sched_get_cut());
 	return test_finish("test_sched_lspo");
 }
