@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The PyTorch side of bench/bench-gpt2-step: one GPT-2 training step (forward,
+"""The PyTorch side of bench/bench-step: one GPT-2 training step (forward,
 backward, global-norm clip, AdamW) in float32 on the CPU, same model and sizes
 as lspo (HF GPT-2 in plain torch, as tests/ref/make_golden.py), same threads.
 

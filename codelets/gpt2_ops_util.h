@@ -4,7 +4,7 @@
  * submit helpers and an exp that inlines into vectorised loops.
  *
  * Not a public header: only codelets/{encoder,layernorm,gelu,residual,xent}.c
- * include it.
+ * and the Llama ops (codelets/{rmsnorm,rope,swiglu,gqa_attention}.c) include it.
  */
 #ifndef LSPO_GPT2_OPS_UTIL_H
 #define LSPO_GPT2_OPS_UTIL_H

@@ -1,10 +1,13 @@
 /*
- * proj_apply.c - W <- (1 - lr_wd) W + alpha P Delta Q^T: CPU kernel,
- * codelet, perfmodel and submit helper.  CUDA side in proj_apply.cu.
+ * proj_apply.c - W <- (1 - lr_wd) W + alpha P Delta Q^T, and the transposed
+ * variant W <- (1 - lr_wd) W + alpha P Delta^T Q^T (proj_apply_t): CPU
+ * kernels, codelets, perfmodels and submit helpers.  CUDA side in
+ * proj_apply.cu.
  *
  * CPU: E = Delta Q^T (d, n) is built by blocks of APPLY_JB columns as
  * E^T[j, :] = sum_k qval[j,k] Delta^T[qidx[j,k], :] (contiguous axpys on the
- * transposed Delta), then transposed into place; then every row of W is
+ * transposed Delta; the transposed variant reads the rows of Delta in
+ * place), then transposed into place; then every row of W is
  * swept in strips of 64 columns held in registers while the r rows
  * E[pidx[i,k], strip] are added.  Everything streams contiguously.
  */
@@ -78,17 +81,24 @@ static void axpy_scalar(int n, float a, const float *x, float *y)
 		y[i] += a * x[i];
 }
 
-void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
-                    const int32_t *qidx, const float *qval, const float *Delta, int ldd,
-                    float alpha, float lr_wd, float *W, int ldw, float *e)
+/* E = Delta Q^T (trans 0) or Delta^T Q^T (trans 1) into e, then the rows of
+ * W.  Row j of E^T sums qval[j,k] times a row of Delta^T (trans 0: the
+ * transposed copy dt) or of Delta itself (trans 1: read in place). */
+static void apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
+                      const int32_t *qidx, const float *qval, const float *Delta, int ldd,
+                      float alpha, float lr_wd, float *W, int ldw, float *e, int trans)
 {
 	int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	float *dt = malloc(sizeof(float) * ((size_t)d * d + (size_t)APPLY_JB * d));
+	size_t ndt = trans ? 0 : (size_t)d * d;
+	float *dt = malloc(sizeof(float) * (ndt + (size_t)APPLY_JB * d));
 	STARPU_ASSERT_MSG(dt, "proj_apply: cannot allocate %d x %d scratch", d, d);
-	float *etb = dt + (size_t)d * d;
-	for (int a = 0; a < d; a++)
-		for (int b = 0; b < d; b++)
-			dt[(size_t)b * d + a] = Delta[(size_t)a * ldd + b];
+	float *etb = dt + ndt;
+	const float *src = trans ? Delta : dt;
+	size_t lds = trans ? (size_t)ldd : (size_t)d;
+	if (!trans)
+		for (int a = 0; a < d; a++)
+			for (int b = 0; b < d; b++)
+				dt[(size_t)b * d + a] = Delta[(size_t)a * ldd + b];
 	for (int j0 = 0; j0 < n; j0 += APPLY_JB) {
 		int jb = n - j0 < APPLY_JB ? n - j0 : APPLY_JB;
 		for (int jj = 0; jj < jb; jj++) {
@@ -99,9 +109,9 @@ void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float
 				row[c] = 0.0f;
 			for (int k = 0; k < r; k++) {
 				if (avx2)
-					axpy_avx2(d, qv[k], dt + (size_t)qi[k] * d, row);
+					axpy_avx2(d, qv[k], src + (size_t)qi[k] * lds, row);
 				else
-					axpy_scalar(d, qv[k], dt + (size_t)qi[k] * d, row);
+					axpy_scalar(d, qv[k], src + (size_t)qi[k] * lds, row);
 			}
 		}
 		for (int c = 0; c < d; c++)
@@ -120,19 +130,43 @@ void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float
 	}
 }
 
+void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
+                    const int32_t *qidx, const float *qval, const float *Delta, int ldd,
+                    float alpha, float lr_wd, float *W, int ldw, float *e)
+{
+	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 0);
+}
+
+void proj_apply_t_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
+                      const int32_t *qidx, const float *qval, const float *Delta, int ldd,
+                      float alpha, float lr_wd, float *W, int ldw, float *e)
+{
+	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 1);
+}
+
 /* buffers: W (m, n), pidx, pval (m, r), qidx, qval (n, r), Delta (d, d), scratch E (d, n). */
-static void proj_apply_cpu_codelet(void *buffers[], void *cl_arg)
+static void apply_codelet(void *buffers[], void *cl_arg, int trans)
 {
 	const struct lspo_proj_apply_args *args = cl_arg;
 	void *W = buffers[0], *D = buffers[5], *E = buffers[6];
 	STARPU_ASSERT(lspo_mat_ld(E) == lspo_mat_cols(E));
 	for (int b = 1; b <= 4; b++)
 		STARPU_ASSERT(lspo_mat_ld(buffers[b]) == lspo_mat_cols(buffers[b]));
-	proj_apply_cpu(lspo_mat_rows(W), lspo_mat_cols(W), lspo_mat_rows(D), lspo_mat_cols(buffers[1]),
-	               (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[1]), lspo_mat_ptr(buffers[2]),
-	               (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[3]), lspo_mat_ptr(buffers[4]),
-	               lspo_mat_ptr(D), lspo_mat_ld(D), args->alpha, args->lr_wd,
-	               lspo_mat_ptr(W), lspo_mat_ld(W), lspo_mat_ptr(E));
+	apply_cpu(lspo_mat_rows(W), lspo_mat_cols(W), lspo_mat_rows(D), lspo_mat_cols(buffers[1]),
+	          (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[1]), lspo_mat_ptr(buffers[2]),
+	          (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[3]), lspo_mat_ptr(buffers[4]),
+	          lspo_mat_ptr(D), lspo_mat_ld(D), args->alpha, args->lr_wd,
+	          lspo_mat_ptr(W), lspo_mat_ld(W), lspo_mat_ptr(E), trans);
+}
+
+static void proj_apply_cpu_codelet(void *buffers[], void *cl_arg)
+{
+	apply_codelet(buffers, cl_arg, 0);
+}
+
+static void proj_apply_t_cpu_codelet(void *buffers[], void *cl_arg)
+{
+	apply_codelet(buffers, cl_arg, 1);
 }
 
 static uint32_t proj_apply_footprint(struct starpu_task *task)
@@ -149,6 +183,9 @@ static uint32_t proj_apply_footprint(struct starpu_task *task)
 static struct starpu_perfmodel proj_apply_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_proj_apply", .footprint = proj_apply_footprint,
 };
+static struct starpu_perfmodel proj_apply_t_model = {
+	LSPO_MODEL_KIND, .symbol = "lspo_proj_apply_t", .footprint = proj_apply_footprint,
+};
 
 struct starpu_codelet cl_proj_apply = {
 	.cpu_funcs = { proj_apply_cpu_codelet },
@@ -161,10 +198,21 @@ struct starpu_codelet cl_proj_apply = {
 	.color = LSPO_COLOR_PROJECT,
 };
 
-int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
-                           starpu_data_handle_t pval, starpu_data_handle_t qidx,
-                           starpu_data_handle_t qval, starpu_data_handle_t Delta,
-                           float alpha, float lr_wd, int priority, const char *name)
+struct starpu_codelet cl_proj_apply_t = {
+	.cpu_funcs = { proj_apply_t_cpu_codelet },
+	.cpu_funcs_name = { "proj_apply_t_cpu_codelet" },
+	LSPO_CUDA_FUNC(proj_apply_t_cuda)
+	.nbuffers = 7,
+	.modes = { STARPU_RW, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_SCRATCH },
+	.model = &proj_apply_t_model,
+	.name = "proj_apply_t",
+	.color = LSPO_COLOR_PROJECT,
+};
+
+static int apply_submit(struct starpu_codelet *cl, starpu_data_handle_t W, starpu_data_handle_t pidx,
+                        starpu_data_handle_t pval, starpu_data_handle_t qidx,
+                        starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                        float alpha, float lr_wd, int priority, const char *name)
 {
 	int m = lspo_handle_rows(W), n = lspo_handle_cols(W), r = lspo_handle_cols(pidx);
 	int d = lspo_handle_rows(Delta);
@@ -183,7 +231,7 @@ int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
 	*args = (struct lspo_proj_apply_args){ alpha, lr_wd };
 	starpu_data_handle_t e;
 	lspo_matrix_register(&e, NULL, d, n);
-	int rc = starpu_task_insert(&cl_proj_apply,
+	int rc = starpu_task_insert(cl,
 		STARPU_RW, W, STARPU_R, pidx, STARPU_R, pval, STARPU_R, qidx, STARPU_R, qval,
 		STARPU_R, Delta, STARPU_SCRATCH, e,
 		STARPU_CL_ARGS, args, sizeof(*args),
@@ -192,4 +240,20 @@ int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
 	starpu_data_unregister_submit(e);
 	LSPO_STARPU(rc);
 	return LSPO_OK;
+}
+
+int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
+                           starpu_data_handle_t pval, starpu_data_handle_t qidx,
+                           starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                           float alpha, float lr_wd, int priority, const char *name)
+{
+	return apply_submit(&cl_proj_apply, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, priority, name);
+}
+
+int lspo_proj_apply_t_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
+                             starpu_data_handle_t pval, starpu_data_handle_t qidx,
+                             starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                             float alpha, float lr_wd, int priority, const char *name)
+{
+	return apply_submit(&cl_proj_apply_t, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, priority, name);
 }

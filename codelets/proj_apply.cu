@@ -3,15 +3,18 @@
  * stream: E[a, j] = sum_k Delta[a, qidx[j,k]] qval[j,k] into the scratch
  * (d, n), then W[i, j] = (1 - lr_wd) W[i, j] + alpha sum_k pval[i,k]
  * E[pidx[i,k], j].  One thread per output, j fastest: coalesced, and the
- * summation order is fixed.
+ * summation order is fixed.  proj_apply_t reads Delta transposed:
+ * E[a, j] = sum_k Delta[qidx[j,k], a] qval[j,k] (the same kernel with the
+ * strides of Delta swapped).
  */
 #include <starpu.h>
 
 #ifdef STARPU_USE_CUDA
 #include "proj_apply.h"
 
+/* Delta (a, c) is read at Delta[a * sa + c * sc]. */
 static __global__ void apply_e_kernel(int n, int d, int r, const int32_t *qidx, const float *qval,
-                                      const float *Delta, int ldd, float *e)
+                                      const float *Delta, size_t sa, size_t sc, float *e)
 {
 	int j = blockIdx.x * blockDim.x + threadIdx.x;
 	if (j >= n)
@@ -19,7 +22,7 @@ static __global__ void apply_e_kernel(int n, int d, int r, const int32_t *qidx, 
 	for (int a = blockIdx.y; a < d; a += gridDim.y) {
 		float s = 0.0f;
 		for (int k = 0; k < r; k++)
-			s = fmaf(Delta[(size_t)a * ldd + qidx[(size_t)j * r + k]], qval[(size_t)j * r + k], s);
+			s = fmaf(Delta[(size_t)a * sa + (size_t)qidx[(size_t)j * r + k] * sc], qval[(size_t)j * r + k], s);
 		e[(size_t)a * n + j] = s;
 	}
 }
@@ -38,7 +41,7 @@ static __global__ void apply_w_kernel(int m, int n, int r, const int32_t *pidx, 
 	}
 }
 
-extern "C" void proj_apply_cuda(void *buffers[], void *cl_arg)
+static void apply_cuda(void *buffers[], void *cl_arg, int trans)
 {
 	const struct lspo_proj_apply_args *args = (const struct lspo_proj_apply_args *)cl_arg;
 	void *W = buffers[0], *D = buffers[5];
@@ -48,10 +51,11 @@ extern "C" void proj_apply_cuda(void *buffers[], void *cl_arg)
 	cudaStream_t s = starpu_cuda_get_local_stream();
 	if (m == 0 || n == 0)
 		return;
+	size_t ldd = (size_t)lspo_mat_ld(D), sa = trans ? 1 : ldd, sc = trans ? ldd : 1;
 	dim3 block(128);
 	dim3 ge((n + 127) / 128, d < 65535 ? d : 65535);
 	apply_e_kernel<<<ge, block, 0, s>>>(n, d, r, (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[3]),
-	                                    lspo_mat_ptr(buffers[4]), lspo_mat_ptr(D), lspo_mat_ld(D), e);
+	                                    lspo_mat_ptr(buffers[4]), lspo_mat_ptr(D), sa, sc, e);
 	dim3 gw((n + 127) / 128, m < 65535 ? m : 65535);
 	apply_w_kernel<<<gw, block, 0, s>>>(m, n, r, (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[1]),
 	                                    lspo_mat_ptr(buffers[2]), e, args->alpha, 1.0f - args->lr_wd,
@@ -59,5 +63,15 @@ extern "C" void proj_apply_cuda(void *buffers[], void *cl_arg)
 	cudaError_t st = cudaGetLastError();
 	if (st != cudaSuccess)
 		STARPU_CUDA_REPORT_ERROR(st);
+}
+
+extern "C" void proj_apply_cuda(void *buffers[], void *cl_arg)
+{
+	apply_cuda(buffers, cl_arg, 0);
+}
+
+extern "C" void proj_apply_t_cuda(void *buffers[], void *cl_arg)
+{
+	apply_cuda(buffers, cl_arg, 1);
 }
 #endif

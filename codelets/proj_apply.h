@@ -6,6 +6,10 @@
  * or Q: E = Delta Q^T (d, n) goes to a scratch buffer, then each row of W
  * takes r axpys of rows of E.  lr_wd = lr * weight_decay is the optional
  * decoupled weight decay (0: none), applied before the update, as AdamW.
+ * proj_apply_t is the same with Delta read transposed,
+ *     W (m, n) <- (1 - lr_wd) * W + alpha * P Delta^T Q^T,
+ * for weights stored (out, in) as nn.Linear's: called with the pair's P and Q
+ * swapped it applies (P Delta Q^T)^T to W^T's storage.
  */
 #ifndef LSPO_PROJ_APPLY_H
 #define LSPO_PROJ_APPLY_H
@@ -29,8 +33,14 @@ void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float
                     const int32_t *qidx, const float *qval, const float *Delta, int ldd,
                     float alpha, float lr_wd, float *W, int ldw, float *e);
 
+/* The same with Delta read transposed: W += alpha P Delta^T Q^T. */
+void proj_apply_t_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
+                      const int32_t *qidx, const float *qval, const float *Delta, int ldd,
+                      float alpha, float lr_wd, float *W, int ldw, float *e);
+
 void proj_apply_cuda(void *buffers[], void *cl_arg);
-extern struct starpu_codelet cl_proj_apply;
+void proj_apply_t_cuda(void *buffers[], void *cl_arg);
+extern struct starpu_codelet cl_proj_apply, cl_proj_apply_t;
 
 /* Submits the update: W (m, n) RW, pidx/pval (m, r) R, qidx/qval (n, r) R,
  * Delta (d, d) R.  LSPO_EINVAL if the shapes do not agree. */
@@ -38,6 +48,11 @@ int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
                            starpu_data_handle_t pval, starpu_data_handle_t qidx,
                            starpu_data_handle_t qval, starpu_data_handle_t Delta,
                            float alpha, float lr_wd, int priority, const char *name);
+/* The same arguments and checks; W (m, n) += alpha P Delta^T Q^T after the decay. */
+int lspo_proj_apply_t_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
+                             starpu_data_handle_t pval, starpu_data_handle_t qidx,
+                             starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                             float alpha, float lr_wd, int priority, const char *name);
 
 #ifdef __cplusplus
 }

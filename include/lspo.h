@@ -179,19 +179,44 @@ int lspo_selftest(struct lspo_ctx *ctx, int n, int nchains, int depth,
                   struct lspo_selftest_report *report);
 
 /* ------------------------------------------------------------------------ */
-/* GPT-2 model (HF transformers layout)                                     */
+/* Models: one engine, families as descriptions (GPT-2, Llama, Qwen2)     */
 
-struct lspo_gpt2_config {
+enum lspo_family { LSPO_FAMILY_GPT2 = 0, LSPO_FAMILY_LLAMA, LSPO_FAMILY_QWEN2, LSPO_NFAMILIES };
+enum lspo_rope_type { LSPO_ROPE_DEFAULT = 0, LSPO_ROPE_LLAMA3 };
+
+/*
+ * A model's sizes and options, read from HF config.json.  The first five
+ * fields keep GPT-2's names (a GPT-2 config is { V, P, C, L, NH }); for
+ * Llama and Qwen2 they are vocab_size, max_position_embeddings,
+ * hidden_size, num_hidden_layers and num_attention_heads.  Fields left 0
+ * take their family's default (lspo_model_config_check fills them in).
+ */
+struct lspo_model_config {
 	int vocab_size;   /* V */
-	int n_positions;  /* maxT: longest sequence */
-	int n_embd;       /* C, divisible by n_head */
+	int n_positions;  /* longest sequence */
+	int n_embd;       /* C: the residual stream */
 	int n_layer;      /* L */
-	int n_head;       /* NH */
+	int n_head;       /* NH: query heads */
+	enum lspo_family family;
+	int n_kv_head;    /* key/value heads (grouped-query attention); 0: n_head */
+	int head_dim;     /* 0: n_embd / n_head */
+	int n_inner;      /* MLP width (intermediate_size); 0: 4 n_embd */
+	float norm_eps;   /* layer_norm_epsilon / rms_norm_eps; 0: 1e-5 (GPT-2), 1e-6 (Llama, Qwen2) */
+	double rope_theta;/* 0: 10000 */
+	enum lspo_rope_type rope_type;
+	double rope_factor, rope_low_freq_factor, rope_high_freq_factor;   /* llama3 scaling */
+	int rope_original_max_positions;
+	int tie_word_embeddings;   /* the LM head is the token embedding (GPT-2: always) */
+	int attention_bias;        /* Llama: q, k, v and o projections have biases */
+	int mlp_bias;              /* Llama: gate, up and down projections have biases */
 };
 
-/* LSPO_OK if every size is positive and n_embd % n_head == 0; otherwise
- * LSPO_EINVAL with a message naming the field. */
-int lspo_gpt2_config_check(const struct lspo_gpt2_config *cfg);
+/* Fills the defaults in and checks the config: every size positive, heads
+ * dividing what they must; LSPO_EINVAL with a message naming the field. */
+int lspo_model_config_check(struct lspo_model_config *cfg);
+const char *lspo_family_name(enum lspo_family family);   /* "gpt2", "llama", "qwen2" */
+/* "gpt2", "llama", "qwen2" -> family; LSPO_EINVAL naming the text otherwise. */
+int lspo_family_parse(const char *text, enum lspo_family *family);
 
 /* ------------------------------------------------------------------------ */
 /* Projectors (LSP)                                                         */
@@ -285,19 +310,11 @@ int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads
                             struct lspo_proj_refresh_report *report);
 
 /* Who owns which projector: per matrix, or shared by all matrices of the
- * same role and shape (the pair is then learned on all their gradients). */
-enum lspo_proj_role {
-	LSPO_ROLE_QKV = 0,    /* fused q/k/v (c_attn) */
-	LSPO_ROLE_ATTN_OUT,   /* attention output (attn c_proj) */
-	LSPO_ROLE_FC,         /* MLP up (c_fc) */
-	LSPO_ROLE_MLP_PROJ,   /* MLP down (mlp c_proj) */
-	LSPO_ROLE_OTHER,
-	LSPO_NROLES
-};
-
+ * same role (the model's name for the map: q, k, ..., qkv, fc, ...) and shape
+ * (the pair is then learned on all their gradients). */
 struct lspo_proj_registry;
 
-/* shared 1: one pair per (role, m, n); 0: one pair per (role, layer, m, n).
+/* shared 1: one pair per (role, m, n); 0: one pair per (role, layer, m, n); role >= 0.
  * Pairs get seeds derived from `seed` and their key, not from call order. */
 int lspo_proj_registry_create(int shared, int d, int r, enum lspo_proj_init init, uint64_t seed,
                               struct lspo_proj_registry **out);
@@ -305,7 +322,7 @@ int lspo_proj_registry_create(int shared, int d, int r, enum lspo_proj_init init
 void lspo_proj_registry_free(struct lspo_proj_registry *reg);
 /* The pair for this matrix (created on first request, owned by the
  * registry); the same key always gives the same pair. */
-int lspo_proj_registry_get(struct lspo_proj_registry *reg, enum lspo_proj_role role, int layer,
+int lspo_proj_registry_get(struct lspo_proj_registry *reg, int role, int layer,
                            int m, int n, struct lspo_proj **out);
 int lspo_proj_registry_count(const struct lspo_proj_registry *reg);
 struct lspo_proj *lspo_proj_registry_at(const struct lspo_proj_registry *reg, int i);
@@ -314,39 +331,51 @@ struct lspo_proj *lspo_proj_registry_at(const struct lspo_proj_registry *reg, in
 /* Checkpoints and data                                                     */
 
 /* Checkpoints are HF transformers directories: DIR/config.json and
- * DIR/model.safetensors with HF GPT-2 tensor names.  Parameters live in one
- * flat float32 slab of lspo_gpt2_nparams(cfg) floats, tensors in HF
- * state_dict order, weights in HF Conv1D orientation (in, out). */
+ * DIR/model.safetensors (or the shards of model.safetensors.index.json)
+ * with the family's HF tensor names.  Parameters live in one flat float32
+ * slab of lspo_model_nparams(cfg) floats, tensors in HF state_dict order and
+ * HF's orientation (GPT-2's Conv1D (in, out), nn.Linear's (out, in)). */
 #include <stdint.h>
 
 /* Floats in the parameter slab of cfg; 0 if cfg is invalid (not logged). */
-size_t lspo_gpt2_nparams(const struct lspo_gpt2_config *cfg);
+size_t lspo_model_nparams(const struct lspo_model_config *cfg);
 
-/* GPT-2 initialisation, deterministic for `seed` (a counter-based generator,
- * so independent of threads): wte, wpe, c_attn and c_fc weights N(0, 0.02);
- * attn.c_proj and mlp.c_proj weights N(0, 0.02 / sqrt(2 n_layer)); biases 0;
- * layernorm weights 1 and biases 0.  params: (lspo_gpt2_nparams(cfg)). */
-int lspo_gpt2_init_params(const struct lspo_gpt2_config *cfg, uint64_t seed, float *params);
+/* The family's initialisation, deterministic for `seed` (a counter-based
+ * generator, so independent of threads).  GPT-2: wte, wpe, c_attn and c_fc
+ * weights N(0, 0.02); attn.c_proj and mlp.c_proj weights
+ * N(0, 0.02 / sqrt(2 n_layer)); biases 0; layernorm weights 1 and biases 0.
+ * Llama, Qwen2: weights and embeddings N(0, 0.02), biases 0, norm weights 1.
+ * params: (lspo_model_nparams(cfg)). */
+int lspo_model_init_params(const struct lspo_model_config *cfg, uint64_t seed, float *params);
 
-/* Reads DIR/config.json (or `dir` itself when it names a regular file):
- * vocab_size, n_positions (n_ctx accepted when n_positions is absent),
- * n_embd, n_layer, n_head, all positive integers.  LSPO_EIO if the file
- * cannot be read, LSPO_EFORMAT naming the file and the field otherwise. */
-int lspo_ckpt_read_config(const char *dir, struct lspo_gpt2_config *cfg);
+/* Reads DIR/config.json (or `dir` itself when it names a regular file).
+ * The family comes from model_type (else architectures[0]; neither: gpt2);
+ * an unsupported one is refused by name.  GPT-2: vocab_size, n_positions
+ * (n_ctx accepted when n_positions is absent), n_embd, n_layer, n_head,
+ * layer_norm_epsilon.  Llama, Qwen2: vocab_size, max_position_embeddings,
+ * hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, head_dim, rms_norm_eps, rope_theta, rope_scaling
+ * (null, default or llama3; others refused by name), tie_word_embeddings,
+ * attention_bias and mlp_bias (Llama).  LSPO_EIO if the file cannot be
+ * read, LSPO_EFORMAT naming the file and the field otherwise. */
+int lspo_ckpt_read_config(const char *dir, struct lspo_model_config *cfg);
 
-/* Loads DIR/model.safetensors into params (lspo_gpt2_nparams(cfg) floats).
- * Accepts HF names with or without a "transformer." prefix, F32/BF16/F16
- * (converted to float32), ignores the h.N.attn.bias / h.N.attn.masked_bias
- * mask buffers, and accepts lm_head.weight only if it equals wte.  A missing,
+/* Loads DIR/model.safetensors, or every shard named by
+ * DIR/model.safetensors.index.json, into params (lspo_model_nparams(cfg)
+ * floats).  Accepts F32/BF16/F16 (converted to float32); GPT-2 names with or
+ * without a "transformer." prefix; ignores the buffers HF may save
+ * (h.N.attn.bias, h.N.attn.masked_bias, rotary inv_freq); with tied
+ * embeddings accepts lm_head.weight only if it equals the embedding.  A missing,
  * unknown or duplicate tensor, a wrong shape or dtype, or a checkpoint that
  * disagrees with cfg (naming the config field) is LSPO_EFORMAT. */
-int lspo_ckpt_load_params(const char *dir, const struct lspo_gpt2_config *cfg, float *params);
+int lspo_ckpt_load_params(const char *dir, const struct lspo_model_config *cfg, float *params);
 
 /* Creates DIR if needed and writes DIR/model.safetensors (F32, HF names, no
- * prefix) and DIR/config.json (model_type gpt2, the five sizes, n_ctx,
- * gelu_new, layer_norm_epsilon 1e-5), each atomically: temporary file in
- * DIR, fsync, rename, fsync of DIR. */
-int lspo_ckpt_save(const char *dir, const struct lspo_gpt2_config *cfg, const float *params);
+ * prefix, no lm_head.weight when tied) and DIR/config.json (the family's HF
+ * config: model_type, architectures and every field above), each
+ * atomically: temporary file in DIR, fsync, rename, fsync of DIR.  HF
+ * transformers loads the directory as it is. */
+int lspo_ckpt_save(const char *dir, const struct lspo_model_config *cfg, const float *params);
 
 /* Token shards in llm.c's format: 256 int32 header (magic 20240520,
  * version 1, token count), then the uint16 tokens. */
@@ -396,34 +425,34 @@ void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 
-/* A GPT-2 model registered with StarPU: parameters, gradients and AdamW
+/* A model of any family registered with StarPU: parameters, gradients and AdamW
  * moments in three flat slabs (layout: HF state_dict order), activations for
  * batches of B sequences of T tokens. */
-struct lspo_gpt2;
+struct lspo_model;
 
 /* Builds the model (parameters zero) for (B, T), T <= cfg->n_positions. */
-int lspo_gpt2_create(struct lspo_ctx *ctx, const struct lspo_gpt2_config *cfg, int B, int T,
-                     struct lspo_gpt2 **out);
+int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
+                     struct lspo_model **out);
 /* Waits for the model's tasks, unregisters and frees everything.  NULL is a no-op. */
-void lspo_gpt2_free(struct lspo_gpt2 *model);
+void lspo_model_free(struct lspo_model *model);
 
-const struct lspo_gpt2_config *lspo_gpt2_get_config(const struct lspo_gpt2 *model);
-size_t lspo_gpt2_num_floats(const struct lspo_gpt2 *model);   /* parameters in the slab */
+const struct lspo_model_config *lspo_model_get_config(const struct lspo_model *model);
+size_t lspo_model_num_floats(const struct lspo_model *model);   /* parameters in the slab */
 
 /* Copies parameters (num_floats, layout order) in, and restarts the
  * optimizer (moments zero, step 0; in lsp mode the subspace moments too,
  * the projectors stay). */
-int lspo_gpt2_set_params(struct lspo_gpt2 *model, const float *params);
+int lspo_model_set_params(struct lspo_model *model, const float *params);
 /* Copies the current parameters / gradients out (num_floats), after the
  * tasks that write them. */
-int lspo_gpt2_get_params(struct lspo_gpt2 *model, float *params);
-int lspo_gpt2_get_grads(struct lspo_gpt2 *model, float *grads);
-/* Logits (B*T, V) of the last lspo_gpt2_forward. */
-int lspo_gpt2_get_logits(struct lspo_gpt2 *model, float *logits);
+int lspo_model_get_params(struct lspo_model *model, float *params);
+int lspo_model_get_grads(struct lspo_model *model, float *grads);
+/* Logits (B*T, V) of the last lspo_model_forward. */
+int lspo_model_get_logits(struct lspo_model *model, float *logits);
 
 struct lspo_optim {
 	float lr, beta1, beta2, eps;
-	float weight_decay;   /* on 2-D weights only; biases and layernorms get none */
+	float weight_decay;   /* on 2-D weights only; biases and norms get none */
 	float clip;           /* global gradient-norm clip; <= 0: none */
 };
 /* lr 3e-4, betas 0.9 / 0.999, eps 1e-8, weight decay 0, clip 1. */
@@ -454,7 +483,7 @@ struct lspo_step_stats {
  *   native: everything on the accelerator, dense AdamW there;
  *   zero:   ZeRO-Offload: full gradients to host memory, AdamW with fp32
  *           master weights on CPU workers, weights back to the accelerator;
- *   lsp:    LSP-Offload: the four matrices of every block send only
+ *   lsp:    LSP-Offload: the linear maps of every block send only
  *           G_hat = P^T G Q (d, d) to the host, Adam runs there in the
  *           subspace, Delta comes back and W += P Delta Q^T on the
  *           accelerator; other parameters train densely on the accelerator
@@ -475,22 +504,29 @@ struct lspo_offload_opts {
 	                           scaled by sqrt(m n) / (|P|_F |Q|_F), so that learned
 	                           projectors keep the step size of random ones */
 	struct lspo_proj_learn_opts learn;
-	int freeze_dense;       /* lsp: embeddings, layernorms and biases stay fixed */
+	int freeze_dense;       /* lsp: embeddings, norms, biases and untargeted maps stay fixed */
+	unsigned lsp_targets;   /* lsp: bit r set compresses the linear maps of role r of the
+	                           model (lspo_lsp_targets_parse); 0: the family's default
+	                           (every linear map of a block) */
 	uint64_t seed;          /* projector patterns */
 };
 /* native; lsp defaults as commented above. */
 struct lspo_offload_opts lspo_offload_opts_default(void);
 /* Selects the mode (before the first step, or to switch: the optimizer
  * state of the new mode starts from zero). */
-int lspo_gpt2_set_mode(struct lspo_gpt2 *model, const struct lspo_offload_opts *opts);
+int lspo_model_set_mode(struct lspo_model *model, const struct lspo_offload_opts *opts);
 const char *lspo_mode_name(enum lspo_mode mode);
 /* "native", "zero", "lsp" -> mode; LSPO_EINVAL otherwise. */
 int lspo_mode_parse(const char *text, enum lspo_mode *mode);
+/* "q,k,v" -> the lsp_targets mask of the family's roles (GPT-2: qkv,
+ * attn_out, fc, mlp_out; Llama and Qwen2: q, k, v, o, gate, up, down);
+ * LSPO_EINVAL naming an unknown one. */
+int lspo_lsp_targets_parse(enum lspo_family family, const char *text, unsigned *mask);
 
 /* Bytes each training step sends device->host and host->device, from the
  * graph: lsp 4 d^2 per matrix each way, zero 4 m n per tensor each way,
  * native 0.  Measured bus totals are in lspo_step_stats. */
-void lspo_gpt2_offload_volume(const struct lspo_gpt2 *model, double *d2h, double *h2d);
+void lspo_model_offload_volume(const struct lspo_model *model, double *d2h, double *h2d);
 
 struct lspo_lsp_check {
 	int nmatrices;          /* compressed matrices checked */
@@ -503,7 +539,7 @@ struct lspo_lsp_check {
  * (inputs, targets: (nbatches, B, T)); pairs whose error on them exceeds
  * alpha are re-drawn, learned on them and the Adam moments re-projected.
  * Waits for the model's tasks. */
-int lspo_gpt2_lsp_check(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+int lspo_model_lsp_check(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
                         int nbatches, struct lspo_lsp_check *report);
 
 /* The training state besides the weights, so that a job can stop and
@@ -513,20 +549,20 @@ int lspo_gpt2_lsp_check(struct lspo_gpt2 *model, const int32_t *inputs, const in
  * Loading needs a model of the same config, mode and lsp options; it checks
  * every tensor (name, dtype, shape, index ranges) before it changes anything:
  * LSPO_EFORMAT naming the file and the tensor.  Both wait for the model. */
-int lspo_gpt2_save_state(struct lspo_gpt2 *model, const char *path);
-int lspo_gpt2_load_state(struct lspo_gpt2 *model, const char *path);
-/* Optimizer steps done (0 after lspo_gpt2_set_params; restored by load_state). */
-int lspo_gpt2_step(const struct lspo_gpt2 *model);
+int lspo_model_save_state(struct lspo_model *model, const char *path);
+int lspo_model_load_state(struct lspo_model *model, const char *path);
+/* Optimizer steps done (0 after lspo_model_set_params; restored by load_state). */
+int lspo_model_step(const struct lspo_model *model);
 
 /* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
-int lspo_gpt2_forward(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+int lspo_model_forward(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
                       double *loss);
-/* Forward and backward: gradients (see lspo_gpt2_get_grads), loss and norm; no update. */
-int lspo_gpt2_forward_backward(struct lspo_gpt2 *model, const int32_t *inputs,
+/* Forward and backward: gradients (see lspo_model_get_grads), loss and norm; no update. */
+int lspo_model_forward_backward(struct lspo_model *model, const int32_t *inputs,
                                const int32_t *targets, double *loss, double *grad_norm);
 /* One training step: forward, backward, global-norm clip and AdamW, all as
  * StarPU tasks ordered by their data; waits once, at the end. */
-int lspo_gpt2_train_step(struct lspo_gpt2 *model, const int32_t *inputs, const int32_t *targets,
+int lspo_model_train_step(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
                          const struct lspo_optim *opt, struct lspo_step_stats *stats);
 
 #ifdef __cplusplus

@@ -3,7 +3,7 @@
 liblspo_la_SOURCES += \
 	src/atomic_file.c src/atomic_file.h src/mapped_file.c src/mapped_file.h \
 	src/safetensors.c src/safetensors.h \
-	src/ckpt.c src/data.c
+	src/engine/ckpt.c src/data.c
 lspo_SOURCES += src/cli/cmd_data.c
 check_PROGRAMS += tests/test_ckpt tests/test_ckpt_bad tests/test_data
 TESTS += tests/test_ckpt tests/test_ckpt_bad tests/test_data

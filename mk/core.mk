@@ -1,7 +1,7 @@
 # Foundation: context, logging, scheduling policy, matmul, CLI, first tests.
 liblspo_la_SOURCES += \
 	src/internal.h src/status.c src/log.c src/ctx.c src/selftest.c \
-	src/gpt2_params.c src/gpt2_params.h src/lr_schedule.c src/sim_cost.c \
+	src/lr_schedule.c src/sim_cost.c \
 	src/sched/sched_lspo.c src/sched/sched_lspo.h \
 	codelets/codelet_util.h \
 	codelets/matmul.c codelets/matmul.h

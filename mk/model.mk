@@ -1,18 +1,20 @@
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
-liblspo_la_SOURCES += src/gpt2.c src/gpt2_internal.h src/offload.c src/train_state.c codelets/fill.c codelets/fill.h \
+liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
+	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
+	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
-CUDA_SOURCES += codelets/fill.cu codelets/cast.cu
+CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
-check_PROGRAMS += tests/test_gpt2_golden tests/test_train_converge
-TESTS += tests/test_gpt2_golden tests/test_train_converge
+check_PROGRAMS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
+TESTS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
 TESTS += tests/test_cli_train.sh
 dist_check_SCRIPTS += tests/test_cli_train.sh
-check_PROGRAMS += tests/test_offload
-TESTS += tests/test_offload
+check_PROGRAMS += tests/test_offload tests/test_offload_llama
+TESTS += tests/test_offload tests/test_offload_llama
 check_PROGRAMS += tests/test_lsp_converge
 TESTS += tests/test_lsp_converge
-# Benchmarks: built by make check, run by bench/bench-gpt2-step.
+# Benchmarks: built by make check, run by bench/bench-step.
 check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
-EXTRA_DIST += bench/gpt2_step_torch.py bench/bench-gpt2-step bench/bench-lsp-projectors
+EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-step bench/bench-lsp-projectors

@@ -17,6 +17,11 @@ void lspo_log_at(enum lspo_log_level level, const char *file, int line, const ch
 #define lspo_info(...)  lspo_log_at(LSPO_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define lspo_debug(...) lspo_log_at(LSPO_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
 
+/* Drop this thread's messages until the matching pop (for queries such as
+ * "is this config valid?" that report through their return value). */
+void lspo_log_level_push_quiet(void);
+void lspo_log_level_pop(void);
+
 /* Logs and returns `status` from the enclosing function. */
 #define LSPO_FAIL(status, ...) do { lspo_error(__VA_ARGS__); return (status); } while (0)
 

@@ -6,6 +6,10 @@
 #include "internal.h"
 
 static int log_level = -1; /* -1: not read from LSPO_LOG yet */
+static _Thread_local int quiet;   /* > 0: this thread's messages are dropped */
+
+void lspo_log_level_push_quiet(void) { quiet++; }
+void lspo_log_level_pop(void) { quiet--; }
 
 static int level_from_env(void)
 {
@@ -27,7 +31,7 @@ void lspo_log_at(enum lspo_log_level level, const char *file, int line, const ch
 	static const char *const tags[] = { "error", "warning", "info", "debug" };
 	if (log_level < 0)
 		log_level = level_from_env();
-	if ((int)level > log_level)
+	if ((int)level > log_level || quiet > 0)
 		return;
 	const char *base = strrchr(file, '/');
 	va_list ap;

@@ -400,11 +400,11 @@ void lspo_proj_registry_free(struct lspo_proj_registry *reg)
 	free(reg);
 }
 
-int lspo_proj_registry_get(struct lspo_proj_registry *reg, enum lspo_proj_role role, int layer,
+int lspo_proj_registry_get(struct lspo_proj_registry *reg, int role, int layer,
                            int m, int n, struct lspo_proj **out)
 {
 	*out = NULL;
-	if ((int)role < 0 || role >= LSPO_NROLES || layer < 0)
+	if (role < 0 || layer < 0 || m < 1 || n < 1)
 		LSPO_FAIL(LSPO_EINVAL, "projector registry: role %d, layer %d", (int)role, layer);
 	int key_layer = reg->shared ? -1 : layer;
 	for (int i = 0; i < reg->count; i++) {
@@ -430,7 +430,10 @@ int lspo_proj_registry_get(struct lspo_proj_registry *reg, enum lspo_proj_role r
 		s = rng_next(&s);
 	}
 	struct lspo_proj *p;
-	int rc = lspo_proj_create(m, n, reg->d, reg->r, reg->init, s, &p);
+	/* d is capped at the matrix's smaller side, r at d */
+	int d = reg->d < m ? reg->d : m;
+	d = d < n ? d : n;
+	int rc = lspo_proj_create(m, n, d, reg->r < d ? reg->r : d, reg->init, s, &p);
 	if (rc)
 		return rc;
 	reg->e[reg->count++] = (struct proj_entry){ (int)role, key_layer, m, n, p };

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gpt2_params.h"
+#include "engine/model.h"
+#include "models/gpt2.h"
 
 struct craft_t {
 	char name[96];
@@ -73,15 +74,15 @@ static inline int craft_write(const char *path, const struct craft_t *e, int n)
 
 /* Entries for every tensor of cfg's layout, F32 from params, HF shapes
  * (1-D tensors as [n]).  Returns the count; room for `extra` more. */
-static inline int craft_model(const struct lspo_gpt2_config *cfg, const float *params, int extra,
+static inline int craft_model(const struct lspo_model_config *cfg, const float *params, int extra,
                        struct craft_t **out)
 {
-	struct gpt2_layout lay;
-	if (gpt2_layout_build(cfg, &lay))
+	struct model_layout lay;
+	if (model_layout_of(cfg, &lay))
 		return -1;
 	struct craft_t *e = calloc((size_t)lay.ntensors + (size_t)extra, sizeof(*e));
 	for (int i = 0; i < lay.ntensors; i++) {
-		const struct gpt2_tensor *t = &lay.tensors[i];
+		const struct model_tensor *t = &lay.tensors[i];
 		snprintf(e[i].name, sizeof(e[i].name), "%s", t->name);
 		strcpy(e[i].dtype, "F32");
 		int two_d = t->layer < 0 ? i < 2 : (t->kind == GPT2_QKV_W || t->kind == GPT2_ATTPROJ_W ||
@@ -98,7 +99,7 @@ static inline int craft_model(const struct lspo_gpt2_config *cfg, const float *p
 		e[i].nbytes = (size_t)t->rows * t->cols * sizeof(float);
 	}
 	int n = lay.ntensors;
-	gpt2_layout_free(&lay);
+	layout_free(&lay);
 	*out = e;
 	return n;
 }

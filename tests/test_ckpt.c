@@ -11,37 +11,45 @@
 #include <sys/stat.h>
 
 #include "common.h"
-#include "gpt2_params.h"
+#include "engine/model.h"
+#include "models/gpt2.h"
 #include "safetensors.h"
 #include "st_craft.h"
 
-static const struct lspo_gpt2_config tiny = { 61, 16, 32, 3, 4 };
+static const struct lspo_model_config tiny = { .vocab_size = 61, .n_positions = 16, .n_embd = 32, .n_layer = 3, .n_head = 4 };
+
+/* Equal once both have their family's defaults filled in. */
+static int same_config(const struct lspo_model_config *a, const struct lspo_model_config *b)
+{
+	struct lspo_model_config x = *a, y = *b;
+	return !lspo_model_config_check(&x) && !lspo_model_config_check(&y) && !memcmp(&x, &y, sizeof(x));
+}
 
 static void test_nparams(void)
 {
-	const struct lspo_gpt2_config cfgs[] = { { 50257, 1024, 768, 12, 12 }, { 61, 16, 32, 3, 4 },
-	                                         { 1, 1, 1, 1, 1 } };
+	const struct lspo_model_config cfgs[] = { { .vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12 }, { .vocab_size = 61, .n_positions = 16, .n_embd = 32, .n_layer = 3, .n_head = 4 },
+	                                         { .vocab_size = 1, .n_positions = 1, .n_embd = 1, .n_layer = 1, .n_head = 1 } };
 	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
-		struct gpt2_layout lay;
-		CHECK(gpt2_layout_build(&cfgs[i], &lay) == LSPO_OK, "layout %zu", i);
-		CHECK(lspo_gpt2_nparams(&cfgs[i]) == lay.nfloats, "nparams %zu vs layout %zu",
-		      lspo_gpt2_nparams(&cfgs[i]), lay.nfloats);
-		gpt2_layout_free(&lay);
+		struct model_layout lay;
+		CHECK(model_layout_of(&cfgs[i], &lay) == LSPO_OK, "layout %zu", i);
+		CHECK(lspo_model_nparams(&cfgs[i]) == lay.nfloats, "nparams %zu vs layout %zu",
+		      lspo_model_nparams(&cfgs[i]), lay.nfloats);
+		layout_free(&lay);
 	}
 	/* llm.c's GPT-2 124M count is with the vocab padded to 50304 */
-	CHECK(lspo_gpt2_nparams(&cfgs[0]) == 124475904u - (50304u - 50257u) * 768u, "124M count %zu",
-	      lspo_gpt2_nparams(&cfgs[0]));
-	struct lspo_gpt2_config bad = tiny;
+	CHECK(lspo_model_nparams(&cfgs[0]) == 124475904u - (50304u - 50257u) * 768u, "124M count %zu",
+	      lspo_model_nparams(&cfgs[0]));
+	struct lspo_model_config bad = tiny;
 	bad.n_head = 5;
-	CHECK(lspo_gpt2_nparams(&bad) == 0, "n_embd %% n_head != 0 must give 0");
+	CHECK(lspo_model_nparams(&bad) == 0, "n_embd %% n_head != 0 must give 0");
 	bad = tiny;
 	bad.n_layer = 0;
-	CHECK(lspo_gpt2_nparams(&bad) == 0, "n_layer 0 must give 0");
-	CHECK(lspo_gpt2_nparams(NULL) == 0, "NULL must give 0");
-	struct lspo_gpt2_config huge = { 2147483647, 2147483647, 2147483646, 2147483647, 2 };
-	CHECK(lspo_gpt2_nparams(&huge) == 0, "a count beyond size_t must give 0");
+	CHECK(lspo_model_nparams(&bad) == 0, "n_layer 0 must give 0");
+	CHECK(lspo_model_nparams(NULL) == 0, "NULL must give 0");
+	struct lspo_model_config huge = { .vocab_size = 2147483647, .n_positions = 2147483647, .n_embd = 2147483646, .n_layer = 2147483647, .n_head = 2 };
+	CHECK(lspo_model_nparams(&huge) == 0, "a count beyond size_t must give 0");
 	float dummy;
-	CHECK(lspo_gpt2_init_params(&huge, 1, &dummy) == LSPO_EINVAL, "init of a config too large");
+	CHECK(lspo_model_init_params(&huge, 1, &dummy) == LSPO_EINVAL, "init of a config too large");
 }
 
 /* mean and standard deviation, in double */
@@ -58,21 +66,21 @@ static void moments(const float *x, size_t n, double *mean, double *std)
 
 static void test_init(void)
 {
-	struct lspo_gpt2_config cfg = { 256, 64, 64, 4, 4 };
-	size_t n = lspo_gpt2_nparams(&cfg);
+	struct lspo_model_config cfg = { .vocab_size = 256, .n_positions = 64, .n_embd = 64, .n_layer = 4, .n_head = 4 };
+	size_t n = lspo_model_nparams(&cfg);
 	float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *c = malloc(n * sizeof(float));
-	CHECK(lspo_gpt2_init_params(&cfg, 42, a) == LSPO_OK, "init");
-	CHECK(lspo_gpt2_init_params(&cfg, 42, b) == LSPO_OK, "init again");
-	CHECK(lspo_gpt2_init_params(&cfg, 43, c) == LSPO_OK, "init seed 43");
+	CHECK(lspo_model_init_params(&cfg, 42, a) == LSPO_OK, "init");
+	CHECK(lspo_model_init_params(&cfg, 42, b) == LSPO_OK, "init again");
+	CHECK(lspo_model_init_params(&cfg, 43, c) == LSPO_OK, "init seed 43");
 	CHECK(memcmp(a, b, n * sizeof(float)) == 0, "same seed must give identical parameters");
 	size_t same = 0;
 	for (size_t i = 0; i < n; i++)
 		same += a[i] == c[i];
-	struct gpt2_layout lay;
-	gpt2_layout_build(&cfg, &lay);
+	struct model_layout lay;
+	model_layout_of(&cfg, &lay);
 	size_t nconst = 0;   /* biases and layernorms are the same for every seed */
 	for (int i = 0; i < lay.ntensors; i++) {
-		const struct gpt2_tensor *t = &lay.tensors[i];
+		const struct model_tensor *t = &lay.tensors[i];
 		int w = i < 2 || t->kind == GPT2_QKV_W || t->kind == GPT2_ATTPROJ_W || t->kind == GPT2_FC_W ||
 		        t->kind == GPT2_FCPROJ_W;
 		if (!w)
@@ -82,7 +90,7 @@ static void test_init(void)
 	      same, nconst);
 	double resid = 0.02 / sqrt(2.0 * cfg.n_layer);
 	for (int i = 0; i < lay.ntensors; i++) {
-		const struct gpt2_tensor *t = &lay.tensors[i];
+		const struct model_tensor *t = &lay.tensors[i];
 		const float *x = a + t->offset;
 		size_t m = (size_t)t->rows * t->cols;
 		double mean, std, want_std = -1, want_const = 0;
@@ -112,17 +120,17 @@ static void test_init(void)
 		}
 	}
 	/* init is per tensor and position: a deeper model keeps wte bit-identical */
-	struct lspo_gpt2_config deeper = cfg;
+	struct lspo_model_config deeper = cfg;
 	deeper.n_layer = 5;
-	float *d = malloc(lspo_gpt2_nparams(&deeper) * sizeof(float));
-	CHECK(lspo_gpt2_init_params(&deeper, 42, d) == LSPO_OK, "init deeper");
+	float *d = malloc(lspo_model_nparams(&deeper) * sizeof(float));
+	CHECK(lspo_model_init_params(&deeper, 42, d) == LSPO_OK, "init deeper");
 	CHECK(memcmp(a, d, (size_t)cfg.vocab_size * cfg.n_embd * sizeof(float)) == 0,
 	      "wte must not depend on n_layer");
 	free(d);
-	gpt2_layout_free(&lay);
-	struct lspo_gpt2_config bad = cfg;
+	layout_free(&lay);
+	struct lspo_model_config bad = cfg;
 	bad.n_head = 3;
-	CHECK(lspo_gpt2_init_params(&bad, 1, a) == LSPO_EINVAL, "invalid config");
+	CHECK(lspo_model_init_params(&bad, 1, a) == LSPO_EINVAL, "invalid config");
 	free(a);
 	free(b);
 	free(c);
@@ -143,16 +151,16 @@ static void test_round_trip(const char *tmp)
 {
 	char dir[4200], path[4300];
 	snprintf(dir, sizeof(dir), "%s/rt/sub", tmp);
-	size_t n = lspo_gpt2_nparams(&tiny);
+	size_t n = lspo_model_nparams(&tiny);
 	float *p = malloc(n * sizeof(float)), *q = malloc(n * sizeof(float));
-	lspo_gpt2_init_params(&tiny, 7, p);
+	lspo_model_init_params(&tiny, 7, p);
 	CHECK(lspo_ckpt_save(dir, &tiny, p) == LSPO_OK, "save");
 	CHECK(lspo_ckpt_save(dir, &tiny, p) == LSPO_OK, "save again over the same files");
 	CHECK(count_entries(dir) == 2, "%s holds %zu files, expected 2 (no temporaries)", dir,
 	      count_entries(dir));
-	struct lspo_gpt2_config c;
+	struct lspo_model_config c;
 	CHECK(lspo_ckpt_read_config(dir, &c) == LSPO_OK, "read config");
-	CHECK(!memcmp(&c, &tiny, sizeof(c)), "config round trip: %d %d %d %d %d", c.vocab_size,
+	CHECK(same_config(&c, &tiny), "config round trip: %d %d %d %d %d", c.vocab_size,
 	      c.n_positions, c.n_embd, c.n_layer, c.n_head);
 	memset(q, 0xff, n * sizeof(float));
 	CHECK(lspo_ckpt_load_params(dir, &c, q) == LSPO_OK, "load");
@@ -179,7 +187,7 @@ static void test_round_trip(const char *tmp)
 		json_decref(root);
 	}
 	/* the config file path itself is accepted too */
-	CHECK(lspo_ckpt_read_config(path, &c) == LSPO_OK && !memcmp(&c, &tiny, sizeof(c)),
+	CHECK(lspo_ckpt_read_config(path, &c) == LSPO_OK && same_config(&c, &tiny),
 	      "read config by file name");
 
 	/* model.safetensors: independent check of the header with the internal reader */
@@ -260,9 +268,9 @@ static void test_half_checkpoint(const char *tmp)
 	snprintf(dir, sizeof(dir), "%s/half", tmp);
 	mkdir(dir, 0777);
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	size_t n = lspo_gpt2_nparams(&tiny);
+	size_t n = lspo_model_nparams(&tiny);
 	float *p = malloc(n * sizeof(float)), *q = malloc(n * sizeof(float));
-	lspo_gpt2_init_params(&tiny, 9, p);
+	lspo_model_init_params(&tiny, 9, p);
 	struct craft_t *e = NULL;
 	int ne = craft_model(&tiny, p, 0, &e);
 	/* wte as BF16: the expected floats are the values truncated to bf16 */
@@ -307,8 +315,8 @@ static void test_half_checkpoint(const char *tmp)
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	write_text(path, "{\"vocab_size\": 61, \"n_ctx\": 16, \"n_embd\": 32, \"n_layer\": 3, "
 	                 "\"n_head\": 4}");
-	struct lspo_gpt2_config c;
-	CHECK(lspo_ckpt_read_config(dir, &c) == LSPO_OK && !memcmp(&c, &tiny, sizeof(c)),
+	struct lspo_model_config c;
+	CHECK(lspo_ckpt_read_config(dir, &c) == LSPO_OK && same_config(&c, &tiny),
 	      "n_ctx accepted when n_positions is absent");
 	memset(q, 0, n * sizeof(float));
 	CHECK(lspo_ckpt_load_params(dir, &tiny, q) == LSPO_OK, "load BF16/F16 checkpoint");
@@ -333,12 +341,12 @@ static void test_hf_variants(const char *tmp)
 	/* n_positions wins over a different n_ctx; unknown keys are ignored */
 	write_text(path, "{\"vocab_size\": 61, \"n_positions\": 16, \"n_ctx\": 99, \"n_embd\": 32, "
 	                 "\"n_layer\": 3, \"n_head\": 4, \"resid_pdrop\": 0.1, \"model_type\": \"gpt2\"}");
-	struct lspo_gpt2_config c;
+	struct lspo_model_config c;
 	CHECK(lspo_ckpt_read_config(dir, &c) == LSPO_OK && c.n_positions == 16,
 	      "n_positions preferred over n_ctx");
-	size_t n = lspo_gpt2_nparams(&tiny);
+	size_t n = lspo_model_nparams(&tiny);
 	float *p = malloc(n * sizeof(float)), *q = malloc(n * sizeof(float));
-	lspo_gpt2_init_params(&tiny, 11, p);
+	lspo_model_init_params(&tiny, 11, p);
 	struct craft_t *e = NULL;
 	int ne = craft_model(&tiny, p, 2 * tiny.n_layer + 1, &e);
 	for (int i = 0; i < ne; i++) {   /* HF's GPT2LMHeadModel names */

@@ -8,10 +8,11 @@
 #include <sys/stat.h>
 
 #include "common.h"
-#include "gpt2_params.h"
+#include "engine/model.h"
+#include "models/gpt2.h"
 #include "st_craft.h"
 
-static const struct lspo_gpt2_config tiny = { 61, 16, 32, 3, 4 };
+static const struct lspo_model_config tiny = { .vocab_size = 61, .n_positions = 16, .n_embd = 32, .n_layer = 3, .n_head = 4 };
 static const char *tmp;
 static float *params;   /* (nparams(tiny)) */
 
@@ -36,9 +37,9 @@ static const char *model_path(const char *dir)
 	return path;
 }
 
-static int load(const char *dir, const struct lspo_gpt2_config *cfg)
+static int load(const char *dir, const struct lspo_model_config *cfg)
 {
-	float *q = malloc(lspo_gpt2_nparams(cfg) * sizeof(float));
+	float *q = malloc(lspo_model_nparams(cfg) * sizeof(float));
 	int rc = lspo_ckpt_load_params(dir, cfg, q);
 	free(q);
 	return rc;
@@ -240,7 +241,7 @@ static void tensor_cases(void)
 
 	/* a good file, read with configs that disagree with it */
 	dir = model_case("disagree", edit_none);
-	struct lspo_gpt2_config c = tiny;
+	struct lspo_model_config c = tiny;
 	c.n_layer = 2;
 	EXPECT(LSPO_EFORMAT, load(dir, &c), "disagree/model.safetensors", "h.2.", "'n_layer' = 2");
 	c.n_layer = 4;
@@ -268,7 +269,7 @@ static void config_cases(void)
 	snprintf(dir, sizeof(dir), "%s/cfg", tmp);
 	mkdir(dir, 0777);
 	snprintf(path, sizeof(path), "%s/config.json", dir);
-	struct lspo_gpt2_config c;
+	struct lspo_model_config c;
 	EXPECT(LSPO_EIO, lspo_ckpt_read_config(dir, &c), "cfg/config.json");
 	static const struct { const char *json, *field; int status; } cases[] = {
 		{ "{\"vocab_size\": 61, \"n_positions\": 16, \"n_embd\": 32, \"n_layer\": 3,", "JSON", LSPO_EFORMAT },
@@ -299,7 +300,7 @@ static void save_cases(void)
 	snprintf(dir, sizeof(dir), "%s/sub", file);
 	EXPECT(LSPO_EIO, lspo_ckpt_save(dir, &tiny, params), "plainfile");
 	EXPECT(LSPO_EIO, lspo_ckpt_save(file, &tiny, params), "plainfile", "not a directory");
-	struct lspo_gpt2_config c = tiny;
+	struct lspo_model_config c = tiny;
 	c.n_embd = 0;
 	EXPECT(LSPO_EINVAL, lspo_ckpt_save(tmp, &c, params), "n_embd");
 	EXPECT(LSPO_EINVAL, lspo_ckpt_save(tmp, &tiny, NULL), "params is NULL");
@@ -308,8 +309,8 @@ static void save_cases(void)
 int main(void)
 {
 	tmp = make_tmpdir("ckptbad");
-	params = malloc(lspo_gpt2_nparams(&tiny) * sizeof(float));
-	lspo_gpt2_init_params(&tiny, 5, params);
+	params = malloc(lspo_model_nparams(&tiny) * sizeof(float));
+	lspo_model_init_params(&tiny, 5, params);
 	file_level_cases();
 	header_field_cases();
 	tensor_cases();

@@ -62,33 +62,33 @@ static void check_model(const char *dir)
 		CHECK(0, "cannot read %s", path);
 		return;
 	}
-	struct lspo_gpt2_config cfg;
+	struct lspo_model_config cfg;
 	CHECK(lspo_ckpt_read_config(dir, &cfg) == LSPO_OK, "%s: config", dir);
 	CHECK(cfg.vocab_size == gd.hdr[2] && cfg.n_positions == gd.hdr[3] && cfg.n_embd == gd.hdr[4]
 	      && cfg.n_layer == gd.hdr[5] && cfg.n_head == gd.hdr[6], "%s: config differs from golden", dir);
 	int B = gd.hdr[7], T = gd.hdr[8], V = gd.hdr[2];
 	size_t n = (size_t)gd.hdr[9];
-	CHECK(lspo_gpt2_nparams(&cfg) == n, "%s: %zu parameters, golden has %zu", dir, lspo_gpt2_nparams(&cfg), n);
+	CHECK(lspo_model_nparams(&cfg) == n, "%s: %zu parameters, golden has %zu", dir, lspo_model_nparams(&cfg), n);
 	float *params = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
 	float *logits = malloc((size_t)B * T * V * sizeof(float));
 	CHECK(lspo_ckpt_load_params(dir, &cfg, params) == LSPO_OK, "%s: load", dir);
 
-	struct lspo_gpt2 *m;
-	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "%s: create", dir);
-	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "set params");
+	struct lspo_model *m;
+	CHECK(lspo_model_create(ctx, &cfg, B, T, &m) == LSPO_OK, "%s: create", dir);
+	CHECK(lspo_model_set_params(m, params) == LSPO_OK, "set params");
 
 	double loss;
-	CHECK(lspo_gpt2_forward(m, gd.inputs, gd.targets, &loss) == LSPO_OK, "forward");
+	CHECK(lspo_model_forward(m, gd.inputs, gd.targets, &loss) == LSPO_OK, "forward");
 	CHECK(fabs(loss - gd.loss) <= 1e-4 * fabs(gd.loss), "%s: loss %.7f, PyTorch %.7f", dir, loss, gd.loss);
-	lspo_gpt2_get_logits(m, logits);
+	lspo_model_get_logits(m, logits);
 	double e = rel_err(logits, gd.logits, (size_t)B * T * V);
 	CHECK(e <= 1e-4, "%s: logits relative error %.3g", dir, e);
 
 	double norm;
-	CHECK(lspo_gpt2_forward_backward(m, gd.inputs, gd.targets, &loss, &norm) == LSPO_OK, "fwd+bwd");
+	CHECK(lspo_model_forward_backward(m, gd.inputs, gd.targets, &loss, &norm) == LSPO_OK, "fwd+bwd");
 	CHECK(fabs(loss - gd.loss) <= 1e-4 * fabs(gd.loss), "%s: fwd+bwd loss %.7f, PyTorch %.7f", dir, loss, gd.loss);
 	CHECK(fabs(norm - gd.norm[0]) <= 1e-4 * gd.norm[0], "%s: grad norm %.7f, PyTorch %.7f", dir, norm, gd.norm[0]);
-	lspo_gpt2_get_grads(m, out);
+	lspo_model_get_grads(m, out);
 	const float *gref = gd.grads;
 	/* per tensor, in layout order (the golden file's order) */
 	struct { const char *what; size_t len; } t[] = { { "wte", (size_t)V * cfg.n_embd },
@@ -112,17 +112,17 @@ static void check_model(const char *dir)
 
 	struct lspo_optim opt = { .lr = gd.opt[0], .beta1 = gd.opt[1], .beta2 = gd.opt[2], .eps = gd.opt[3],
 	                          .weight_decay = gd.opt[4], .clip = gd.opt[5] };
-	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "reset params");
+	CHECK(lspo_model_set_params(m, params) == LSPO_OK, "reset params");
 	for (int s = 0; s < gd.hdr[10]; s++) {
 		struct lspo_step_stats st;
-		CHECK(lspo_gpt2_train_step(m, gd.inputs, gd.targets, &opt, &st) == LSPO_OK, "step %d", s);
+		CHECK(lspo_model_train_step(m, gd.inputs, gd.targets, &opt, &st) == LSPO_OK, "step %d", s);
 		CHECK(st.step == s + 1, "step counter %d", st.step);
 		CHECK(fabs(st.loss - gd.step_loss[s]) <= 1e-4 * gd.step_loss[s], "%s: step %d loss %.7f, PyTorch %.7f",
 		      dir, s, st.loss, gd.step_loss[s]);
 		CHECK(fabs(st.grad_norm - gd.norm[s]) <= 1e-4 * gd.norm[s], "%s: step %d norm %.7f, PyTorch %.7f",
 		      dir, s, st.grad_norm, gd.norm[s]);
 	}
-	lspo_gpt2_get_params(m, out);
+	lspo_model_get_params(m, out);
 	double worst = 0;
 	size_t at = 0;
 	for (size_t i = 0; i < n; i++)
@@ -132,7 +132,7 @@ static void check_model(const char *dir)
 	printf("%s: loss %.6f (PyTorch %.6f), logits err %.2e, 3-step params max diff %.2e\n",
 	       dir, loss, gd.loss, rel_err(logits, gd.logits, (size_t)B * T * V), worst);
 
-	lspo_gpt2_free(m);
+	lspo_model_free(m);
 	free(params); free(out); free(logits);
 	free(gd.inputs); free(gd.targets); free(gd.logits); free(gd.grads); free(gd.final);
 }

@@ -24,7 +24,7 @@ static const char finetune_text[] =
 	"THE HOST RUNS ADAM ON THE SQUARE WHILE THE DEVICE FINISHES THE NEXT LAYER.\n"
 	"PROJECTORS ARE LEARNED AGAIN WHEN THEIR ERROR GROWS TOO LARGE.\n";
 
-static const struct lspo_gpt2_config cfg = { .vocab_size = 256, .n_positions = 32, .n_embd = 48,
+static const struct lspo_model_config cfg = { .vocab_size = 256, .n_positions = 32, .n_embd = 48,
                                              .n_layer = 2, .n_head = 4 };
 enum { B = 4, T = 32, PRETRAIN = 150, FINETUNE = 60, VAL_BATCHES = 6, CALIB = 4 };
 
@@ -45,7 +45,7 @@ static struct lspo_shard *make_shard(const char *name, const char *text, int cop
 	return s;
 }
 
-static void train(struct lspo_gpt2 *m, const struct lspo_shard *s, size_t end, int steps, uint64_t seed,
+static void train(struct lspo_model *m, const struct lspo_shard *s, size_t end, int steps, uint64_t seed,
                   const struct lspo_optim *opt, int check_freq)
 {
 	struct lspo_loader *ld;
@@ -58,25 +58,25 @@ static void train(struct lspo_gpt2 *m, const struct lspo_shard *s, size_t end, i
 			int32_t cin[CALIB * B * T], ctg[CALIB * B * T];
 			for (int c = 0; c < CALIB; c++)
 				CHECK(lspo_loader_next(ld, cin + c * B * T, ctg + c * B * T) == LSPO_OK, "calibration");
-			CHECK(lspo_gpt2_lsp_check(m, cin, ctg, CALIB, &rep) == LSPO_OK, "check");
+			CHECK(lspo_model_lsp_check(m, cin, ctg, CALIB, &rep) == LSPO_OK, "check");
 			CHECK(rep.err_after < 0.5 * rep.err_before, "check at step %d: projector error %.3f -> %.3f",
 			      i, rep.err_before, rep.err_after);
 			printf("    check at %d: error %.3f -> %.3f\n", i, rep.err_before, rep.err_after);
 		}
 		CHECK(lspo_loader_next(ld, in, tg) == LSPO_OK, "batch");
-		CHECK(lspo_gpt2_train_step(m, in, tg, opt, &st) == LSPO_OK, "step");
+		CHECK(lspo_model_train_step(m, in, tg, opt, &st) == LSPO_OK, "step");
 	}
 	lspo_loader_free(ld);
 }
 
-static double val_loss(struct lspo_gpt2 *m, const struct lspo_shard *s, size_t begin)
+static double val_loss(struct lspo_model *m, const struct lspo_shard *s, size_t begin)
 {
 	struct lspo_loader *ld;
 	int32_t in[B * T], tg[B * T];
 	double sum = 0, l = 0;
 	CHECK(lspo_loader_create(s, B, T, 4242, begin, lspo_shard_ntokens(s), &ld) == LSPO_OK, "val loader");
 	for (int i = 0; i < VAL_BATCHES; i++) {
-		CHECK(lspo_loader_next(ld, in, tg) == LSPO_OK && lspo_gpt2_forward(m, in, tg, &l) == LSPO_OK, "val");
+		CHECK(lspo_loader_next(ld, in, tg) == LSPO_OK && lspo_model_forward(m, in, tg, &l) == LSPO_OK, "val");
 		sum += l;
 	}
 	lspo_loader_free(ld);
@@ -96,16 +96,16 @@ int main(void)
 	lspo_shard_split(fine, 0.2, &fine_end);
 
 	struct lspo_ctx *ctx = test_start("lspo", -1, 0);
-	size_t n = lspo_gpt2_nparams(&cfg);
+	size_t n = lspo_model_nparams(&cfg);
 	float *base = malloc(n * sizeof(float));
-	struct lspo_gpt2 *m;
-	CHECK(lspo_gpt2_init_params(&cfg, 3, base) == LSPO_OK, "init");
-	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
-	CHECK(lspo_gpt2_set_params(m, base) == LSPO_OK, "params");
+	struct lspo_model *m;
+	CHECK(lspo_model_init_params(&cfg, 3, base) == LSPO_OK, "init");
+	CHECK(lspo_model_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
+	CHECK(lspo_model_set_params(m, base) == LSPO_OK, "params");
 	struct lspo_optim opt = lspo_optim_default();
 	opt.lr = 3e-3f;
 	train(m, pre, lspo_shard_ntokens(pre), PRETRAIN, 1, &opt, 0);
-	CHECK(lspo_gpt2_get_params(m, base) == LSPO_OK, "pre-trained params");
+	CHECK(lspo_model_get_params(m, base) == LSPO_OK, "pre-trained params");
 	double start = val_loss(m, fine, fine_end);
 	printf("pre-trained: validation loss on the fine-tuning text %.4f\n", start);
 
@@ -126,8 +126,8 @@ int main(void)
 			o.lsp_r = 8;
 			o.lsp_alpha = 0.3;
 			o.seed = seeds[k];
-			CHECK(lspo_gpt2_set_params(m, base) == LSPO_OK, "reset params");
-			CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode");
+			CHECK(lspo_model_set_params(m, base) == LSPO_OK, "reset params");
+			CHECK(lspo_model_set_mode(m, &o) == LSPO_OK, "mode");
 			train(m, fine, fine_end, FINETUNE, seeds[k], &opt, runs[r].check_freq);
 			runs[r].val = val_loss(m, fine, fine_end);
 			runs[r].dist += fabs(runs[r].val - runs[0].val);
@@ -145,7 +145,7 @@ int main(void)
 	printf("distance to zero's validation loss, summed over %zu seeds: learned projectors %.4f, random %.4f\n",
 	       sizeof(seeds) / sizeof(seeds[0]), runs[1].dist, runs[2].dist);
 
-	lspo_gpt2_free(m);
+	lspo_model_free(m);
 	lspo_shard_close(pre);
 	lspo_shard_close(fine);
 	free(base);

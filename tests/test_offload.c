@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "common.h"
-#include "gpt2_internal.h"
-#include "gpt2_params.h"
+#include "engine/model.h"
+#include "models/gpt2.h"
 #include "projector.h"
 
 #define STEPS 5
-static const struct lspo_gpt2_config cfg = { .vocab_size = 61, .n_positions = 32, .n_embd = 32,
+static const struct lspo_model_config cfg = { .vocab_size = 61, .n_positions = 32, .n_embd = 32,
                                              .n_layer = 2, .n_head = 2 };
 enum { B = 2, T = 24 };
 
@@ -30,20 +30,20 @@ static struct lspo_ctx *ctx;
 /* Runs STEPS steps of `mode` under `sched`; losses out.  With keep, the model
  * and the context stay alive for the caller. */
 /* mode 3 stands for zero with bf16 transfers */
-static void run(const char *sched, int mode, double *losses, struct lspo_gpt2 **keep)
+static void run(const char *sched, int mode, double *losses, struct lspo_model **keep)
 {
 	ctx = test_start(sched, -1, 0);
-	float *params = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
-	struct lspo_gpt2 *m;
+	float *params = malloc(lspo_model_nparams(&cfg) * sizeof(float));
+	struct lspo_model *m;
 	struct lspo_offload_opts o = lspo_offload_opts_default();
 	o.mode = mode == 3 ? LSPO_MODE_ZERO : (enum lspo_mode)mode;
 	o.offload_bf16 = mode == 3;
 	o.lsp_d = 16;
 	o.lsp_r = 4;
-	CHECK(lspo_gpt2_init_params(&cfg, 5, params) == LSPO_OK, "init");
-	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
-	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "params");
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "mode %d", mode);
+	CHECK(lspo_model_init_params(&cfg, 5, params) == LSPO_OK, "init");
+	CHECK(lspo_model_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
+	CHECK(lspo_model_set_params(m, params) == LSPO_OK, "params");
+	CHECK(lspo_model_set_mode(m, &o) == LSPO_OK, "mode %d", mode);
 	struct lspo_optim opt = lspo_optim_default();
 	opt.lr = 2e-3f;
 	opt.weight_decay = 0.01f;
@@ -51,7 +51,7 @@ static void run(const char *sched, int mode, double *losses, struct lspo_gpt2 **
 	for (int s = 0; s < STEPS; s++) {
 		struct lspo_step_stats st;
 		batch(s, in, tg);
-		int rc = lspo_gpt2_train_step(m, in, tg, &opt, &st);
+		int rc = lspo_model_train_step(m, in, tg, &opt, &st);
 		CHECK(rc == LSPO_OK, "%s mode %d step %d: %s", sched, mode, s, lspo_strerror(rc));
 		losses[s] = st.loss;
 		CHECK(st.bytes_d2h == 0 && st.bytes_h2d == 0, "bytes on a CPU-only machine");
@@ -61,13 +61,13 @@ static void run(const char *sched, int mode, double *losses, struct lspo_gpt2 **
 		free(params);
 		return;
 	}
-	lspo_gpt2_free(m);
+	lspo_model_free(m);
 	free(params);
 	lspo_ctx_destroy(ctx);
 }
 
 /* Every pair's P scaled by `scale` (a power of two: exact both ways). */
-static void scale_projectors(struct lspo_gpt2 *m, float scale)
+static void scale_projectors(struct lspo_model *m, float scale)
 {
 	for (int i = 0; i < lsp_state_npairs(m); i++) {
 		struct lspo_proj *p = lsp_state_pair(m, i);
@@ -79,18 +79,18 @@ static void scale_projectors(struct lspo_gpt2 *m, float scale)
 }
 
 /* Parameters after 2 lsp steps from p0 with every P scaled by `scale`. */
-static void steps_with_scaled_p(struct lspo_gpt2 *m, const float *p0, const struct lspo_optim *opt, float scale,
+static void steps_with_scaled_p(struct lspo_model *m, const float *p0, const struct lspo_optim *opt, float scale,
                                 float *out)
 {
-	CHECK(lspo_gpt2_set_params(m, p0) == LSPO_OK, "params");
+	CHECK(lspo_model_set_params(m, p0) == LSPO_OK, "params");
 	scale_projectors(m, scale);
 	for (int s = 0; s < 2; s++) {
 		int32_t bi[B * T], bt[B * T];
 		struct lspo_step_stats st;
 		batch(s, bi, bt);
-		CHECK(lspo_gpt2_train_step(m, bi, bt, opt, &st) == LSPO_OK, "scaled P: step %d", s);
+		CHECK(lspo_model_train_step(m, bi, bt, opt, &st) == LSPO_OK, "scaled P: step %d", s);
 	}
-	CHECK(lspo_gpt2_get_params(m, out) == LSPO_OK, "params");
+	CHECK(lspo_model_get_params(m, out) == LSPO_OK, "params");
 	scale_projectors(m, 1.0f / scale);
 }
 
@@ -124,13 +124,13 @@ int main(void)
 	      ref[3][STEPS - 1], ref[0][STEPS - 1]);
 
 	/* Offload volume and the projector check. */
-	struct lspo_gpt2 *m;
+	struct lspo_model *m;
 	double l[STEPS], d2h, h2d;
 	run("lspo", LSPO_MODE_LSP, l, &m);
 	/* New parameters restart the optimizer, subspace moments included:
 	 * the same steps again give the same losses. */
-	float *p0 = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
-	CHECK(lspo_gpt2_init_params(&cfg, 5, p0) == LSPO_OK && lspo_gpt2_set_params(m, p0) == LSPO_OK, "reset");
+	float *p0 = malloc(lspo_model_nparams(&cfg) * sizeof(float));
+	CHECK(lspo_model_init_params(&cfg, 5, p0) == LSPO_OK && lspo_model_set_params(m, p0) == LSPO_OK, "reset");
 	struct lspo_optim again = lspo_optim_default();
 	again.lr = 2e-3f;
 	again.weight_decay = 0.01f;
@@ -138,7 +138,7 @@ int main(void)
 		int32_t bi[B * T], bt[B * T];
 		struct lspo_step_stats st;
 		batch(s, bi, bt);
-		CHECK(lspo_gpt2_train_step(m, bi, bt, &again, &st) == LSPO_OK && st.loss == l[s],
+		CHECK(lspo_model_train_step(m, bi, bt, &again, &st) == LSPO_OK && st.loss == l[s],
 		      "lsp after set_params, step %d: %.17g, first run %.17g", s, st.loss, l[s]);
 	}
 	/* --freeze-dense: only the four matrices of every block change. */
@@ -147,23 +147,23 @@ int main(void)
 	fo.lsp_d = 16;
 	fo.lsp_r = 4;
 	fo.freeze_dense = 1;
-	float *p1 = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
-	CHECK(lspo_gpt2_set_params(m, p0) == LSPO_OK && lspo_gpt2_set_mode(m, &fo) == LSPO_OK, "freeze-dense");
+	float *p1 = malloc(lspo_model_nparams(&cfg) * sizeof(float));
+	CHECK(lspo_model_set_params(m, p0) == LSPO_OK && lspo_model_set_mode(m, &fo) == LSPO_OK, "freeze-dense");
 	double first = 0, last = 0;
 	for (int s = 0; s < STEPS; s++) {
 		int32_t bi[B * T], bt[B * T];
 		struct lspo_step_stats st;
 		batch(0, bi, bt);
-		CHECK(lspo_gpt2_train_step(m, bi, bt, &again, &st) == LSPO_OK, "frozen step %d", s);
+		CHECK(lspo_model_train_step(m, bi, bt, &again, &st) == LSPO_OK, "frozen step %d", s);
 		first = s ? first : st.loss;
 		last = st.loss;
 	}
 	CHECK(last < first, "frozen dense: loss %.4f -> %.4f", first, last);
-	CHECK(lspo_gpt2_get_params(m, p1) == LSPO_OK, "params");
-	struct gpt2_layout lay;
-	CHECK(gpt2_layout_build(&cfg, &lay) == LSPO_OK, "layout");
+	CHECK(lspo_model_get_params(m, p1) == LSPO_OK, "params");
+	struct model_layout lay;
+	CHECK(model_layout_of(&cfg, &lay) == LSPO_OK, "layout");
 	for (int i = 0; i < lay.ntensors; i++) {
-		const struct gpt2_tensor *t = &lay.tensors[i];
+		const struct model_tensor *t = &lay.tensors[i];
 		int compressed = t->kind == GPT2_QKV_W || t->kind == GPT2_ATTPROJ_W || t->kind == GPT2_FC_W
 		                 || t->kind == GPT2_FCPROJ_W;
 		size_t changed = 0, len = (size_t)t->rows * t->cols;
@@ -172,11 +172,11 @@ int main(void)
 		CHECK(compressed ? changed > len / 2 : changed == 0, "frozen dense: %s: %zu of %zu changed",
 		      t->name, changed, len);
 	}
-	gpt2_layout_free(&lay);
+	layout_free(&lay);
 	/* The step does not follow the projectors' scale: P four times larger
 	 * makes G_hat four times larger, leaves subspace Adam's Delta as it is
 	 * (but for eps) and divides the apply's gain by four. */
-	size_t n = lspo_gpt2_nparams(&cfg);
+	size_t n = lspo_model_nparams(&cfg);
 	float *p4 = malloc(n * sizeof(float));
 	steps_with_scaled_p(m, p0, &again, 1.0f, p1);
 	steps_with_scaled_p(m, p0, &again, 4.0f, p4);
@@ -190,12 +190,12 @@ int main(void)
 	free(p4);
 	free(p1);
 	free(p0);
-	lspo_gpt2_offload_volume(m, &d2h, &h2d);
+	lspo_model_offload_volume(m, &d2h, &h2d);
 	CHECK(d2h == 4.0 * 16 * 16 * 4 * cfg.n_layer && h2d == d2h, "lsp volume %.0f / %.0f bytes", d2h, h2d);
 	int32_t in[B * T], tg[B * T];
 	batch(1000, in, tg);
 	struct lspo_lsp_check rep;
-	CHECK(lspo_gpt2_lsp_check(m, in, tg, 1, &rep) == LSPO_OK, "lsp check");
+	CHECK(lspo_model_lsp_check(m, in, tg, 1, &rep) == LSPO_OK, "lsp check");
 	CHECK(rep.nmatrices == 4 * cfg.n_layer, "%d matrices checked", rep.nmatrices);
 	CHECK(rep.err_before > 0.3 && rep.refreshed == rep.nmatrices, "random projectors: error %.3f, %d refreshed",
 	      rep.err_before, rep.refreshed);
@@ -203,27 +203,27 @@ int main(void)
 	printf("lsp check: error %.3f -> %.3f, %d pairs refreshed\n", rep.err_before, rep.err_after, rep.refreshed);
 	struct lspo_optim opt = lspo_optim_default();
 	struct lspo_step_stats st;
-	CHECK(lspo_gpt2_train_step(m, in, tg, &opt, &st) == LSPO_OK && st.loss > 0, "step after refresh");
+	CHECK(lspo_model_train_step(m, in, tg, &opt, &st) == LSPO_OK && st.loss > 0, "step after refresh");
 	struct lspo_offload_opts o = lspo_offload_opts_default();
 	o.mode = LSPO_MODE_ZERO;
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "switch to zero");
-	lspo_gpt2_offload_volume(m, &d2h, &h2d);
-	CHECK(d2h == 4.0 * lspo_gpt2_nparams(&cfg), "zero volume %.0f", d2h);
+	CHECK(lspo_model_set_mode(m, &o) == LSPO_OK, "switch to zero");
+	lspo_model_offload_volume(m, &d2h, &h2d);
+	CHECK(d2h == 4.0 * lspo_model_nparams(&cfg), "zero volume %.0f", d2h);
 	o.offload_bf16 = 1;
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_OK, "switch to zero/bf16");
-	lspo_gpt2_offload_volume(m, &d2h, &h2d);
-	CHECK(d2h == 2.0 * lspo_gpt2_nparams(&cfg) && h2d == d2h, "zero/bf16 volume %.0f", d2h);
-	CHECK(lspo_gpt2_train_step(m, in, tg, &opt, &st) == LSPO_OK, "zero/bf16 step after a switch");
+	CHECK(lspo_model_set_mode(m, &o) == LSPO_OK, "switch to zero/bf16");
+	lspo_model_offload_volume(m, &d2h, &h2d);
+	CHECK(d2h == 2.0 * lspo_model_nparams(&cfg) && h2d == d2h, "zero/bf16 volume %.0f", d2h);
+	CHECK(lspo_model_train_step(m, in, tg, &opt, &st) == LSPO_OK, "zero/bf16 step after a switch");
 	o.offload_bf16 = 0;
-	CHECK(lspo_gpt2_lsp_check(m, in, tg, 1, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
+	CHECK(lspo_model_lsp_check(m, in, tg, 1, &rep) == LSPO_EINVAL, "check outside lsp mode accepted");
 	o.mode = LSPO_MODE_LSP;
 	o.offload_bf16 = 1;
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "bf16 lsp accepted");
+	CHECK(lspo_model_set_mode(m, &o) == LSPO_EINVAL, "bf16 lsp accepted");
 	o.offload_bf16 = 0;
 	o.lsp_r = 40;
 	o.lsp_d = 16;
-	CHECK(lspo_gpt2_set_mode(m, &o) == LSPO_EINVAL, "r > d accepted");
-	lspo_gpt2_free(m);
+	CHECK(lspo_model_set_mode(m, &o) == LSPO_EINVAL, "r > d accepted");
+	lspo_model_free(m);
 	lspo_ctx_destroy(ctx);
 	return test_finish("test_offload");
 }

@@ -501,27 +501,27 @@ static void test_registry(void)
 	CHECK(lspo_proj_registry_create(0, 64, 4, LSPO_PROJ_GAUSSIAN, 3, &pm) == LSPO_OK, "create");
 	CHECK(lspo_proj_registry_create(1, 64, 4, LSPO_PROJ_GAUSSIAN, 3, &sh2) == LSPO_OK, "create");
 	struct lspo_proj *a, *b, *c, *e, *f, *g;
-	lspo_proj_registry_get(sh, LSPO_ROLE_QKV, 0, 96, 288, &a);
-	lspo_proj_registry_get(sh, LSPO_ROLE_QKV, 5, 96, 288, &b);
-	lspo_proj_registry_get(sh, LSPO_ROLE_ATTN_OUT, 0, 96, 96, &c);
+	lspo_proj_registry_get(sh, 0, 0, 96, 288, &a);
+	lspo_proj_registry_get(sh, 0, 5, 96, 288, &b);
+	lspo_proj_registry_get(sh, 1, 0, 96, 96, &c);
 	CHECK(a && a == b, "shared: same role and shape, different pairs");
 	CHECK(c && c != a, "shared: different roles, same pair");
-	lspo_proj_registry_get(pm, LSPO_ROLE_QKV, 0, 96, 288, &e);
-	lspo_proj_registry_get(pm, LSPO_ROLE_QKV, 5, 96, 288, &f);
-	lspo_proj_registry_get(pm, LSPO_ROLE_QKV, 0, 96, 288, &g);
+	lspo_proj_registry_get(pm, 0, 0, 96, 288, &e);
+	lspo_proj_registry_get(pm, 0, 5, 96, 288, &f);
+	lspo_proj_registry_get(pm, 0, 0, 96, 288, &g);
 	CHECK(e && f && e != f && e == g, "per matrix: pairs not one per key");
 	CHECK(lspo_proj_registry_count(sh) == 2 && lspo_proj_registry_count(pm) == 2, "counts %d %d",
 	      lspo_proj_registry_count(sh), lspo_proj_registry_count(pm));
 	CHECK(lspo_proj_registry_at(sh, 1) == c && lspo_proj_registry_at(sh, 2) == NULL, "registry_at");
 	/* seeds depend on the key, not on the order of requests */
 	struct lspo_proj *c2, *a2;
-	lspo_proj_registry_get(sh2, LSPO_ROLE_ATTN_OUT, 3, 96, 96, &c2);
-	lspo_proj_registry_get(sh2, LSPO_ROLE_QKV, 1, 96, 288, &a2);
+	lspo_proj_registry_get(sh2, 1, 3, 96, 96, &c2);
+	lspo_proj_registry_get(sh2, 0, 1, 96, 288, &a2);
 	CHECK(!memcmp(c2->val[0], c->val[0], sizeof(float) * 96 * 4)
 	      && !memcmp(a2->idx[1], a->idx[1], sizeof(int32_t) * 288 * 4), "registry not reproducible");
 	CHECK(memcmp(e->val[0], f->val[0], sizeof(float) * 96 * 4), "per-matrix pairs identical");
 	struct lspo_proj *bad;
-	CHECK(lspo_proj_registry_get(sh, LSPO_NROLES, 0, 8, 8, &bad) == LSPO_EINVAL, "bad role accepted");
+	CHECK(lspo_proj_registry_get(sh, -1, 0, 8, 8, &bad) == LSPO_EINVAL, "negative role accepted");
 	lspo_proj_registry_free(sh);
 	lspo_proj_registry_free(pm);
 	lspo_proj_registry_free(sh2);

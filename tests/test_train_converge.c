@@ -32,13 +32,13 @@ int main(void)
 	CHECK(lspo_tokenize_bytes(txt, shard_path, &ntok) == LSPO_OK && ntok == 8 * strlen(text), "tokenize");
 
 	struct lspo_ctx *ctx = test_start("lspo", -1, 0);
-	struct lspo_gpt2_config cfg = { .vocab_size = 256, .n_positions = 64, .n_embd = 48, .n_layer = 2, .n_head = 4 };
+	struct lspo_model_config cfg = { .vocab_size = 256, .n_positions = 64, .n_embd = 48, .n_layer = 2, .n_head = 4 };
 	const int B = 4, T = 32;
-	float *params = malloc(lspo_gpt2_nparams(&cfg) * sizeof(float));
-	CHECK(lspo_gpt2_init_params(&cfg, 7, params) == LSPO_OK, "init");
-	struct lspo_gpt2 *m;
-	CHECK(lspo_gpt2_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
-	CHECK(lspo_gpt2_set_params(m, params) == LSPO_OK, "set params");
+	float *params = malloc(lspo_model_nparams(&cfg) * sizeof(float));
+	CHECK(lspo_model_init_params(&cfg, 7, params) == LSPO_OK, "init");
+	struct lspo_model *m;
+	CHECK(lspo_model_create(ctx, &cfg, B, T, &m) == LSPO_OK, "create");
+	CHECK(lspo_model_set_params(m, params) == LSPO_OK, "set params");
 	struct lspo_shard *shard;
 	struct lspo_loader *ld;
 	CHECK(lspo_shard_open(shard_path, &shard) == LSPO_OK, "open shard");
@@ -51,7 +51,7 @@ int main(void)
 	for (int s = 0; s < 200; s++) {
 		struct lspo_step_stats st;
 		CHECK(lspo_loader_next(ld, in, tg) == LSPO_OK, "batch");
-		int rc = lspo_gpt2_train_step(m, in, tg, &opt, &st);
+		int rc = lspo_model_train_step(m, in, tg, &opt, &st);
 		if (rc) {
 			CHECK(0, "step %d: %s", s, lspo_strerror(rc));
 			break;
@@ -66,7 +66,7 @@ int main(void)
 	CHECK(last < 0.6 * first, "loss fell from %.3f to %.3f only", first, last);
 	lspo_loader_free(ld);
 	lspo_shard_close(shard);
-	lspo_gpt2_free(m);
+	lspo_model_free(m);
 	free(params);
 	lspo_ctx_destroy(ctx);
 	return test_finish("test_train_converge");

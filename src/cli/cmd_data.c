@@ -1,5 +1,5 @@
 /*
- * cmd_data.c - `lspo init` (a randomly initialised GPT-2 checkpoint),
+ * cmd_data.c - `lspo init` (a randomly initialised GPT-2, Llama or Qwen2 checkpoint),
  * `lspo tokenize` (text -> llm.c token shard) and `lspo check` (validate a
  * checkpoint and token shards before a job uses them).  No StarPU needed.
  */
@@ -17,8 +17,13 @@ int cmd_init(int argc, char **argv)
 		{ "n-positions", required_argument, 0, 'P' }, { "n-embd", required_argument, 0, 'C' },
 		{ "n-layer", required_argument, 0, 'L' }, { "n-head", required_argument, 0, 'H' },
 		{ "seed", required_argument, 0, 's' }, { "out", required_argument, 0, 'o' },
+		{ "family", required_argument, 0, 'F' }, { "n-kv-head", required_argument, 0, 'K' },
+		{ "intermediate", required_argument, 0, 'I' }, { "head-dim", required_argument, 0, 'D' },
+		{ "tie-embeddings", no_argument, 0, 't' },
 		{ "help", no_argument, 0, 'h' }, { 0 } };
-	const char *json = NULL, *out = NULL;
+	const char *json = NULL, *out = NULL, *family = "gpt2";
+	long kv = 0, inner = 0, head_dim = 0;
+	int tie = 0;
 	long size[5] = { 0 };   /* V, P, C, L, H */
 	const char *size_opt[5] = { "--vocab", "--n-positions", "--n-embd", "--n-layer", "--n-head" };
 	long seed = 0;
@@ -28,17 +33,24 @@ int cmd_init(int argc, char **argv)
 		int bad = 0;
 		switch (opt) {
 		case 'h':
-			printf("usage: lspo init (--config-json FILE | --vocab V --n-positions P --n-embd C\n"
-			       "                  --n-layer L --n-head H) [--seed S] --out DIR\n"
-			       "Writes a randomly initialised GPT-2 checkpoint (HF layout): DIR/config.json\n"
-			       "and DIR/model.safetensors (float32).  Weights N(0, 0.02), residual\n"
-			       "projections N(0, 0.02/sqrt(2L)), biases 0, layernorm weights 1.\n"
-			       "  --config-json FILE  read the sizes from an HF GPT-2 config.json\n"
+			printf("usage: lspo init (--config-json FILE | [--family F] --vocab V --n-positions P\n"
+			       "                  --n-embd C --n-layer L --n-head H [Llama options])\n"
+			       "                 [--seed S] --out DIR\n"
+			       "Writes a randomly initialised checkpoint (HF layout): DIR/config.json and\n"
+			       "DIR/model.safetensors (float32).  GPT-2: weights N(0, 0.02), residual\n"
+			       "projections N(0, 0.02/sqrt(2L)), biases 0, layernorm weights 1.  Llama,\n"
+			       "Qwen2: weights N(0, 0.02), biases 0, RMSNorm weights 1.\n"
+			       "  --config-json FILE  read the family and sizes from an HF config.json\n"
+			       "  --family F          gpt2 (default), llama or qwen2\n"
 			       "  --vocab V           vocabulary size\n"
 			       "  --n-positions P     longest sequence (context length)\n"
 			       "  --n-embd C          embedding width, divisible by H\n"
 			       "  --n-layer L         transformer blocks\n"
 			       "  --n-head H          attention heads\n"
+			       "  --n-kv-head K       llama, qwen2: key/value heads, dividing H (default H)\n"
+			       "  --intermediate I    llama, qwen2: MLP width (required)\n"
+			       "  --head-dim D        llama, qwen2: head size (default C / H)\n"
+			       "  --tie-embeddings    llama, qwen2: the LM head is the token embedding\n"
 			       "  --seed S            random seed, 0 .. 2^63-1 (default 0)\n"
 			       "  --out DIR           checkpoint directory, created if needed\n");
 			return CLI_OK;
@@ -50,6 +62,11 @@ int cmd_init(int argc, char **argv)
 		case 'H': bad = cli_parse_int("--n-head", optarg, 1, 2147483647L, &size[4]); break;
 		case 's': bad = cli_parse_int("--seed", optarg, 0, 9223372036854775807L, &seed); break;
 		case 'o': out = optarg; break;
+		case 'F': family = optarg; break;
+		case 'K': bad = cli_parse_int("--n-kv-head", optarg, 1, 2147483647L, &kv); break;
+		case 'I': bad = cli_parse_int("--intermediate", optarg, 1, 2147483647L, &inner); break;
+		case 'D': bad = cli_parse_int("--head-dim", optarg, 2, 2147483647L, &head_dim); break;
+		case 't': tie = 1; break;
 		default: return cli_usage_error("init", "unknown or incomplete option");
 		}
 		if (bad)
@@ -62,7 +79,7 @@ int cmd_init(int argc, char **argv)
 	int nsizes = 0;
 	for (int i = 0; i < 5; i++)
 		nsizes += size[i] != 0;
-	struct lspo_gpt2_config cfg;
+	struct lspo_model_config cfg;
 	if (json) {
 		if (nsizes)
 			return cli_usage_error("init", "--config-json and the size options are exclusive");
@@ -74,19 +91,29 @@ int cmd_init(int argc, char **argv)
 		for (int i = 0; i < 5; i++)
 			if (!size[i])
 				return cli_usage_error("init", "%s is required without --config-json", size_opt[i]);
-		cfg = (struct lspo_gpt2_config){ (int)size[0], (int)size[1], (int)size[2], (int)size[3],
-		                                 (int)size[4] };
-		if (lspo_gpt2_config_check(&cfg))
-			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
-			                       size[2], size[4]);
+		enum lspo_family fam;
+		if (lspo_family_parse(family, &fam))
+			return cli_usage_error("init", "--family: expected gpt2, llama or qwen2, got '%s'", family);
+		if (fam == LSPO_FAMILY_GPT2 && (kv || inner || head_dim || tie))
+			return cli_usage_error("init", "--n-kv-head, --intermediate, --head-dim and --tie-embeddings "
+			                       "are options of llama and qwen2");
+		if (fam != LSPO_FAMILY_GPT2 && !inner)
+			return cli_usage_error("init", "--intermediate is required for %s", family);
+		cfg = (struct lspo_model_config){ .vocab_size = (int)size[0], .n_positions = (int)size[1],
+		                                  .n_embd = (int)size[2], .n_layer = (int)size[3],
+		                                  .n_head = (int)size[4], .family = fam, .n_kv_head = (int)kv,
+		                                  .n_inner = (int)inner, .head_dim = (int)head_dim,
+		                                  .tie_word_embeddings = tie || fam == LSPO_FAMILY_GPT2 };
+		if (lspo_model_config_check(&cfg))
+			return cli_usage_error("init", "the sizes do not make a %s model (see the message above)", family);
 	}
-	size_t n = lspo_gpt2_nparams(&cfg);
+	size_t n = lspo_model_nparams(&cfg);
 	float *params = n ? malloc(n * sizeof(float)) : NULL;
 	if (!params) {
 		fprintf(stderr, "lspo init: cannot allocate %zu parameters\n", n);
 		return CLI_FAIL;
 	}
-	int rc = lspo_gpt2_init_params(&cfg, (uint64_t)seed, params);
+	int rc = lspo_model_init_params(&cfg, (uint64_t)seed, params);
 	if (!rc)
 		rc = lspo_ckpt_save(out, &cfg, params);
 	free(params);
@@ -94,9 +121,13 @@ int cmd_init(int argc, char **argv)
 		fprintf(stderr, "lspo init: cannot write the checkpoint %s: %s\n", out, lspo_strerror(rc));
 		return CLI_FAIL;
 	}
-	printf("init: %s: %zu parameters (vocab %d, n_positions %d, n_embd %d, n_layer %d, "
-	       "n_head %d), seed %ld\n", out, n, cfg.vocab_size, cfg.n_positions, cfg.n_embd,
-	       cfg.n_layer, cfg.n_head, seed);
+	printf("init: %s: %s, %zu parameters (vocab %d, n_positions %d, n_embd %d, n_layer %d, "
+	       "n_head %d", out, lspo_family_name(cfg.family), n, cfg.vocab_size, cfg.n_positions, cfg.n_embd,
+	       cfg.n_layer, cfg.n_head);
+	if (cfg.family != LSPO_FAMILY_GPT2)
+		printf(", n_kv_head %d, head_dim %d, intermediate %d%s", cfg.n_kv_head, cfg.head_dim, cfg.n_inner,
+		       cfg.tie_word_embeddings ? ", tied head" : "");
+	printf("), seed %ld\n", seed);
 	return CLI_OK;
 }
 
@@ -161,12 +192,12 @@ int cmd_check(int argc, char **argv)
 	if (!ckpt && optind == argc)
 		return cli_usage_error("check", "nothing to check: give --ckpt DIR and/or shard files");
 	if (ckpt) {
-		struct lspo_gpt2_config cfg;
+		struct lspo_model_config cfg;
 		if (lspo_ckpt_read_config(ckpt, &cfg)) {
 			fprintf(stderr, "lspo check: invalid checkpoint config in %s\n", ckpt);
 			return CLI_FAIL;
 		}
-		size_t n = lspo_gpt2_nparams(&cfg);
+		size_t n = lspo_model_nparams(&cfg);
 		float *params = malloc(n * sizeof(float));
 		int rc = params ? lspo_ckpt_load_params(ckpt, &cfg, params) : LSPO_ENOMEM;
 		free(params);
@@ -174,8 +205,8 @@ int cmd_check(int argc, char **argv)
 			fprintf(stderr, "lspo check: invalid checkpoint %s: %s\n", ckpt, lspo_strerror(rc));
 			return CLI_FAIL;
 		}
-		printf("check: %s: GPT-2 checkpoint, %zu parameters (vocab %d, n_positions %d, "
-		       "n_embd %d, n_layer %d, n_head %d)\n", ckpt, n, cfg.vocab_size, cfg.n_positions,
+		printf("check: %s: %s checkpoint, %zu parameters (vocab %d, n_positions %d, "
+		       "n_embd %d, n_layer %d, n_head %d)\n", ckpt, lspo_family_name(cfg.family), n, cfg.vocab_size, cfg.n_positions,
 		       cfg.n_embd, cfg.n_layer, cfg.n_head);
 		if (!vocab)
 			vocab = cfg.vocab_size;

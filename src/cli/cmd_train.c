@@ -1,5 +1,5 @@
 /*
- * cmd_train.c - `lspo train` and `lspo eval`: GPT-2 training and evaluation
+ * cmd_train.c - `lspo train` and `lspo eval`: training and evaluation of any model
  * from HF checkpoints and llm.c token shards, one line per step.
  */
 #include <getopt.h>
@@ -12,7 +12,7 @@
 #include "cli.h"
 
 struct run_opts {
-	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays, *resume;
+	const char *model, *data, *val, *save, *log, *mode, *offload_dtype, *lsp_cut, *lsp_delays, *resume, *lsp_targets;
 	long steps, batch, seq, val_every, val_batches, check_freq, calib_batches, gpu_mem, warmup;
 	double lr, min_lr, wd, clip, beta1, beta2, eps, val_fraction;
 	enum lspo_lr_decay lr_decay;
@@ -35,7 +35,7 @@ static void run_opts_default(struct run_opts *o)
 
 static const char train_help[] =
 	"usage: lspo train --model DIR --data SHARD [OPTIONS]\n"
-	"Trains the GPT-2 checkpoint in DIR (config.json + model.safetensors) on an llm.c token\n"
+	"Trains the GPT-2, Llama or Qwen2 checkpoint in DIR (config.json + model.safetensors) on an llm.c token\n"
 	"shard; prints one line per step: step, loss (of that step's forward pass), lr, grad norm,\n"
 	"ms, tokens/s.\n"
 	"  --model DIR        checkpoint to start from (required)\n"
@@ -62,7 +62,7 @@ static const char train_help[] =
 	"  --offload-dtype T  zero: dtype of the gradients and weights that cross the bus:\n"
 	"                     fp32 (default) or bf16 (master weights and AdamW stay fp32)\n"
 	"  --gpu-mem MiB      cap the accelerator memory StarPU may use (STARPU_LIMIT_CUDA_MEM)\n"
-	"  --lsp-d D          lsp: subspace size d, capped at n_embd (default 256)\n"
+	"  --lsp-d D          lsp: subspace size d, capped at each matrix's smaller side (default 256)\n"
 	"  --lsp-r R          lsp: non-zeros per projector row (default 8)\n"
 	"  --lsp-alpha A      lsp: re-learn projectors whose error exceeds A (default 0.3)\n"
 	"  --check-freq N     lsp: projector check every N steps, from step 1; 0 = never,\n"
@@ -75,7 +75,9 @@ static const char train_help[] =
 	"  --lsp-plain-apply  lsp: W += P Delta Q^T as the reference code does, without\n"
 	"                     scaling by sqrt(m n) / (|P| |Q|), which keeps the step size of\n"
 	"                     learned projectors equal to random ones'\n"
-	"  --freeze-dense     lsp: embeddings, layernorms and biases stay fixed\n"
+	"  --freeze-dense     lsp: embeddings, norms, biases and untargeted maps stay fixed\n"
+	"  --lsp-targets LIST lsp: the linear maps to compress, by role (default: all of a block;\n"
+	"                     GPT-2: qkv,attn_out,fc,mlp_out; Llama, Qwen2: q,k,v,o,gate,up,down)\n"
 	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
 	"  --lsp-delays LIST  lspo policy: stage delays in layers, e.g. upd=2,upload=3,apply=4\n"
 	"  --save DIR         write the trained checkpoint to DIR (atomically), with the\n"
@@ -99,7 +101,7 @@ static const char eval_help[] =
 enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEPS, O_BATCH, O_SEQ,
        O_LR, O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_SEED, O_MODE, O_SAVE, O_LOG, O_SCHED, O_NCPUS,
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
-       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_LSPCUT, O_LSPDELAYS,
+       O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME };
 
 static const struct option train_options[] = {
@@ -116,7 +118,7 @@ static const struct option train_options[] = {
 	{ "check-freq", 1, 0, O_CHECKFREQ }, { "lsp-learn-iters", 1, 0, O_LEARNITERS },
 	{ "lsp-learn-lr", 1, 0, O_LEARNLR }, { "lsp-init", 1, 0, O_LSPINIT }, { "lsp-shared", 0, 0, O_LSPSHARED },
 	{ "lsp-eps-inside-sqrt", 0, 0, O_EPSIN }, { "lsp-plain-apply", 0, 0, O_PLAIN },
-	{ "freeze-dense", 0, 0, O_FREEZE },
+	{ "freeze-dense", 0, 0, O_FREEZE }, { "lsp-targets", 1, 0, O_TARGETS },
 	{ "lsp-cut", 1, 0, O_LSPCUT }, { "lsp-delays", 1, 0, O_LSPDELAYS },
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { 0 } };
@@ -200,6 +202,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
 		case O_PLAIN: o->off.lsp_plain_apply = 1; break;
 		case O_FREEZE: o->off.freeze_dense = 1; break;
+		case O_TARGETS: o->lsp_targets = optarg; break;
 		case O_LSPCUT: o->lsp_cut = optarg; break;
 		case O_LSPDELAYS: o->lsp_delays = optarg; break;
 		case O_HELP:
@@ -241,8 +244,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 /* Everything a run holds; freed by run_free whatever the state. */
 struct run {
 	struct lspo_ctx *ctx;
-	struct lspo_gpt2 *model;
-	struct lspo_gpt2_config cfg;
+	struct lspo_model *model;
+	struct lspo_model_config cfg;
 	struct lspo_shard *train, *val;
 	struct lspo_loader *train_loader;
 	int32_t *inputs, *targets;
@@ -255,7 +258,7 @@ static void run_free(struct run *r)
 	if (r->log)
 		fclose(r->log);
 	lspo_loader_free(r->train_loader);
-	lspo_gpt2_free(r->model);
+	lspo_model_free(r->model);
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
 	lspo_ctx_destroy(r->ctx);
@@ -281,20 +284,23 @@ static int run_open(struct run *r, const struct run_opts *o)
 	size_t bt = (size_t)o->batch * o->seq;
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
-	r->params = malloc(lspo_gpt2_nparams(&r->cfg) * sizeof(float));
+	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
 	if (!r->inputs || !r->targets || !r->params) {
 		fprintf(stderr, "lspo: out of memory\n");
 		return CLI_FAIL;
 	}
 	if (lspo_ckpt_load_params(o->model, &r->cfg, r->params))
 		return CLI_FAIL;
+	struct lspo_offload_opts off = o->off;
+	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &off.lsp_targets))
+		return CLI_USAGE;
 	int rc = lspo_ctx_create(&o->ctx, &r->ctx);
 	if (rc) {
 		fprintf(stderr, "lspo: cannot start StarPU: %s\n", lspo_strerror(rc));
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
-	if (lspo_gpt2_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
-	    || lspo_gpt2_set_params(r->model, r->params) || lspo_gpt2_set_mode(r->model, &o->off))
+	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
+	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -310,7 +316,7 @@ static int evaluate(struct run *r, const struct run_opts *o, const struct lspo_s
 	int rc = CLI_OK;
 	for (long b = 0; b < o->val_batches && rc == CLI_OK; b++) {
 		double l;
-		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_gpt2_forward(r->model, r->inputs, r->targets, &l))
+		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_model_forward(r->model, r->inputs, r->targets, &l))
 			rc = CLI_FAIL;
 		sum += l;
 	}
@@ -345,7 +351,7 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		rc = lspo_loader_next(ld, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
 	if (!rc)
-		rc = lspo_gpt2_lsp_check(r->model, in, tg, (int)nb, &rep);
+		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
 	lspo_loader_free(ld);
 	free(in);
 	free(tg);
@@ -365,9 +371,9 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", o->resume, STATE_FILE);
-	if (lspo_gpt2_load_state(r->model, path))
+	if (lspo_model_load_state(r->model, path))
 		return CLI_FAIL;
-	*start = lspo_gpt2_step(r->model);
+	*start = lspo_model_step(r->model);
 	for (long s = 0; s < *start; s++)
 		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
 			return CLI_FAIL;
@@ -401,8 +407,9 @@ int cmd_train(int argc, char **argv)
 	}
 	if (r.log && ftell(r.log) == 0)
 		fprintf(r.log, "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d\n");
-	printf("lspo train: %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
-	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, r.cfg.n_layer, r.cfg.n_head,
+	printf("lspo train: %s, %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
+	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", o.model, lspo_family_name(r.cfg.family),
+	       r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
 	if (lspo_ctx_simulated(r.ctx))
@@ -413,7 +420,7 @@ int cmd_train(int argc, char **argv)
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
 	                                  .total = o.steps, .decay = o.lr_decay };
 	double vd2h, vh2d;
-	lspo_gpt2_offload_volume(r.model, &vd2h, &vh2d);
+	lspo_model_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	for (long s = start + 1; s <= o.steps; s++) {
@@ -423,7 +430,7 @@ int cmd_train(int argc, char **argv)
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
-		    || lspo_gpt2_train_step(r.model, r.inputs, r.targets, &opt, &st))
+		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
@@ -441,8 +448,8 @@ int cmd_train(int argc, char **argv)
 	if (o.save) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", o.save, STATE_FILE);
-		if (lspo_gpt2_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
-		    || lspo_gpt2_save_state(r.model, path))
+		if (lspo_model_get_params(r.model, r.params) || lspo_ckpt_save(o.save, &r.cfg, r.params)
+		    || lspo_model_save_state(r.model, path))
 			goto out;
 		printf("saved %s\n", o.save);
 	}

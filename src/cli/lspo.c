@@ -21,9 +21,9 @@ static const struct {
 } commands[] = {
 	{ "info", cmd_info, "print StarPU's workers, features and the policies lspo accepts" },
 	{ "selftest", cmd_selftest, "run a small checked task graph of lspo codelets" },
-	{ "train", cmd_train, "train a GPT-2 checkpoint on a token shard" },
+	{ "train", cmd_train, "train a GPT-2, Llama or Qwen2 checkpoint on a token shard" },
 	{ "eval", cmd_eval, "validation loss and perplexity of a checkpoint" },
-	{ "init", cmd_init, "write a randomly initialised GPT-2 checkpoint (HF layout)" },
+	{ "init", cmd_init, "write a randomly initialised checkpoint (HF layout)" },
 	{ "tokenize", cmd_tokenize, "turn a file into an llm.c token shard" },
 	{ "check", cmd_check, "validate a checkpoint and token shards" },
 };

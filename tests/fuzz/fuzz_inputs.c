@@ -15,7 +15,7 @@
 #include "lspo.h"
 
 static char dir[64];
-static const struct lspo_gpt2_config tiny = { .vocab_size = 8, .n_positions = 4, .n_embd = 4,
+static const struct lspo_model_config tiny = { .vocab_size = 8, .n_positions = 4, .n_embd = 4,
                                               .n_layer = 1, .n_head = 2 };
 
 static void write_file(const char *name, const uint8_t *data, size_t size)
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (data[0] % 3) {
 	case 0: {
 		write_file("model.safetensors", data + 1, size - 1);
-		float *params = malloc(lspo_gpt2_nparams(&tiny) * sizeof(float));
+		float *params = malloc(lspo_model_nparams(&tiny) * sizeof(float));
 		if (params)
 			lspo_ckpt_load_params(dir, &tiny, params);
 		free(params);
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	case 1: {
 		write_file("config.json", data + 1, size - 1);
-		struct lspo_gpt2_config cfg;
+		struct lspo_model_config cfg;
 		lspo_ckpt_read_config(dir, &cfg);
 		break;
 	}

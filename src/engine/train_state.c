@@ -15,7 +15,7 @@
 #include <starpu.h>
 
 #include "internal.h"
-#include "gpt2_internal.h"
+#include "engine/model.h"
 #include "projector.h"
 #include "safetensors.h"
 
@@ -59,7 +59,7 @@ static void desc_free(struct state_desc *s)
 	free(s->lsp_t);
 }
 
-static int describe(struct lspo_gpt2 *g, struct state_desc *s)
+static int describe(struct lspo_model *g, struct state_desc *s)
 {
 	int nmats = lsp_state_nmats(g), npairs = lsp_state_npairs(g);
 	memset(s, 0, sizeof(*s));
@@ -103,7 +103,7 @@ static void take_handle(starpu_data_handle_t h, enum starpu_data_access_mode mod
 }
 
 /* Takes (or gives back) every handle whose host memory the state covers. */
-static void take_handles(struct lspo_gpt2 *g, enum starpu_data_access_mode mode, int take)
+static void take_handles(struct lspo_model *g, enum starpu_data_access_mode mode, int take)
 {
 	for (int i = 0; i < g->layout.ntensors; i++) {
 		starpu_data_handle_t h[2] = { g->hm[i], g->hv[i] };
@@ -123,7 +123,7 @@ static void take_handles(struct lspo_gpt2 *g, enum starpu_data_access_mode mode,
 	}
 }
 
-int lspo_gpt2_save_state(struct lspo_gpt2 *g, const char *path)
+int lspo_model_save_state(struct lspo_model *g, const char *path)
 {
 	struct state_desc s;
 	int rc = describe(g, &s);
@@ -180,7 +180,7 @@ static const struct st_tensor *find(const struct st_file *f, const struct state_
 
 /* Every check before anything changes: tensors, mode, step counts, and
  * projector indices (in [0, d), strictly increasing along each row). */
-static int validate(const struct st_file *f, const struct state_desc *s, struct lspo_gpt2 *g)
+static int validate(const struct st_file *f, const struct state_desc *s, struct lspo_model *g)
 {
 	for (int i = 0; i < s->n; i++)
 		if (!find(f, &s->t[i]))
@@ -220,7 +220,7 @@ static int validate(const struct st_file *f, const struct state_desc *s, struct 
 	return LSPO_OK;
 }
 
-int lspo_gpt2_load_state(struct lspo_gpt2 *g, const char *path)
+int lspo_model_load_state(struct lspo_model *g, const char *path)
 {
 	struct state_desc s;
 	struct st_file *f;
@@ -254,7 +254,7 @@ int lspo_gpt2_load_state(struct lspo_gpt2 *g, const char *path)
 	return rc;
 }
 
-int lspo_gpt2_step(const struct lspo_gpt2 *g)
+int lspo_model_step(const struct lspo_model *g)
 {
 	return g->step;
 }
