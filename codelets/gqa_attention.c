@@ -283,22 +283,23 @@ static int is_shape(starpu_data_handle_t h, int rows, int cols)
 
 /* Checks the head counts, q-like handles (B*T, nh*hd), k-like (B*T, nkv*hd)
  * and lse (1, B*nh*T); sets T. */
-static int check_shapes(const char *name, starpu_data_handle_t q, starpu_data_handle_t k,
+static int check_shapes(const char *name, int grads, starpu_data_handle_t q, starpu_data_handle_t k,
                         starpu_data_handle_t v, starpu_data_handle_t out, starpu_data_handle_t lse,
                         int B, int nh, int nkv, int hd, int *T)
 {
+	const char *d = grads ? "d" : "";   /* the backward's dq, dk, dv, dout */
 	int rows = lspo_handle_rows(q);
 	if (B < 1 || nh < 1 || nkv < 1 || hd < 1 || nh % nkv != 0 || rows < 1 || rows % B != 0)
 		LSPO_FAIL(LSPO_EINVAL, "%s: B=%d n_head=%d n_kv_head=%d head_dim=%d: need positive values, "
-		          "n_kv_head dividing n_head and B dividing the %d rows of q", name, B, nh, nkv, hd, rows);
+		          "n_kv_head dividing n_head and B dividing the %d rows of %sq", name, B, nh, nkv, hd, rows, d);
 	*T = rows / B;
 	if (!is_shape(q, rows, nh * hd) || !is_shape(out, rows, nh * hd))
-		LSPO_FAIL(LSPO_EINVAL, "%s: q %dx%d and out %dx%d, expected contiguous float (%d, %d)", name,
-		          lspo_handle_rows(q), lspo_handle_cols(q), lspo_handle_rows(out), lspo_handle_cols(out),
+		LSPO_FAIL(LSPO_EINVAL, "%s: %sq %dx%d and %sout %dx%d, expected contiguous float (%d, %d)", name, d,
+		          lspo_handle_rows(q), lspo_handle_cols(q), d, lspo_handle_rows(out), lspo_handle_cols(out),
 		          rows, nh * hd);
 	if (!is_shape(k, rows, nkv * hd) || !is_shape(v, rows, nkv * hd))
-		LSPO_FAIL(LSPO_EINVAL, "%s: k %dx%d and v %dx%d, expected contiguous float (%d, %d)", name,
-		          lspo_handle_rows(k), lspo_handle_cols(k), lspo_handle_rows(v), lspo_handle_cols(v),
+		LSPO_FAIL(LSPO_EINVAL, "%s: %sk %dx%d and %sv %dx%d, expected contiguous float (%d, %d)", name, d,
+		          lspo_handle_rows(k), lspo_handle_cols(k), d, lspo_handle_rows(v), lspo_handle_cols(v),
 		          rows, nkv * hd);
 	if (!is_shape(lse, 1, B * nh * *T))
 		LSPO_FAIL(LSPO_EINVAL, "%s: lse is %dx%d, expected contiguous float (1, %d)", name,
@@ -322,7 +323,7 @@ int lspo_gqa_attention_fwd_submit(starpu_data_handle_t q, starpu_data_handle_t k
                                   int head_dim, int prio, const char *name)
 {
 	int T;
-	int rc = check_shapes(name, q, k, v, out, lse, B, n_head, n_kv_head, head_dim, &T);
+	int rc = check_shapes(name, 0, q, k, v, out, lse, B, n_head, n_kv_head, head_dim, &T);
 	if (rc)
 		return rc;
 	struct lspo_gqa_attention_args *a = make_args(name, B, n_head, n_kv_head, head_dim);
@@ -346,10 +347,12 @@ int lspo_gqa_attention_bwd_submit(starpu_data_handle_t dout, starpu_data_handle_
                                   int head_dim, int prio, const char *name)
 {
 	int T;
-	int rc = check_shapes(name, q, k, v, out, lse, B, n_head, n_kv_head, head_dim, &T);
+	int rc = check_shapes(name, 0, q, k, v, out, lse, B, n_head, n_kv_head, head_dim, &T);
 	if (rc)
 		return rc;
-	rc = check_shapes(name, dq, dk, dv, dout, lse, B, n_head, n_kv_head, head_dim, &T);
+	if (lspo_handle_rows(dq) != lspo_handle_rows(q))
+		LSPO_FAIL(LSPO_EINVAL, "%s: dq has %d rows, q %d", name, lspo_handle_rows(dq), lspo_handle_rows(q));
+	rc = check_shapes(name, 1, dq, dk, dv, dout, lse, B, n_head, n_kv_head, head_dim, &T);
 	if (rc)
 		return rc;
 	struct lspo_gqa_attention_args *a = make_args(name, B, n_head, n_kv_head, head_dim);

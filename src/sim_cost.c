@@ -18,6 +18,7 @@
 
 #ifdef STARPU_SIMGRID
 #include "attention.h"
+#include "gqa_attention.h"
 #include "codelet_util.h"
 
 struct sim_rates {
@@ -59,6 +60,13 @@ static double flops_of(struct starpu_task *task)
 		/* causal: half of the T x T scores, two products each way; backward 2.5x */
 		return (fwd ? 2.0 : 5.0) * a->B * T * T * C;
 	}
+	int gfwd = !strcmp(name, "gqa_attention_fwd");
+	if (gfwd || !strcmp(name, "gqa_attention_bwd")) {   /* the same count, with C = n_head head_dim */
+		const struct lspo_gqa_attention_args *a = task->cl_arg;
+		starpu_data_handle_t q = STARPU_TASK_GET_HANDLE(task, gfwd ? 0 : 1);
+		double T = (double)starpu_matrix_get_ny(q) / a->B, C = (double)a->n_head * a->head_dim;
+		return (gfwd ? 2.0 : 5.0) * a->B * T * T * C;
+	}
 	return 0;
 }
 
@@ -70,7 +78,7 @@ double lspo_sim_cost(struct starpu_task *task, struct starpu_perfmodel_arch *arc
 	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++)
 		bytes += (double)starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i));
 	double flops = flops_of(task);
-	if (!strncmp(task->cl->name, "attention", 9))
+	if (strstr(task->cl->name, "attention"))
 		flops *= 4;   /* a plain (not flash) attention kernel reaches about a quarter of GEMM's rate */
 	double seconds = fmax(flops / r.flops, bytes / r.bytes_per_s);
 	return r.overhead_us + seconds * 1e6;

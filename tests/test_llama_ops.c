@@ -582,6 +582,64 @@ static void check_gqa(int B, int T, int nh, int nkv, int hd, int fd_samples, uin
 	free(c.q); free(c.k); free(c.v); free(c.out); free(c.lse); free(rq); free(rk); free(rv); free(mq); free(mk);
 }
 
+/* One task per batch row on sub-handles (row blocks of q, k, v, out and
+ * their gradients, column blocks of lse), as a caller splitting the work
+ * would submit them: the same bits as one task over the whole batch (every
+ * (batch, head) is computed alone, in the same order, by both). */
+static void check_gqa_split(int B, int T, int nh, int nkv, int hd, uint64_t *seed)
+{
+	int N = B * T;
+	size_t nq = (size_t)N * nh * hd, nk = (size_t)N * nkv * hd, nl = (size_t)B * nh * T;
+	float *q = frand(nq, 2, seed), *k = frand(nk, 2, seed), *v = frand(nk, 1, seed), *dout = frand(nq, 1, seed);
+	float *o[2], *l[2], *dq[2], *dk[2], *dv[2];
+	for (int s = 0; s < 2; s++) {
+		o[s] = xalloc(nq, sizeof(float));
+		l[s] = xalloc(nl, sizeof(float));
+		dq[s] = xalloc(nq, sizeof(float));
+		dk[s] = xalloc(nk, sizeof(float));
+		dv[s] = xalloc(nk, sizeof(float));
+	}
+	gqa_tasks(o[0], l[0], dq[0], dk[0], dv[0], q, k, v, dout, B, T, nh, nkv, hd);
+
+	starpu_data_handle_t h[9];
+	float *ptr[9] = { q, k, v, o[1], l[1], dout, dq[1], dk[1], dv[1] };
+	int cols[9] = { nh * hd, nkv * hd, nkv * hd, nh * hd, 0, nh * hd, nh * hd, nkv * hd, nkv * hd };
+	for (int i = 0; i < 9; i++) {
+		if (i == 4)
+			lspo_matrix_register(&h[i], ptr[i], 1, (int)nl);
+		else
+			lspo_matrix_register(&h[i], ptr[i], N, cols[i]);
+		struct starpu_data_filter f = {
+			.filter_func = i == 4 ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
+			.nchildren = (unsigned)B,
+		};
+		starpu_data_partition(h[i], &f);
+	}
+	for (int b = 0; b < B; b++) {
+		starpu_data_handle_t c[9];
+		for (int i = 0; i < 9; i++)
+			c[i] = starpu_data_get_sub_data(h[i], 1, b);
+		CHECK(lspo_gqa_attention_fwd_submit(c[0], c[1], c[2], c[3], c[4], 1, nh, nkv, hd, 0,
+		                                    "gqa_attention:L0:fwd") == LSPO_OK, "split fwd");
+		CHECK(lspo_gqa_attention_bwd_submit(c[5], c[0], c[1], c[2], c[3], c[4], c[6], c[7], c[8], 1, nh, nkv,
+		                                    hd, 0, "gqa_attention:L0:bwd") == LSPO_OK, "split bwd");
+	}
+	for (int i = 0; i < 9; i++) {
+		starpu_data_unpartition(h[i], STARPU_MAIN_RAM);
+		starpu_data_unregister(h[i]);
+	}
+	int same = !memcmp(o[0], o[1], nq * sizeof(float)) && !memcmp(l[0], l[1], nl * sizeof(float))
+	           && !memcmp(dq[0], dq[1], nq * sizeof(float)) && !memcmp(dk[0], dk[1], nk * sizeof(float))
+	           && !memcmp(dv[0], dv[1], nk * sizeof(float));
+	/* On a CUDA worker the two launches differ in grid size only: the same bits too. */
+	CHECK(same, "gqa B=%d T=%d nh=%d nkv=%d hd=%d: per-batch tasks on sub-handles differ from one task", B, T,
+	      nh, nkv, hd);
+	free(q); free(k); free(v); free(dout);
+	for (int s = 0; s < 2; s++) {
+		free(o[s]); free(l[s]); free(dq[s]); free(dk[s]); free(dv[s]);
+	}
+}
+
 /* A Llama-like shape (T = 256, 8 heads, 2 K/V heads, hd = 64): forward
  * against the double reference on every output, and the time of one
  * forward and backward. */
@@ -762,6 +820,25 @@ static void check_refusals(void)
 	      "B = 3 accepted");
 	CHECK(lspo_gqa_attention_fwd_submit(x48, x48, x44, x48, r4, 2, 4, 2, 2, 0, "gqa:L0:bad") == LSPO_EINVAL,
 	      "k 4x8 accepted");
+	/* the shapes right (on memory of their own: this one runs) */
+	float good[32 + 16 + 16 + 32 + 16] = { 0 };
+	starpu_data_handle_t g[5], l16;
+	lspo_matrix_register(&g[0], good, 4, 8);
+	lspo_matrix_register(&g[1], good + 32, 4, 4);
+	lspo_matrix_register(&g[2], good + 48, 4, 4);
+	lspo_matrix_register(&g[3], good + 64, 4, 8);
+	lspo_matrix_register(&g[4], good + 96, 1, 16);
+	CHECK(lspo_gqa_attention_fwd_submit(g[0], g[1], g[2], g[3], g[4], 2, 4, 2, 2, 0, "gqa:L0:ok") == LSPO_OK,
+	      "q 4x8, k and v 4x4, lse 1x16 refused");
+	unregister_all(g, 5);
+	lspo_matrix_register(&l16, buf, 1, 16);
+	CHECK(lspo_gqa_attention_bwd_submit(x48, x48, x44, x44, x48, l16, x48, x48, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dk 4x8 accepted");
+	CHECK(lspo_gqa_attention_bwd_submit(x44, x48, x44, x44, x48, l16, x48, x44, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dout 4x4 accepted");
+	CHECK(lspo_gqa_attention_bwd_submit(x48, x48, x44, x44, x48, l16, x46, x44, x44, 2, 4, 2, 2, 0, "gqa:L0:bad")
+	      == LSPO_EINVAL, "dq 4x6 accepted");
+	starpu_data_unregister(l16);
 	starpu_data_handle_t hs[] = { x46, x48, w6, w5, r4, r3, t26, t36, t25, l24, x44 };
 	unregister_all(hs, (int)(sizeof(hs) / sizeof(hs[0])));
 }
@@ -799,7 +876,8 @@ int main(void)
 	check_gqa(2, 33, 8, 2, 8, 12, &seed);   /* 4 query heads per K/V head, 2 groups */
 	check_gqa(1, 9, 3, 3, 16, 12, &seed);
 	check_gqa(1, 9, 6, 3, 16, 12, &seed);   /* nh not a power of two */
-	cases += 3;
+	check_gqa_split(3, 21, 4, 2, 8, &seed);
+	cases += 4;
 	check_gqa_llama(&seed);
 
 	static const int ap[][4] = { { 5, 7, 4, 2 }, { 33, 17, 8, 3 }, { 70, 40, 16, 4 }, { 9, 100, 12, 1 } };
