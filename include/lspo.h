@@ -30,6 +30,10 @@
 extern "C" {
 #endif
 
+/* What this header declares is the library's API and all it exports
+ * (liblspo is built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
 
@@ -624,4 +628,6 @@ int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 #ifdef __cplusplus
 }
 #endif
+
+#pragma GCC visibility pop
 #endif /* LSPO_H */

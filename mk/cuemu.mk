@@ -48,7 +48,7 @@ TESTS += tests/test_cuemu
 tests_test_cuemu_SOURCES = tests/test_cuemu.c tests/cuemu/cuemu.cc tests/cuemu/cuemu.h tests/cuemu/cuemu_api.h
 tests_test_cuemu_CXXFLAGS = -std=c++17 $(filter-out -std=%,$(LSPO_CFLAGS))
 tests_test_cuemu_LDADD = $(CUEMU_OBJECTS) $(LDADD)
-tests_test_cuemu_DEPENDENCIES = $(CUEMU_OBJECTS) liblspo.la
+tests_test_cuemu_DEPENDENCIES = $(CUEMU_OBJECTS) liblspo-internal.la
 EXTRA_DIST += tests/cuemu/README.md tests/cuemu/cu2cpp tests/cuemu/selftest.cu tests/cuemu/include/cublas_v2.h \
 	tests/cuemu/include/cuda_runtime.h
 CLEANFILES += $(CUEMU_OBJECTS) $(CUEMU_OBJECTS:.o=.cpp) $(CUEMU_NAMES) tests/cuemu/mut_*.cu

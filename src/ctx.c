@@ -5,6 +5,15 @@
  * still override it, as StarPU users expect), installs the scheduling policy
  * by name, creates cuBLAS handles for CUDA workers, and keeps BLAS single
  * threaded: parallelism comes from StarPU workers, one per core.
+ *
+ * The context owns the state of its run: the lspo policy's options and what
+ * the policy learned (struct lspo_sched_state), the trace recorder and the
+ * bus ledger (struct lspo_trace).  StarPU runs once per process, so there
+ * is at most one context; the API functions without a context argument
+ * (lspo_sched_set_opts, lspo_sched_get_cut, lspo_trace_mark_step,
+ * lspo_trace_flush) and StarPU's callbacks reach that state through the
+ * running context (lspo_ctx_sched_state, lspo_ctx_trace), set from before
+ * starpu_init to after starpu_shutdown.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,9 +35,28 @@ struct lspo_ctx {
 	char sched[64];
 	int ncpus, ncuda;
 	int cublas;            /* starpu_cublas_init() was called */
+	struct lspo_sched_state sched_state;   /* the lspo policy's options, what it learned */
+	struct lspo_trace *trace;              /* trace recorder and bus ledger */
 };
 
-static int ctx_running;
+static struct lspo_ctx *ctx_current;   /* the running context, NULL if none */
+
+struct lspo_sched_state *lspo_ctx_sched_state(void)
+{
+	return ctx_current ? &ctx_current->sched_state : NULL;
+}
+
+struct lspo_trace *lspo_ctx_trace(void)
+{
+	return ctx_current ? ctx_current->trace : NULL;
+}
+
+static void ctx_free(struct lspo_ctx *ctx)
+{
+	lspo_trace_free(ctx->trace);
+	lspo_sched_state_destroy(&ctx->sched_state);
+	free(ctx);
+}
 
 struct lspo_config lspo_config_default(void)
 {
@@ -86,7 +114,7 @@ static int setup_fxt(const char *trace_dir)
 int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 {
 	*out = NULL;
-	if (ctx_running)
+	if (ctx_current)
 		LSPO_FAIL(LSPO_EBUSY, "an lspo context already exists; destroy it first");
 	const char *name = cfg->sched ? cfg->sched : getenv("STARPU_SCHED");
 	if (!name || !*name)
@@ -107,6 +135,11 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	struct lspo_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate the context");
+	lspo_sched_state_init(&ctx->sched_state);
+	if ((rc = lspo_trace_create(&ctx->trace)) != 0) {
+		ctx_free(ctx);
+		return rc;
+	}
 	snprintf(ctx->sched, sizeof(ctx->sched), "%s", policy->policy_name);
 	starpu_conf_init(&ctx->conf);
 	if (cfg->ncpus >= 0)
@@ -114,26 +147,27 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	if (cfg->ncuda >= 0)
 		ctx->conf.ncuda = cfg->ncuda;
 	ctx->conf.sched_policy = policy;
-	if (cfg->trace_dir && (rc = lspo_trace_begin(cfg->trace_dir, &ctx->conf.sched_policy)) != 0) {
-		free(ctx);
+	if (cfg->trace_dir && (rc = lspo_trace_begin(ctx->trace, cfg->trace_dir, &ctx->conf.sched_policy)) != 0) {
+		ctx_free(ctx);
 		return rc;
 	}
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 	openblas_set_num_threads(1);
 #endif
+	ctx_current = ctx;   /* the policy's init and the hooks read its state */
 	rc = starpu_init(&ctx->conf);
 	if (rc != 0) {
-		free(ctx);
-		lspo_trace_end(0);
+		lspo_trace_end(ctx->trace, 0);
+		ctx_current = NULL;
+		ctx_free(ctx);
 		LSPO_FAIL(lspo_status_from_starpu(rc), "starpu_init failed (%d)%s", rc,
 		          rc == -ENODEV ? ": no worker available" : "");
 	}
-	ctx_running = 1;
 	ctx->ncpus = (int)starpu_cpu_worker_get_count();
 	ctx->ncuda = (int)starpu_cuda_worker_get_count();
 	if (cfg->profiling)
 		starpu_profiling_status_set(STARPU_PROFILING_ENABLE);
-	lspo_trace_started();   /* profiling on when tracing */
+	lspo_trace_started(ctx->trace);   /* profiling on when tracing */
 #ifdef LSPO_USE_CUDA
 	if (ctx->ncuda > 0) {
 		starpu_cublas_init();
@@ -149,14 +183,14 @@ void lspo_ctx_destroy(struct lspo_ctx *ctx)
 	if (!ctx)
 		return;
 	starpu_task_wait_for_all();
-	lspo_trace_end(1);   /* DIR/tasks.csv, DIR/summary.txt */
+	lspo_trace_end(ctx->trace, 1);   /* DIR/tasks.csv, DIR/summary.txt */
 #ifdef LSPO_USE_CUDA
 	if (ctx->cublas)
 		starpu_cublas_shutdown();
 #endif
 	starpu_shutdown();
-	ctx_running = 0;
-	free(ctx);
+	ctx_current = NULL;
+	ctx_free(ctx);
 }
 
 int lspo_ctx_ncpus(const struct lspo_ctx *ctx) { return ctx->ncpus; }

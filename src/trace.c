@@ -30,6 +30,7 @@
 #include <starpu.h>
 
 #include "internal.h"
+#include "tag.h"
 #include "trace.h"
 
 /* ------------------------------------------------------------------------ */
@@ -43,10 +44,10 @@ struct trace_access {
 
 struct trace_rec {
 	unsigned long job;
-	const char *name;     /* interned in tr.names */
+	const char *name;     /* interned in t->names */
 	int worker, prio, done;
 	size_t bytes;         /* total size of the task's buffers */
-	size_t acc, nacc;     /* its accesses: tr.acc[acc .. acc + nacc) */
+	size_t acc, nacc;     /* its accesses: t->acc[acc .. acc + nacc) */
 	double submit, fetch0, fetch1, start, end;   /* us since starpu_init */
 };
 
@@ -77,9 +78,9 @@ struct trace_ring {
 	unsigned next;
 };
 
-static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;   /* guards tr */
-
-static struct {
+/* A context's recorder and bus ledger (one per lspo_ctx, see trace.h). */
+struct lspo_trace {
+	pthread_mutex_t lock;                /* guards the recorder's fields */
 	int on;
 	char *dir;
 	struct starpu_sched_policy policy;   /* the copy StarPU runs */
@@ -91,11 +92,13 @@ static struct {
 	size_t nacc, capacc;
 	struct trace_seg *segs;
 	size_t nsegs, capsegs;
-	char **names;         /* open addressing, capnames a power of two */
-	size_t nnames, capnames;
+	struct lspo_tags *names;   /* the trace's copies of task names */
 	struct trace_ring rings[STARPU_NMAXWORKERS];
 	long dropped;         /* records lost to a failed allocation */
-} tr;
+
+	pthread_mutex_t bus_lock;            /* guards bus_total */
+	struct bus_count bus_total;          /* bytes moved since starpu_init */
+};
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -112,47 +115,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-/* The trace's own copy of a task name (engine names die with their model). */
-static const char *intern(const char *s)
-{
-	if (tr.nnames * 2 >= tr.capnames) {
-		size_t cap = tr.capnames ? tr.capnames * 2 : 256;
-		char **t = calloc(cap, sizeof(*t));
-		if (!t)
-			return "?";
-		for (size_t i = 0; i < tr.capnames; i++)
-			if (tr.names[i]) {
-				size_t j = hash_str(tr.names[i]) & (cap - 1);
-				while (t[j])
-					j = (j + 1) & (cap - 1);
-				t[j] = tr.names[i];
-			}
-		free(tr.names);
-		tr.names = t;
-		tr.capnames = cap;
-	}
-	size_t j = hash_str(s) & (tr.capnames - 1);
-	while (tr.names[j]) {
-		if (strcmp(tr.names[j], s) == 0)
-			return tr.names[j];
-		j = (j + 1) & (tr.capnames - 1);
-	}
-	char *copy = strdup(s);
-	if (!copy)
-		return "?";
-	tr.names[j] = copy;
-	tr.nnames++;
-	return copy;
-}
-
 static const char *task_name(struct starpu_task *task)
 {
 	if (task->name)
@@ -162,17 +124,21 @@ static const char *task_name(struct starpu_task *task)
 	return "?";
 }
 
-/* A new record (under the lock); NULL when out of memory. */
-static struct trace_rec *new_rec(struct starpu_task *task, int worker, size_t *idx)
+/* A new record (under the lock); NULL when out of memory.  The record
+ * keeps the trace's own copy of the name: engine names die with their
+ * model, before the trace is written. */
+static struct trace_rec *new_rec(struct lspo_trace *t, struct starpu_task *task, int worker, size_t *idx)
 {
-	if (grow((void **)&tr.recs, &tr.caprecs, tr.nrecs + 1, sizeof(*tr.recs))) {
-		tr.dropped++;
+	const char *name;
+	if (lspo_tags_intern(t->names, task_name(task), &name)
+	    || grow((void **)&t->recs, &t->caprecs, t->nrecs + 1, sizeof(*t->recs))) {
+		t->dropped++;
 		return NULL;
 	}
-	*idx = tr.nrecs++;
-	struct trace_rec *r = &tr.recs[*idx];
-	*r = (struct trace_rec){ .job = starpu_task_get_job_id(task), .name = intern(task_name(task)),
-	                         .worker = worker, .prio = task->priority, .acc = tr.nacc };
+	*idx = t->nrecs++;
+	struct trace_rec *r = &t->recs[*idx];
+	*r = (struct trace_rec){ .job = starpu_task_get_job_id(task), .name = name,
+	                         .worker = worker, .prio = task->priority, .acc = t->nacc };
 	return r;
 }
 
@@ -200,33 +166,36 @@ static struct trace_access access_of(struct starpu_task *task, unsigned i)
 
 static void trace_pre_exec(struct starpu_task *task, unsigned sched_ctx)
 {
+	struct lspo_trace *t = lspo_ctx_trace();   /* hooks run only while a context runs */
+	if (!t)
+		return;
 	int worker = starpu_worker_get_id();
 	unsigned n = task->cl ? STARPU_TASK_GET_NBUFFERS(task) : 0;
 	size_t bytes = 0;
 	for (unsigned i = 0; i < n; i++)
 		bytes += starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i));
 
-	pthread_mutex_lock(&trace_lock);
+	pthread_mutex_lock(&t->lock);
 	size_t idx;
-	struct trace_rec *r = tr.on ? new_rec(task, worker, &idx) : NULL;   /* off: after the end */
+	struct trace_rec *r = t->on ? new_rec(t, task, worker, &idx) : NULL;   /* off: after the end */
 	if (r) {
 		r->bytes = bytes;
-		if (grow((void **)&tr.acc, &tr.capacc, tr.nacc + n, sizeof(*tr.acc)) == 0) {
+		if (grow((void **)&t->acc, &t->capacc, t->nacc + n, sizeof(*t->acc)) == 0) {
 			for (unsigned i = 0; i < n; i++)
-				tr.acc[tr.nacc + i] = access_of(task, i);
-			tr.nacc += n;
+				t->acc[t->nacc + i] = access_of(task, i);
+			t->nacc += n;
 			r->nacc = n;
 		}
 		if (worker >= 0 && worker < STARPU_NMAXWORKERS) {
-			struct trace_ring *ring = &tr.rings[worker];
+			struct trace_ring *ring = &t->rings[worker];
 			ring->job[ring->next % RING] = r->job;
 			ring->idx[ring->next % RING] = idx;
 			ring->next++;
 		}
 	}
-	pthread_mutex_unlock(&trace_lock);
-	if (tr.orig_pre)
-		tr.orig_pre(task, sched_ctx);
+	pthread_mutex_unlock(&t->lock);
+	if (t->orig_pre)
+		t->orig_pre(task, sched_ctx);
 }
 
 static double ts_us(const struct timespec *ts)
@@ -236,26 +205,29 @@ static double ts_us(const struct timespec *ts)
 
 static void trace_post_exec(struct starpu_task *task, unsigned sched_ctx)
 {
+	struct lspo_trace *t = lspo_ctx_trace();
+	if (!t)
+		return;
 	int worker = starpu_worker_get_id();
 	unsigned long job = starpu_task_get_job_id(task);
 	struct starpu_profiling_task_info *pi = task->profiling_info;
 
-	pthread_mutex_lock(&trace_lock);
+	pthread_mutex_lock(&t->lock);
 	struct trace_rec *r = NULL;
 	size_t idx;
 	if (worker >= 0 && worker < STARPU_NMAXWORKERS) {
-		struct trace_ring *ring = &tr.rings[worker];
+		struct trace_ring *ring = &t->rings[worker];
 		for (unsigned k = 0; k < RING && k < ring->next; k++) {
 			unsigned s = (ring->next - 1 - k) % RING;
-			if (ring->job[s] == job && ring->idx[s] < tr.nrecs) {
-				r = &tr.recs[ring->idx[s]];
+			if (ring->job[s] == job && ring->idx[s] < t->nrecs) {
+				r = &t->recs[ring->idx[s]];
 				ring->job[s] = 0;
 				break;
 			}
 		}
 	}
-	if (!r && tr.on)   /* no pre-exec record: times only */
-		r = new_rec(task, worker, &idx);
+	if (!r && t->on)   /* no pre-exec record: times only */
+		r = new_rec(t, task, worker, &idx);
 	if (r) {
 		if (pi) {
 			r->submit = ts_us(&pi->submit_time);
@@ -270,21 +242,18 @@ static void trace_post_exec(struct starpu_task *task, unsigned sched_ctx)
 		}
 		r->done = 1;
 	}
-	pthread_mutex_unlock(&trace_lock);
-	if (tr.orig_post)
-		tr.orig_post(task, sched_ctx);
+	pthread_mutex_unlock(&t->lock);
+	if (t->orig_post)
+		t->orig_post(task, sched_ctx);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Bus ledger: StarPU resets a bus's counters whenever anyone reads them, so  */
 /* every reader in lspo goes through these cumulative totals.               */
 
-static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct bus_count bus_total;
-
-static void bus_totals(struct bus_count *out)
+static void bus_totals(struct lspo_trace *t, struct bus_count *out)
 {
-	pthread_mutex_lock(&bus_lock);
+	pthread_mutex_lock(&t->bus_lock);
 	int nbus = starpu_bus_get_count();
 	for (int b = 0; b < nbus; b++) {
 		struct starpu_profiling_bus_info info;
@@ -294,23 +263,25 @@ static void bus_totals(struct bus_count *out)
 		int hs = starpu_node_get_kind((unsigned)src) == STARPU_CPU_RAM;
 		int hd = starpu_node_get_kind((unsigned)dst) == STARPU_CPU_RAM;
 		int d = hs ? (hd ? DIR_H2H : DIR_H2D) : (hd ? DIR_D2H : DIR_D2D);
-		bus_total.bytes[d] += info.transferred_bytes;
-		bus_total.transfers += info.transfer_count;
+		t->bus_total.bytes[d] += info.transferred_bytes;
+		t->bus_total.transfers += info.transfer_count;
 		if (info.transfer_count > 0) {
 			size_t avg = (size_t)(info.transferred_bytes / info.transfer_count);
 			double us = starpu_transfer_predict((unsigned)src, (unsigned)dst, avg);
 			if (isfinite(us) && us > 0)
-				bus_total.model_us += us * info.transfer_count;
+				t->bus_total.model_us += us * info.transfer_count;
 		}
 	}
-	*out = bus_total;
-	pthread_mutex_unlock(&bus_lock);
+	*out = t->bus_total;
+	pthread_mutex_unlock(&t->bus_lock);
 }
 
 void lspo_bus_totals(long long bytes[LSPO_BUS_NDIRS], long long *transfers, double *model_us)
 {
-	struct bus_count c;
-	bus_totals(&c);
+	struct bus_count c = { { 0 }, 0, 0.0 };
+	struct lspo_trace *t = lspo_ctx_trace();
+	if (t)
+		bus_totals(t, &c);
 	for (int d = 0; d < NDIRS; d++)
 		bytes[d] = c.bytes[d];
 	if (transfers)
@@ -327,25 +298,26 @@ static void bus_diff(const struct bus_count *a, const struct bus_count *b, struc
 	out->model_us = b->model_us - a->model_us;
 }
 
-static int new_seg(int step, double t0)
+static int new_seg(struct lspo_trace *t, int step, double t0)
 {
-	if (grow((void **)&tr.segs, &tr.capsegs, tr.nsegs + 1, sizeof(*tr.segs)))
+	if (grow((void **)&t->segs, &t->capsegs, t->nsegs + 1, sizeof(*t->segs)))
 		return -1;
-	struct trace_seg *sg = &tr.segs[tr.nsegs++];
+	struct trace_seg *sg = &t->segs[t->nsegs++];
 	*sg = (struct trace_seg){ .step = step, .t0 = t0 };
-	bus_totals(&sg->at);
+	bus_totals(t, &sg->at);
 	return 0;
 }
 
 void lspo_trace_mark_step(int step)
 {
-	if (!tr.on)
+	struct lspo_trace *t = lspo_ctx_trace();
+	if (!t || !t->on)
 		return;
 	double now = starpu_timing_now();
-	pthread_mutex_lock(&trace_lock);
-	if (new_seg(step, now))
+	pthread_mutex_lock(&t->lock);
+	if (new_seg(t, step, now))
 		lspo_warn("trace: out of memory: step %d not marked", step);
-	pthread_mutex_unlock(&trace_lock);
+	pthread_mutex_unlock(&t->lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -403,15 +375,15 @@ static double ival_overlap(const struct ival *u, size_t nu, const struct ival *w
 	return s;
 }
 
-static int cmp_job(const void *x, const void *y)
+static int cmp_job(const void *x, const void *y, void *recs)
 {
-	const struct trace_rec *p = &tr.recs[*(const size_t *)x], *q = &tr.recs[*(const size_t *)y];
+	const struct trace_rec *r = recs, *p = &r[*(const size_t *)x], *q = &r[*(const size_t *)y];
 	return (p->job > q->job) - (p->job < q->job);
 }
 
-static int cmp_start(const void *x, const void *y)
+static int cmp_start(const void *x, const void *y, void *recs)
 {
-	const struct trace_rec *p = &tr.recs[*(const size_t *)x], *q = &tr.recs[*(const size_t *)y];
+	const struct trace_rec *r = recs, *p = &r[*(const size_t *)x], *q = &r[*(const size_t *)y];
 	if (p->start != q->start)
 		return (p->start > q->start) - (p->start < q->start);
 	return (p->job > q->job) - (p->job < q->job);
@@ -461,33 +433,33 @@ static double dur(const struct trace_rec *r)
 	return r->end > r->start ? r->end - r->start : 0.0;
 }
 
-static const struct region *sort_regions;   /* for cmp_region_lo, under trace_lock */
-
-static int cmp_region_lo(const void *x, const void *y)
+static int cmp_region_lo(const void *x, const void *y, void *regions)
 {
-	uintptr_t a = sort_regions[*(const long *)x].lo, b = sort_regions[*(const long *)y].lo;
+	const struct region *rg = regions;
+	uintptr_t a = rg[*(const long *)x].lo, b = rg[*(const long *)y].lo;
 	return (a > b) - (a < b);
 }
 
 /* Candidate predecessor p of task i: kept if it is longer than the best so
  * far and really finished before i started (a true dependency always did;
  * this also drops overlaps between memory that StarPU does not order). */
-static void consider(const size_t *idx, const double *dist, long p, size_t i, double *best, long *bp)
+static void consider(const struct lspo_trace *t, const size_t *idx, const double *dist, long p, size_t i,
+                     double *best, long *bp)
 {
 	if (p < 0 || (size_t)p == i || dist[p] <= *best)
 		return;
-	if (tr.recs[idx[p]].end > tr.recs[idx[i]].start)
+	if (t->recs[idx[p]].end > t->recs[idx[i]].start)
 		return;
 	*best = dist[p];
 	*bp = p;
 }
 
 /* Longest dependency chain of the group idx[0..n) (sorted by job id). */
-static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
+static int critical_path(const struct lspo_trace *t, const size_t *idx, size_t n, struct group_stats *st)
 {
 	size_t nacc = 0;
 	for (size_t i = 0; i < n; i++)
-		nacc += tr.recs[idx[i]].nacc;
+		nacc += t->recs[idx[i]].nacc;
 	size_t cap = 16;
 	while (cap < 2 * nacc + 2)
 		cap *= 2;
@@ -506,9 +478,9 @@ static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
 	/* Regions: one per distinct handle; accr maps each access to its region. */
 	size_t nrg = 0, k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct trace_rec *r = &tr.recs[idx[i]];
+		const struct trace_rec *r = &t->recs[idx[i]];
 		for (size_t a = 0; a < r->nacc; a++, k++) {
-			const struct trace_access *ac = &tr.acc[r->acc + a];
+			const struct trace_access *ac = &t->acc[r->acc + a];
 			long *slot = slot_of(tab, cap, rg, ac->handle);
 			if (*slot < 0) {
 				rg[nrg] = (struct region){ ac->handle, ac->lo, ac->hi, -1, -1, 0, 0 };
@@ -522,8 +494,7 @@ static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
 	for (size_t j = 0; j < nrg; j++)
 		if (rg[j].hi > rg[j].lo)
 			order[nram++] = (long)j;
-	sort_regions = rg;
-	qsort(order, nram, sizeof(*order), cmp_region_lo);
+	qsort_r(order, nram, sizeof(*order), cmp_region_lo, rg);
 	for (int pass = 0; pass < 2; pass++) {   /* 0: count, 1: fill */
 		if (pass == 1) {
 			size_t off = 0;
@@ -553,25 +524,25 @@ static int critical_path(const size_t *idx, size_t n, struct group_stats *st)
 	st->cp_last = -1;
 	k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct trace_rec *r = &tr.recs[idx[i]];
+		const struct trace_rec *r = &t->recs[idx[i]];
 		double best = 0;
 		long bp = -1;
 		for (size_t a = 0; a < r->nacc; a++) {
-			int mode = tr.acc[r->acc + a].mode;
+			int mode = t->acc[r->acc + a].mode;
 			if (!(mode & (STARPU_R | STARPU_W)))
 				continue;   /* scratch / reduction: no ordering */
 			const struct region *q = &rg[accr[k + a]];
 			for (size_t m = 0; m <= q->nnbr; m++) {
 				const struct region *e = m == 0 ? q : &rg[nbrs[q->nbr + m - 1]];
-				consider(idx, dist, e->writer, i, &best, &bp);      /* RAW, WAW */
+				consider(t, idx, dist, e->writer, i, &best, &bp);      /* RAW, WAW */
 				if (mode & STARPU_W)
-					consider(idx, dist, e->reader, i, &best, &bp);  /* WAR */
+					consider(t, idx, dist, e->reader, i, &best, &bp);  /* WAR */
 			}
 		}
 		dist[i] = best + dur(r);
 		st->pred[i] = bp;
 		for (size_t a = 0; a < r->nacc; a++) {
-			int mode = tr.acc[r->acc + a].mode;
+			int mode = t->acc[r->acc + a].mode;
 			struct region *e = &rg[accr[k + a]];
 			if (mode & STARPU_W) {
 				e->writer = (long)i;
@@ -601,15 +572,16 @@ out:
 }
 
 /* Everything about one group of records (idx sorted by job id). */
-static int analyse(const size_t *idx, size_t n, double t0, struct group_stats *st)
+static int analyse(const struct lspo_trace *t, const size_t *idx, size_t n, double t0,
+                   struct group_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->ntasks = n;
 	st->t0 = t0;
 	st->tend = t0;
 	for (size_t i = 0; i < n; i++)
-		if (tr.recs[idx[i]].end > st->tend)
-			st->tend = tr.recs[idx[i]].end;
+		if (t->recs[idx[i]].end > st->tend)
+			st->tend = t->recs[idx[i]].end;
 	st->wall = st->tend - st->t0;
 	struct ival *ex = malloc((n + 1) * sizeof(*ex)), *fe = malloc((n + 1) * sizeof(*fe));
 	if (!ex || !fe) {
@@ -621,7 +593,7 @@ static int analyse(const size_t *idx, size_t n, double t0, struct group_stats *s
 	for (unsigned w = 0; w < nw && w < STARPU_NMAXWORKERS; w++) {
 		size_t ne = 0, nf = 0;
 		for (size_t i = 0; i < n; i++) {
-			const struct trace_rec *r = &tr.recs[idx[i]];
+			const struct trace_rec *r = &t->recs[idx[i]];
 			if (r->worker != (int)w)
 				continue;
 			ex[ne++] = (struct ival){ r->start, r->start + dur(r) };
@@ -640,7 +612,7 @@ static int analyse(const size_t *idx, size_t n, double t0, struct group_stats *s
 	}
 	free(ex);
 	free(fe);
-	return critical_path(idx, n, st);
+	return critical_path(t, idx, n, st);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -699,7 +671,7 @@ static void print_transfers(FILE *f, const struct group_stats *st, double bus_us
 	fputc('\n', f);
 }
 
-static void print_chain(FILE *f, const size_t *idx, const struct group_stats *st)
+static void print_chain(const struct lspo_trace *t, FILE *f, const size_t *idx, const struct group_stats *st)
 {
 	fprintf(f, "  critical path: %.3f ms = %.1f%% of wall, %zu tasks:", st->cp * 1e-3,
 	        st->wall > 0 ? 100.0 * st->cp / st->wall : 0.0, st->cp_len);
@@ -716,9 +688,9 @@ static void print_chain(FILE *f, const size_t *idx, const struct group_stats *st
 	for (long i = st->cp_last; i >= 0 && k > 0; i = st->pred[i])
 		chain[--k] = i;
 	for (size_t i = 0; i < st->cp_len;) {
-		const char *name = tr.recs[idx[chain[i]]].name;
+		const char *name = t->recs[idx[chain[i]]].name;
 		size_t j = i + 1;
-		while (j < st->cp_len && tr.recs[idx[chain[j]]].name == name)
+		while (j < st->cp_len && t->recs[idx[chain[j]]].name == name)
 			j++;
 		fprintf(f, "%s %s", i ? " ->" : "", name);
 		if (j - i > 1)
@@ -729,30 +701,18 @@ static void print_chain(FILE *f, const size_t *idx, const struct group_stats *st
 	free(chain);
 }
 
-/* layer: the number after ":L" in "<op>:L<layer>:<stage>", else -1; stage:
- * what follows the last ':' (empty without one). */
-static void parse_name(const char *name, int *layer, const char **stage)
-{
-	*layer = -1;
-	const char *p = strstr(name, ":L");
-	if (p && p[2] >= '0' && p[2] <= '9')
-		*layer = atoi(p + 2);
-	const char *c = strrchr(name, ':');
-	*stage = c ? c + 1 : "";
-}
-
 static void csv_field(FILE *f, const char *s)
 {
 	for (; *s; s++)
 		fputc(*s == ',' || *s == '\n' || *s == '"' ? ';' : *s, f);
 }
 
-static long seg_of(double submit)
+static long seg_of(const struct lspo_trace *t, double submit)
 {
-	long lo = 0, hi = (long)tr.nsegs - 1;
+	long lo = 0, hi = (long)t->nsegs - 1;
 	while (lo < hi) {   /* last segment with t0 <= submit */
 		long mid = (lo + hi + 1) / 2;
-		if (tr.segs[mid].t0 <= submit)
+		if (t->segs[mid].t0 <= submit)
 			lo = mid;
 		else
 			hi = mid - 1;
@@ -760,25 +720,26 @@ static long seg_of(double submit)
 	return lo;
 }
 
-static int write_csv(const char *path, const size_t *order, size_t n, const long *seg)
+static int write_csv(const struct lspo_trace *t, const char *path, const size_t *order, size_t n,
+                     const long *seg)
 {
 	FILE *f = fopen(path, "w");
 	if (!f)
 		LSPO_FAIL(LSPO_EIO, "%s: cannot write: %s", path, strerror(errno));
 	fputs("# lspo tasks.csv: one row per executed task. Times in us since starpu_init (StarPU's clock). "
 	      "bytes = total size of the task's data buffers (every buffer it reads or writes, counted once "
-	      "per buffer). layer -1 = none. step 0 = outside training steps.\n", f);
+	      "per buffer). layer and stage: the task's tag (<op>:L<layer>:<stage>, or <op>:<stage> for a "
+	      "step-level task: layer -1); a name that is no tag has layer -1 and an empty stage. "
+	      "step 0 = outside training steps.\n", f);
 	fputs("step,task,layer,stage,worker,worker_kind,submit_us,start_us,end_us,bytes,job_id,priority\n", f);
 	for (size_t k = 0; k < n; k++) {
-		const struct trace_rec *r = &tr.recs[order[k]];
-		int layer;
-		const char *stage;
-		parse_name(r->name, &layer, &stage);
-		int step = tr.segs[seg[order[k]]].step;
+		const struct trace_rec *r = &t->recs[order[k]];
+		struct lspo_tag tag;
+		lspo_tag_parse(r->name, &tag);   /* not a tag: layer -1, stage "" */
+		int step = t->segs[seg[order[k]]].step;
 		fprintf(f, "%d,", step > 0 ? step : 0);
 		csv_field(f, r->name);
-		fprintf(f, ",%d,", layer);
-		csv_field(f, stage);
+		fprintf(f, ",%d,%s", tag.layer, lspo_stage_name(tag.stage));
 		fprintf(f, ",%d,%s,%.3f,%.3f,%.3f,%zu,%lu,%d\n", r->worker, worker_kind(r->worker),
 		        r->submit, r->start, r->end, r->bytes, r->job, r->prio);
 	}
@@ -793,17 +754,18 @@ static int cmp_double(const void *x, const void *y)
 	return (a > b) - (a < b);
 }
 
-static int write_summary(const char *path, const size_t *byjob, size_t n, const long *seg)
+static int write_summary(const struct lspo_trace *t, const char *path, const size_t *byjob, size_t n,
+                         const long *seg)
 {
 	FILE *f = fopen(path, "w");
 	if (!f)
 		LSPO_FAIL(LSPO_EIO, "%s: cannot write: %s", path, strerror(errno));
 	size_t nsteps = 0;
-	for (size_t s = 0; s < tr.nsegs; s++)
-		nsteps += tr.segs[s].step > 0;
+	for (size_t s = 0; s < t->nsegs; s++)
+		nsteps += t->segs[s].step > 0;
 	unsigned nw = starpu_worker_get_count();
 	fprintf(f, "# lspo trace summary: policy %s, %u workers (%u CPU, %u CUDA), %zu steps, %zu tasks\n",
-	        tr.policy.policy_name ? tr.policy.policy_name : "?", nw, starpu_cpu_worker_get_count(),
+	        t->policy.policy_name ? t->policy.policy_name : "?", nw, starpu_cpu_worker_get_count(),
 	        starpu_cuda_worker_get_count(), nsteps, n);
 	fputs("# wall: from the step's start (lspo_trace_mark_step) to the end of its last task.\n"
 	      "# busy: time the worker executed tasks of the step (union of [start, end]) / wall; idle = 100% - busy.\n"
@@ -819,7 +781,7 @@ static int write_summary(const char *path, const size_t *byjob, size_t n, const 
 
 	struct group_stats *tot = calloc(1, sizeof(*tot)), *st = calloc(1, sizeof(*st));
 	size_t *grp = malloc((n + 1) * sizeof(*grp));
-	double *walls = malloc((tr.nsegs + 1) * sizeof(*walls));
+	double *walls = malloc((t->nsegs + 1) * sizeof(*walls));
 	if (!tot || !st || !grp || !walls) {
 		free(tot); free(st); free(grp); free(walls);
 		fclose(f);
@@ -830,8 +792,8 @@ static int write_summary(const char *path, const size_t *byjob, size_t n, const 
 	int cp_max_step = 0;
 	size_t outside = 0, nwalls = 0;
 	int rc = LSPO_OK;
-	for (size_t s = 0; s < tr.nsegs && !rc; s++) {
-		struct trace_seg *sg = &tr.segs[s];
+	for (size_t s = 0; s < t->nsegs && !rc; s++) {
+		struct trace_seg *sg = &t->segs[s];
 		size_t m = 0;
 		for (size_t k = 0; k < n; k++)
 			if (seg[byjob[k]] == (long)s)
@@ -842,14 +804,14 @@ static int write_summary(const char *path, const size_t *byjob, size_t n, const 
 				obytes[d] += sg->bus.bytes[d];
 			continue;
 		}
-		rc = analyse(grp, m, sg->t0, st);
+		rc = analyse(t, grp, m, sg->t0, st);
 		if (rc)
 			break;
 		fprintf(f, "\nstep %d: wall %.3f ms, %zu tasks\n", sg->step, st->wall * 1e-3, m);
 		print_workers(f, st, st->wall);
 		print_bytes(f, sg->bus.bytes);
 		print_transfers(f, st, sg->bus.model_us, sg->bus.transfers);
-		print_chain(f, grp, st);
+		print_chain(t, f, grp, st);
 		free(st->pred);
 		st->pred = NULL;
 		walls[nwalls++] = st->wall;
@@ -883,8 +845,8 @@ static int write_summary(const char *path, const size_t *byjob, size_t n, const 
 		        cp_max_step);
 		fprintf(f, "\noutside training steps: %zu tasks\n", outside);
 		print_bytes(f, obytes);
-		if (tr.dropped)
-			fprintf(f, "\nwarning: %ld task records lost (out of memory)\n", tr.dropped);
+		if (t->dropped)
+			fprintf(f, "\nwarning: %ld task records lost (out of memory)\n", t->dropped);
 	}
 	free(tot); free(st); free(grp); free(walls);
 	if (fclose(f) != 0 && !rc)
@@ -893,36 +855,36 @@ static int write_summary(const char *path, const size_t *byjob, size_t n, const 
 }
 
 /* Writes path via path.tmp and a rename, so readers never see half a file. */
-static int write_both(void)
+static int write_both(struct lspo_trace *t)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < tr.nrecs; i++)
-		n += tr.recs[i].done;
+	for (size_t i = 0; i < t->nrecs; i++)
+		n += t->recs[i].done;
 	size_t *byjob = malloc((n + 1) * sizeof(*byjob)), *bystart = malloc((n + 1) * sizeof(*bystart));
-	long *seg = malloc((tr.nrecs + 1) * sizeof(*seg));
-	size_t plen = strlen(tr.dir) + 32;
+	long *seg = malloc((t->nrecs + 1) * sizeof(*seg));
+	size_t plen = strlen(t->dir) + 32;
 	char *tmp = malloc(plen), *final = malloc(plen);
 	int rc = LSPO_OK;
 	if (!byjob || !bystart || !seg || !tmp || !final) {
 		rc = LSPO_ENOMEM;
-		lspo_error("trace: out of memory writing %s", tr.dir);
+		lspo_error("trace: out of memory writing %s", t->dir);
 		goto out;
 	}
 	n = 0;
-	for (size_t i = 0; i < tr.nrecs; i++) {
-		if (!tr.recs[i].done)
+	for (size_t i = 0; i < t->nrecs; i++) {
+		if (!t->recs[i].done)
 			continue;
 		byjob[n] = bystart[n] = i;
-		seg[i] = seg_of(tr.recs[i].submit);
+		seg[i] = seg_of(t, t->recs[i].submit);
 		n++;
 	}
-	qsort(byjob, n, sizeof(*byjob), cmp_job);
-	qsort(bystart, n, sizeof(*bystart), cmp_start);
+	qsort_r(byjob, n, sizeof(*byjob), cmp_job, t->recs);
+	qsort_r(bystart, n, sizeof(*bystart), cmp_start, t->recs);
 	static const char *const files[2] = { "tasks.csv", "summary.txt" };
 	for (int k = 0; k < 2 && !rc; k++) {
-		snprintf(tmp, plen, "%s/%s.tmp", tr.dir, files[k]);
-		snprintf(final, plen, "%s/%s", tr.dir, files[k]);
-		rc = k == 0 ? write_csv(tmp, bystart, n, seg) : write_summary(tmp, byjob, n, seg);
+		snprintf(tmp, plen, "%s/%s.tmp", t->dir, files[k]);
+		snprintf(final, plen, "%s/%s", t->dir, files[k]);
+		rc = k == 0 ? write_csv(t, tmp, bystart, n, seg) : write_summary(t, tmp, byjob, n, seg);
 		if (!rc && rename(tmp, final) != 0) {
 			lspo_error("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
 			rc = LSPO_EIO;
@@ -935,18 +897,24 @@ out:
 	return rc;
 }
 
+static int flush(struct lspo_trace *t)
+{
+	if (!t->on)
+		return LSPO_OK;
+	pthread_mutex_lock(&t->lock);
+	struct bus_count now;
+	bus_totals(t, &now);
+	for (size_t s = 0; s < t->nsegs; s++)
+		bus_diff(&t->segs[s].at, s + 1 < t->nsegs ? &t->segs[s + 1].at : &now, &t->segs[s].bus);
+	int rc = write_both(t);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 int lspo_trace_flush(void)
 {
-	if (!tr.on)
-		return LSPO_OK;
-	pthread_mutex_lock(&trace_lock);
-	struct bus_count now;
-	bus_totals(&now);
-	for (size_t s = 0; s < tr.nsegs; s++)
-		bus_diff(&tr.segs[s].at, s + 1 < tr.nsegs ? &tr.segs[s + 1].at : &now, &tr.segs[s].bus);
-	int rc = write_both();
-	pthread_mutex_unlock(&trace_lock);
-	return rc;
+	struct lspo_trace *t = lspo_ctx_trace();
+	return t ? flush(t) : LSPO_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -973,65 +941,88 @@ static int mkdir_p(const char *dir)
 	return e;
 }
 
-/* Frees the records (under trace_lock once StarPU runs); the policy copy
+/* Frees the records (under t->lock once StarPU runs); the policy copy
  * and its chain to the original hooks stay, since StarPU may still call
  * them until it shuts down. */
-static void trace_free(void)
+static void trace_clear(struct lspo_trace *t)
 {
-	tr.on = 0;
-	for (size_t i = 0; i < tr.capnames; i++)
-		free(tr.names[i]);
-	free(tr.names);
-	free(tr.recs);
-	free(tr.acc);
-	free(tr.segs);
-	free(tr.dir);
-	tr.names = NULL, tr.nnames = tr.capnames = 0;
-	tr.recs = NULL, tr.nrecs = tr.caprecs = 0;
-	tr.acc = NULL, tr.nacc = tr.capacc = 0;
-	tr.segs = NULL, tr.nsegs = tr.capsegs = 0;
-	tr.dir = NULL;
-	tr.dropped = 0;
-	memset(tr.rings, 0, sizeof(tr.rings));
+	t->on = 0;
+	lspo_tags_free(t->names);
+	free(t->recs);
+	free(t->acc);
+	free(t->segs);
+	free(t->dir);
+	t->names = NULL;
+	t->recs = NULL, t->nrecs = t->caprecs = 0;
+	t->acc = NULL, t->nacc = t->capacc = 0;
+	t->segs = NULL, t->nsegs = t->capsegs = 0;
+	t->dir = NULL;
+	t->dropped = 0;
+	memset(t->rings, 0, sizeof(t->rings));
 }
 
-int lspo_trace_begin(const char *dir, struct starpu_sched_policy **policy)
+int lspo_trace_create(struct lspo_trace **out)
 {
-	trace_free();   /* StarPU is not running: no hook can run */
-	int e = mkdir_p(dir);
-	if (e)
-		LSPO_FAIL(LSPO_EIO, "%s: cannot create trace directory: %s", dir, strerror(e));
-	tr.dir = strdup(dir);
-	if (!tr.dir)
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
 		LSPO_FAIL(LSPO_ENOMEM, "trace: out of memory");
-	tr.policy = **policy;
-	tr.orig_pre = tr.policy.pre_exec_hook;
-	tr.orig_post = tr.policy.post_exec_hook;
-	tr.policy.pre_exec_hook = trace_pre_exec;
-	tr.policy.post_exec_hook = trace_post_exec;
-	*policy = &tr.policy;
+	pthread_mutex_init(&(*out)->lock, NULL);
+	pthread_mutex_init(&(*out)->bus_lock, NULL);
 	return LSPO_OK;
 }
 
-void lspo_trace_started(void)
+void lspo_trace_free(struct lspo_trace *t)
 {
-	pthread_mutex_lock(&bus_lock);
-	memset(&bus_total, 0, sizeof(bus_total));   /* a new StarPU instance */
-	pthread_mutex_unlock(&bus_lock);
-	if (!tr.dir)
+	if (!t)
 		return;
-	starpu_profiling_status_set(STARPU_PROFILING_ENABLE);   /* also resets the bus counters */
-	if (new_seg(0, starpu_timing_now()) == 0)
-		tr.on = 1;
-	else
-		lspo_warn("trace: out of memory: no trace in %s", tr.dir);
+	trace_clear(t);
+	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->bus_lock);
+	free(t);
 }
 
-void lspo_trace_end(int write)
+int lspo_trace_begin(struct lspo_trace *t, const char *dir, struct starpu_sched_policy **policy)
 {
-	if (tr.on && write && lspo_trace_flush() == LSPO_OK)
-		lspo_info("trace: wrote %s/tasks.csv and %s/summary.txt", tr.dir, tr.dir);
-	pthread_mutex_lock(&trace_lock);
-	trace_free();
-	pthread_mutex_unlock(&trace_lock);
+	trace_clear(t);   /* StarPU is not running: no hook can run */
+	int e = mkdir_p(dir);
+	if (e)
+		LSPO_FAIL(LSPO_EIO, "%s: cannot create trace directory: %s", dir, strerror(e));
+	t->dir = strdup(dir);
+	if (!t->dir)
+		LSPO_FAIL(LSPO_ENOMEM, "trace: out of memory");
+	int rc = lspo_tags_create(&t->names);
+	if (rc) {
+		trace_clear(t);
+		return rc;
+	}
+	t->policy = **policy;
+	t->orig_pre = t->policy.pre_exec_hook;
+	t->orig_post = t->policy.post_exec_hook;
+	t->policy.pre_exec_hook = trace_pre_exec;
+	t->policy.post_exec_hook = trace_post_exec;
+	*policy = &t->policy;
+	return LSPO_OK;
+}
+
+void lspo_trace_started(struct lspo_trace *t)
+{
+	pthread_mutex_lock(&t->bus_lock);
+	memset(&t->bus_total, 0, sizeof(t->bus_total));   /* a new StarPU instance */
+	pthread_mutex_unlock(&t->bus_lock);
+	if (!t->dir)
+		return;
+	starpu_profiling_status_set(STARPU_PROFILING_ENABLE);   /* also resets the bus counters */
+	if (new_seg(t, 0, starpu_timing_now()) == 0)
+		t->on = 1;
+	else
+		lspo_warn("trace: out of memory: no trace in %s", t->dir);
+}
+
+void lspo_trace_end(struct lspo_trace *t, int write)
+{
+	if (t->on && write && flush(t) == LSPO_OK)
+		lspo_info("trace: wrote %s/tasks.csv and %s/summary.txt", t->dir, t->dir);
+	pthread_mutex_lock(&t->lock);
+	trace_clear(t);
+	pthread_mutex_unlock(&t->lock);
 }

@@ -134,27 +134,32 @@ static void on_alarm(int sig)
 /* ------------------------------------------------------------------------ */
 /* Pure parts                                                               */
 
-static void test_parse_name(void)
+static void test_stage_of(void)
 {
 	int l;
-	CHECK(lspo_sched_parse_name("matmul:L3:bwd", &l) == LSPO_STAGE_BWD && l == 3, "matmul:L3:bwd");
-	CHECK(lspo_sched_parse_name("subspace_adam:L12:upd", &l) == LSPO_STAGE_UPD && l == 12, "upd");
-	CHECK(lspo_sched_parse_name("proj_apply:L0:apply", &l) == LSPO_STAGE_APPLY && l == 0, "apply");
-	CHECK(lspo_sched_parse_name("project_bwd:L7:proj", &l) == LSPO_STAGE_PROJ && l == 7, "proj");
-	CHECK(lspo_sched_parse_name("cast:L2:offload", &l) == LSPO_STAGE_OFFLOAD && l == 2, "offload");
-	CHECK(lspo_sched_parse_name("cast:L2:upload", &l) == LSPO_STAGE_UPLOAD && l == 2, "upload");
-	CHECK(lspo_sched_parse_name("layernorm:L5:fwd", &l) == LSPO_STAGE_FWD && l == 5, "fwd");
-	CHECK(lspo_sched_parse_name("clip_scale:upd", &l) == LSPO_STAGE_UPD && l == -1, "clip_scale:upd");
-	CHECK(lspo_sched_parse_name("xent:fwd", &l) == LSPO_STAGE_FWD && l == -1, "xent:fwd");
-	CHECK(lspo_sched_parse_name("fill:ones", &l) == LSPO_STAGE_NONE, "fill:ones");
-	CHECK(lspo_sched_parse_name("lspo:overflow", &l) == LSPO_STAGE_NONE, "overflow");
-	CHECK(lspo_sched_parse_name("nop", &l) == LSPO_STAGE_NONE, "nop");
-	CHECK(lspo_sched_parse_name(NULL, &l) == LSPO_STAGE_NONE, "NULL");
-	CHECK(lspo_sched_parse_name("x:L:upd", &l) == LSPO_STAGE_UPD && l == -1, "empty layer");
-	CHECK(lspo_sched_parse_name("x:L3a:upd", &l) == LSPO_STAGE_UPD && l == -1, "bad layer");
-	CHECK(lspo_sched_parse_name("x:L99999:upd", &l) == LSPO_STAGE_UPD && l == -1, "huge layer");
-	CHECK(lspo_sched_parse_name("x:L3:updx", &l) == LSPO_STAGE_NONE, "bad stage");
-	CHECK(lspo_sched_parse_name("L3:upd", &l) == LSPO_STAGE_UPD && l == -1, "no op");
+	CHECK(lspo_sched_stage_of("matmul:L3:bwd", &l) == LSPO_STAGE_BWD && l == 3, "matmul:L3:bwd");
+	CHECK(lspo_sched_stage_of("subspace_adam:L12:upd", &l) == LSPO_STAGE_UPD && l == 12, "upd");
+	CHECK(lspo_sched_stage_of("proj_apply:L0:apply", &l) == LSPO_STAGE_APPLY && l == 0, "apply");
+	CHECK(lspo_sched_stage_of("project_bwd:L7:proj", &l) == LSPO_STAGE_PROJ && l == 7, "proj");
+	CHECK(lspo_sched_stage_of("cast:L2:offload", &l) == LSPO_STAGE_OFFLOAD && l == 2, "offload");
+	CHECK(lspo_sched_stage_of("cast:L2:upload", &l) == LSPO_STAGE_UPLOAD && l == 2, "upload");
+	CHECK(lspo_sched_stage_of("layernorm:L5:fwd", &l) == LSPO_STAGE_FWD && l == 5, "fwd");
+	CHECK(lspo_sched_stage_of("clip_scale:upd", &l) == LSPO_STAGE_UPD && l == -1, "clip_scale:upd");
+	CHECK(lspo_sched_stage_of("xent:fwd", &l) == LSPO_STAGE_FWD && l == -1, "xent:fwd");
+	CHECK(lspo_sched_stage_of("fill:ones", &l) == LSPO_STAGE_NONE, "fill:ones");
+	CHECK(lspo_sched_stage_of("lspo:overflow", &l) == LSPO_STAGE_NONE, "overflow");
+	CHECK(lspo_sched_stage_of("nop", &l) == LSPO_STAGE_NONE, "nop");
+	CHECK(lspo_sched_stage_of(NULL, &l) == LSPO_STAGE_NONE, "NULL");
+	/* Not tags (tag.h): a malformed layer field makes the name no tag at all. */
+	CHECK(lspo_sched_stage_of("x:L:upd", &l) == LSPO_STAGE_NONE && l == -1, "empty layer");
+	CHECK(lspo_sched_stage_of("x:L3a:upd", &l) == LSPO_STAGE_NONE && l == -1, "bad layer");
+	CHECK(lspo_sched_stage_of("a:b:L3:upd", &l) == LSPO_STAGE_NONE && l == -1, "four fields");
+	/* A tag whose layer is beyond the policy's range: its stage, no layer. */
+	CHECK(lspo_sched_stage_of("x:L1023:upd", &l) == LSPO_STAGE_UPD && l == 1023, "last layer");
+	CHECK(lspo_sched_stage_of("x:L99999:upd", &l) == LSPO_STAGE_UPD && l == -1, "huge layer");
+	CHECK(lspo_sched_stage_of("x:L3:check", &l) == LSPO_STAGE_CHECK && l == 3, "check");
+	CHECK(lspo_sched_stage_of("x:L3:updx", &l) == LSPO_STAGE_NONE, "bad stage");
+	CHECK(lspo_sched_stage_of("L3:upd", &l) == LSPO_STAGE_UPD && l == -1, "no op");
 }
 
 static void test_parse_delays(void)
@@ -455,7 +460,7 @@ int main(void)
 {
 	signal(SIGALRM, on_alarm);
 	alarm(120);
-	test_parse_name();
+	test_stage_of();
 	test_parse_delays();
 	test_auto_cut();
 
@@ -477,5 +482,9 @@ int main(void)
 	}
 	lspo_ctx_destroy(ctx);
 	lspo_sched_set_opts(&(struct lspo_sched_opts){ .cut = -1 });
+	/* What the policy learned (layers seen, automatic cut) belonged to the
+	 * context: without one, the cut comes from the options alone. */
+	CHECK(lspo_sched_get_cut() == 0, "cut %d with no context, no nlayers: expected 0",
+	      lspo_sched_get_cut());
 	return test_finish("test_sched_lspo");
 }

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "engine/model.h"
+#include "tag.h"
 #include "trace.h"
 #include "adamw.h"
 #include "fill.h"
@@ -34,26 +35,15 @@
 
 const char *model_name(struct lspo_model *m, const char *op, int layer, const char *stage)
 {
-	char buf[128];
-	if (layer >= 0)
-		snprintf(buf, sizeof(buf), "%s:L%d:%s", op, layer, stage);
-	else
-		snprintf(buf, sizeof(buf), "%s:%s", op, stage);
-	for (int i = m->nnames - 1; i >= 0; i--)
-		if (strcmp(m->names[i], buf) == 0)
-			return m->names[i];
-	if (m->nnames == m->cap_names) {
-		int cap = m->cap_names ? 2 * m->cap_names : 256;
-		char **p = realloc(m->names, (size_t)cap * sizeof(*p));
-		if (!p)
-			return NULL;
-		m->names = p;
-		m->cap_names = cap;
+	enum lspo_stage st;
+	const char *name;
+	if (lspo_stage_parse(stage, &st)) {
+		lspo_error("task %s: unknown stage '%s'", op, stage ? stage : "(null)");
+		return NULL;
 	}
-	char *s = strdup(buf);
-	if (s)
-		m->names[m->nnames++] = s;
-	return s;
+	if (!m->tags && lspo_tags_create(&m->tags))
+		return NULL;   /* logged */
+	return lspo_tags_name(m->tags, op, layer, st, &name) ? NULL : name;   /* logged */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -303,9 +293,7 @@ void lspo_model_free(struct lspo_model *m)
 	free(m->ones_buf);
 	free(m->plans);
 	starpu_free(m->act_slab);
-	for (int i = 0; i < m->nnames; i++)
-		free(m->names[i]);
-	free(m->names);
+	lspo_tags_free(m->tags);
 	layout_free(&m->layout);
 	free(m);
 }

@@ -137,8 +137,7 @@ struct lspo_model {
 	int nplans, max_plans;
 	int step;                                      /* optimizer steps done */
 	int registered;
-	char **names;                                  /* interned task names */
-	int nnames, cap_names;
+	struct lspo_tags *tags;                        /* interned task names (tag.h) */
 
 	/* Mode hooks (native: model_use_native). */
 	int (*prio_fwd)(struct lspo_model *m, int layer);
@@ -165,7 +164,8 @@ struct lspo_model {
 #define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
 
 /* Interned task name "<op>:L<layer>:<stage>" ("<op>:<stage>" for layer < 0);
- * NULL only when out of memory, which the submit then reports. */
+ * NULL (logged) for an unknown stage or when out of memory, which the submit
+ * then reports.  The names are the model's struct lspo_tags (tag.h). */
 const char *model_name(struct lspo_model *m, const char *op, int layer, const char *stage);
 
 /* An activation (rows, cols): StarPU allocates it where first written,

@@ -1,8 +1,8 @@
 /*
  * sched_lspo.c - the `lspo` scheduling policy: the layer-wise LSP-Offload
- * schedule read from task names, a priority list for every other task.
- * The rules are in sched_lspo.h; the options, name parsing and automatic
- * cut in sched_lspo_opts.c.
+ * schedule read from task tags (tag.h), a priority list for every other
+ * task.  The rules are in sched_lspo.h; the options, the policy's view of
+ * tags and the automatic cut in sched_lspo_opts.c.
  *
  * Ready tasks wait in six lists (one per class), linked through the task's
  * own prev/next fields; task->sched_data caches what the name says.  One
@@ -24,6 +24,9 @@ enum place { P_ANY = 0, P_ACCEL, P_CPU, NPLACE };
 /* Per-task cache in task->sched_data: 32 bits, so it fits any uintptr_t.   */
 /*   bit 0 valid | 1-3 class | 4-7 stage | 8-9 placement | 10 delayed |     */
 /*   11-20 layer | 21-30 trigger layer | 31 has a layer                     */
+
+_Static_assert(LSPO_NSTAGES <= 16, "a stage must fit the cache's 4 bits");
+_Static_assert(LSPO_SCHED_MAX_LAYER <= 1023, "a layer must fit the cache's 10 bits");
 
 #define TI_VALID 1u
 #define TI_DELAYED (1u << 10)
@@ -106,7 +109,8 @@ static int is_accel_stage(enum lspo_stage st)
 
 static int is_pipeline_stage(enum lspo_stage st)
 {
-	return st >= LSPO_STAGE_PROJ && st <= LSPO_STAGE_APPLY;
+	return st == LSPO_STAGE_PROJ || st == LSPO_STAGE_OFFLOAD || st == LSPO_STAGE_UPD ||
+	       st == LSPO_STAGE_UPLOAD || st == LSPO_STAGE_APPLY;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -238,7 +242,7 @@ static int push_task(struct starpu_task *task)
 	/* Everything about the task is decided while it is surely alive: once
 	 * the lock is released, a worker may pop, run and free it. */
 	int layer;
-	enum lspo_stage st = lspo_sched_parse_name(task->name, &layer);
+	enum lspo_stage st = lspo_sched_stage_of(task->name, &layer);
 	workers->init_iterator(workers, &it);
 	while (workers->has_next(workers, &it)) {
 		unsigned w = workers->get_next(workers, &it);

@@ -12,15 +12,16 @@
  * correct, the policy only chooses among ready tasks.  Priorities still
  * order tasks within a class (see below) and every unrecognised task.
  *
- * Task classes, from its name (parsed once per push and cached in
- * task->sched_data, which this policy owns):
+ * Task classes, from its name's tag (tag.h; parsed once per push and
+ * cached in task->sched_data, which this policy owns):
  *   stage fwd                    -> FWD   (a layer-less "xent:fwd" sorts last)
  *   stage bwd                    -> BWD   (a layer-less one sorts first)
  *   proj, offload of layer >= cut -> HEAD  (the head of a deep layer's pipeline)
  *   upd, upload, apply of layer >= cut -> FCFS
  *   proj .. apply of layer < cut -> LCFS
- *   anything else (no name, unknown stage, layer > LSPO_SCHED_MAX_LAYER, or
- *   a pipeline stage without a layer such as "clip_scale:upd") -> OTHER
+ *   anything else (a name that is not a tag, another stage such as check,
+ *   layer > LSPO_SCHED_MAX_LAYER, or a step-level pipeline stage such as
+ *   "clip_scale:upd") -> OTHER
  * An idle worker takes the first task it may run from the first non-empty
  * class in this order:
  *   1. HEAD   first come, first served (time it became ready): a deep layer's
@@ -79,32 +80,23 @@
 #ifndef LSPO_SCHED_LSPO_H
 #define LSPO_SCHED_LSPO_H
 
+#include <pthread.h>
+
 #include <starpu.h>
 
 #include "lspo.h"
+#include "tag.h"
 
 extern struct starpu_sched_policy lspo_sched_policy;
-
-/* Stages recognised in task names. */
-enum lspo_stage {
-	LSPO_STAGE_NONE = 0,   /* no name, or a stage this policy does not know */
-	LSPO_STAGE_FWD,
-	LSPO_STAGE_BWD,
-	LSPO_STAGE_PROJ,
-	LSPO_STAGE_OFFLOAD,
-	LSPO_STAGE_UPD,
-	LSPO_STAGE_UPLOAD,
-	LSPO_STAGE_APPLY,
-	LSPO_NSTAGES
-};
 
 /* Layers above it are not layers for the policy (the task goes to OTHER). */
 #define LSPO_SCHED_MAX_LAYER 1023
 
-/* Parses "<op>:L<layer>:<stage>" or "<op>:<stage>": returns the stage
- * (LSPO_STAGE_NONE if unknown) and sets *layer (-1 when the name has no
- * valid layer field). */
-enum lspo_stage lspo_sched_parse_name(const char *name, int *layer);
+/* The policy's view of a task name: the stage of its tag (tag.h), and in
+ * *layer the tag's layer, or -1 when the tag is step-level or its layer is
+ * above LSPO_SCHED_MAX_LAYER.  LSPO_STAGE_NONE and -1 when the name is not a
+ * tag (NULL, or anything lspo_tag_parse rejects). */
+enum lspo_stage lspo_sched_stage_of(const char *name, int *layer);
 
 /* round(n / 4), the cut used while the perfmodels give no estimate. */
 int lspo_sched_default_cut(int nlayers);
@@ -124,11 +116,33 @@ int lspo_sched_default_cut(int nlayers);
  */
 int lspo_sched_auto_cut(int nlayers, const double *bwd_us, const double *pipe_us);
 
-/* For the policy: a snapshot of the options and its version (changes at
- * every lspo_sched_set_opts). */
+/* The policy's options and what the running policy learned: a context's
+ * state (struct lspo_ctx holds one, src/ctx.c).  lspo_sched_set_opts
+ * writes the running context's options, and remembers them for contexts
+ * created later (options may be set before lspo_ctx_create). */
+struct lspo_sched_state {
+	pthread_mutex_t lock;
+	struct lspo_sched_opts opts;
+	unsigned version;              /* changes at every lspo_sched_set_opts */
+	int learned_nlayers;           /* max layer + 1 seen in task names */
+	int learned_cut;               /* automatic cut from the perfmodels; -1: none yet */
+};
+
+/* A new context's state: the options last set (the defaults if none),
+ * nothing learned. */
+void lspo_sched_state_init(struct lspo_sched_state *s);
+void lspo_sched_state_destroy(struct lspo_sched_state *s);
+
+/* The running context's state (src/ctx.c): set before starpu_init, cleared
+ * after starpu_shutdown; NULL when no context runs. */
+struct lspo_sched_state *lspo_ctx_sched_state(void);
+
+/* For the policy: a snapshot of the running context's options and their
+ * version (changes at every lspo_sched_set_opts).  With no context: the
+ * options the next one starts with, version 0. */
 unsigned lspo_sched_opts_snapshot(struct lspo_sched_opts *out);
-/* For the policy: publishes what it learned (nlayers seen, auto cut or -1);
- * lspo_sched_get_cut reads them.  reset: forget both (a new context). */
+/* For the policy: publishes what it learned (nlayers seen, auto cut or -1)
+ * into the running context's state; lspo_sched_get_cut reads them. */
 void lspo_sched_publish(int nlayers_seen, int auto_cut);
 
 #endif

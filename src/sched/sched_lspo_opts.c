@@ -1,7 +1,8 @@
 /*
  * sched_lspo_opts.c - the `lspo` policy's options (include/lspo.h), the
- * `--lsp-delays` parser, task-name parsing and the automatic cut: the parts
- * of the policy that are plain functions, testable without StarPU running.
+ * `--lsp-delays` parser, the policy's view of task tags (tag.h) and the
+ * automatic cut: the parts of the policy that are plain functions, testable
+ * without StarPU running.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,19 +17,33 @@
 
 #define OPT_MAX (1 << 20)
 
-/* Options and what the running policy learned, shared by the API and the
- * policy (one StarPU, hence one policy instance, per process). */
-static pthread_mutex_t opts_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct lspo_sched_opts opts = { .cut = -1, .nlayers = 0,
-                                       .delay_upd = 0, .delay_upload = 0, .delay_apply = 0 };
-static unsigned opts_version = 1;
-static int learned_nlayers;    /* max layer + 1 seen in task names */
-static int learned_cut = -1;   /* automatic cut from the perfmodels; -1: none yet */
+/* The options that lspo_sched_set_opts gave last: what every context
+ * created from now on starts with (a running context has its own copy in
+ * its struct lspo_sched_state). */
+static pthread_mutex_t next_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lspo_sched_opts next_opts = { .cut = -1, .nlayers = 0,
+                                            .delay_upd = 0, .delay_upload = 0, .delay_apply = 0 };
 
 struct lspo_sched_opts lspo_sched_opts_default(void)
 {
 	return (struct lspo_sched_opts){ .cut = -1, .nlayers = 0,
 	                                 .delay_upd = 0, .delay_upload = 0, .delay_apply = 0 };
+}
+
+void lspo_sched_state_init(struct lspo_sched_state *s)
+{
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_lock(&next_lock);
+	s->opts = next_opts;
+	pthread_mutex_unlock(&next_lock);
+	s->version = 1;
+	s->learned_nlayers = 0;
+	s->learned_cut = -1;
+}
+
+void lspo_sched_state_destroy(struct lspo_sched_state *s)
+{
+	pthread_mutex_destroy(&s->lock);
 }
 
 int lspo_sched_set_opts(const struct lspo_sched_opts *o)
@@ -47,39 +62,64 @@ int lspo_sched_set_opts(const struct lspo_sched_opts *o)
 		if (d[i] < 0 || d[i] > OPT_MAX)
 			LSPO_FAIL(LSPO_EINVAL, "lspo policy options: %s %d (expected 0 .. %d layers)",
 			          dname[i], d[i], OPT_MAX);
-	pthread_mutex_lock(&opts_lock);
-	opts = *o;
-	opts_version++;
-	pthread_mutex_unlock(&opts_lock);
+	pthread_mutex_lock(&next_lock);
+	next_opts = *o;
+	pthread_mutex_unlock(&next_lock);
+	struct lspo_sched_state *s = lspo_ctx_sched_state();
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		s->opts = *o;
+		s->version++;
+		pthread_mutex_unlock(&s->lock);
+	}
 	return LSPO_OK;
 }
 
 unsigned lspo_sched_opts_snapshot(struct lspo_sched_opts *out)
 {
-	pthread_mutex_lock(&opts_lock);
-	*out = opts;
-	unsigned v = opts_version;
-	pthread_mutex_unlock(&opts_lock);
+	struct lspo_sched_state *s = lspo_ctx_sched_state();
+	if (!s) {
+		pthread_mutex_lock(&next_lock);
+		*out = next_opts;
+		pthread_mutex_unlock(&next_lock);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	*out = s->opts;
+	unsigned v = s->version;
+	pthread_mutex_unlock(&s->lock);
 	return v;
 }
 
 void lspo_sched_publish(int nlayers_seen, int auto_cut)
 {
-	pthread_mutex_lock(&opts_lock);
-	learned_nlayers = nlayers_seen;
-	learned_cut = auto_cut;
-	pthread_mutex_unlock(&opts_lock);
+	struct lspo_sched_state *s = lspo_ctx_sched_state();
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->learned_nlayers = nlayers_seen;
+	s->learned_cut = auto_cut;
+	pthread_mutex_unlock(&s->lock);
 }
 
 int lspo_sched_get_cut(void)
 {
-	pthread_mutex_lock(&opts_lock);
-	int cut = opts.cut;
-	if (cut < 0)
-		cut = learned_cut >= 0 ? learned_cut
-		    : lspo_sched_default_cut(opts.nlayers > 0 ? opts.nlayers : learned_nlayers);
-	pthread_mutex_unlock(&opts_lock);
-	return cut;
+	struct lspo_sched_state *s = lspo_ctx_sched_state();
+	struct lspo_sched_opts o;
+	int learned_nlayers = 0, learned_cut = -1;
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		o = s->opts;
+		learned_nlayers = s->learned_nlayers;
+		learned_cut = s->learned_cut;
+		pthread_mutex_unlock(&s->lock);
+	} else {
+		lspo_sched_opts_snapshot(&o);
+	}
+	if (o.cut >= 0)
+		return o.cut;
+	return learned_cut >= 0 ? learned_cut
+	     : lspo_sched_default_cut(o.nlayers > 0 ? o.nlayers : learned_nlayers);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -161,37 +201,17 @@ int lspo_sched_parse_delays(const char *text, struct lspo_sched_opts *o)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Task names                                                               */
+/* Task tags                                                                */
 
-enum lspo_stage lspo_sched_parse_name(const char *name, int *layer)
+enum lspo_stage lspo_sched_stage_of(const char *name, int *layer)
 {
-	static const char *const stages[LSPO_NSTAGES] = {
-		[LSPO_STAGE_FWD] = "fwd", [LSPO_STAGE_BWD] = "bwd", [LSPO_STAGE_PROJ] = "proj",
-		[LSPO_STAGE_OFFLOAD] = "offload", [LSPO_STAGE_UPD] = "upd",
-		[LSPO_STAGE_UPLOAD] = "upload", [LSPO_STAGE_APPLY] = "apply",
-	};
+	struct lspo_tag tag;
 	*layer = -1;
-	if (!name)
+	if (lspo_tag_parse(name, &tag))
 		return LSPO_STAGE_NONE;
-	const char *last = strrchr(name, ':');
-	if (!last)
-		return LSPO_STAGE_NONE;
-	enum lspo_stage st = LSPO_STAGE_NONE;
-	for (int i = 1; i < LSPO_NSTAGES; i++)
-		if (strcmp(last + 1, stages[i]) == 0)
-			st = (enum lspo_stage)i;
-	if (st == LSPO_STAGE_NONE)
-		return st;
-	/* The field before the stage: "L<digits>" after a ':'. */
-	const char *f = last;
-	while (f > name && f[-1] != ':')
-		f--;
-	if (f > name && *f == 'L' && f + 1 < last) {
-		int v = parse_count(f + 1, last);
-		if (v >= 0 && v <= LSPO_SCHED_MAX_LAYER)
-			*layer = v;
-	}
-	return st;
+	if (tag.layer >= 0 && tag.layer <= LSPO_SCHED_MAX_LAYER)
+		*layer = tag.layer;
+	return tag.stage;
 }
 
 /* ------------------------------------------------------------------------ */
