@@ -598,7 +598,8 @@ void lspo_ckptdir_close(struct lspo_ckpt_dir *d);
 /* Starts the save of `step`: *tmpdir (owned by d) is an empty directory to
  * write the files into. */
 int lspo_ckptdir_begin(struct lspo_ckpt_dir *d, long step, const char **tmpdir);
-/* Finishes it: checksums the nfiles files (names inside *tmpdir), refuses
+/* Finishes it: checksums the nfiles files (names inside *tmpdir; files =
+ * NULL: every regular file written there, in name order), refuses
  * non-finite values in *.safetensors files (LSPO_EFORMAT naming the tensor),
  * writes the manifest with run_json (a JSON object text, may be NULL),
  * publishes, then removes the oldest checkpoints beyond `keep`.  On failure

@@ -257,9 +257,15 @@ int lspo_ckptdir_open(const char *out, int keep, struct lspo_ckpt_dir **res)
 	 * its config.json / model.safetensors would be replaced by links */
 	static const char *const own[] = { "config.json", "model.safetensors", "train_state.safetensors" };
 	for (int i = 0; i < 3; i++) {
-		char *p = path_join(out, own[i]);
+		char *p = path_join(out, own[i]), target[256];
 		struct stat st;
-		int foreign = p && lstat(p, &st) == 0 && !S_ISLNK(st.st_mode);
+		int foreign = 0;
+		if (p && lstat(p, &st) == 0) {   /* ours: a link through latest/ */
+			ssize_t n = S_ISLNK(st.st_mode) ? readlink(p, target, sizeof(target) - 1) : -1;
+			if (n >= 0)
+				target[n] = '\0';
+			foreign = n < 0 || strncmp(target, LATEST "/", strlen(LATEST) + 1) != 0;
+		}
 		free(p);
 		if (foreign)
 			LSPO_FAIL(LSPO_EINVAL, "%s: holds %s that lspo's saves did not write (a checkpoint "
@@ -474,10 +480,65 @@ static void prune(struct lspo_ckpt_dir *d, long step)
 	free(steps);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The regular files of `dir` but the manifest, sorted; NULL-terminated. */
+static int list_files(const char *dir, char ***names, int *n)
+{
+	*names = NULL;
+	*n = 0;
+	DIR *dp = opendir(dir);
+	if (!dp)
+		LSPO_FAIL(LSPO_EIO, "%s: cannot list: %s", dir, strerror(errno));
+	char **v = calloc(MAX_FILES + 2, sizeof(char *));
+	struct dirent *e;
+	int rc = v ? LSPO_OK : LSPO_ENOMEM;
+	while (!rc && (e = readdir(dp))) {
+		char *p = path_join(dir, e->d_name);
+		struct stat st;
+		int regular = p && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && strcmp(e->d_name, MANIFEST)
+		              && !strstr(e->d_name, ".tmp.");
+		free(p);
+		if (!regular)
+			continue;
+		if (*n == MAX_FILES) {
+			lspo_error("%s: more than %d files", dir, MAX_FILES);
+			rc = LSPO_EINVAL;
+		} else if (!(v[(*n)++] = strdup(e->d_name))) {
+			rc = LSPO_ENOMEM;
+		}
+	}
+	closedir(dp);
+	if (!rc)
+		qsort(v, (size_t)*n, sizeof(char *), cmp_name);
+	*names = v;
+	return rc;
+}
+
+static void free_names(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
 int lspo_ckptdir_commit(struct lspo_ckpt_dir *d, const char *const *files, int nfiles, const char *run_json)
 {
 	if (!d->tmp)
 		LSPO_FAIL(LSPO_EINVAL, "%s: commit without a save in progress", d->out);
+	if (!files) {   /* every file written */
+		char **all;
+		int n, rc = list_files(d->tmp, &all, &n);
+		if (!rc)
+			rc = lspo_ckptdir_commit(d, (const char *const *)all, n, run_json);
+		else
+			lspo_ckptdir_abort(d);
+		free_names(all);
+		return rc;
+	}
 	if (nfiles < 1 || nfiles > MAX_FILES)
 		LSPO_FAIL(LSPO_EINVAL, "%s: a checkpoint lists 1 to %d files, got %d", d->out, MAX_FILES, nfiles);
 	char *text = NULL, *mpath = path_join(d->tmp, MANIFEST), *final = NULL, name[32];
@@ -520,7 +581,7 @@ int lspo_ckptdir_commit(struct lspo_ckpt_dir *d, const char *const *files, int n
 		struct stat st;
 		if (!p || !target)
 			rc = LSPO_ENOMEM;
-		else if (lstat(p, &st) == 0 && !S_ISLNK(st.st_mode))
+		else if (lstat(p, &st) == 0 && !S_ISLNK(st.st_mode))   /* open refused the model's */
 			lspo_warn("%s: %s is a regular file: not replaced by a link to the latest checkpoint",
 			          d->out, files[k]);
 		else

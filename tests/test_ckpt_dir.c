@@ -137,6 +137,28 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm '%s/manifest.json'", p3);
 	CHECK(system(cmd) == 0 && lspo_ckpt_verify(p3, NULL, NULL) == LSPO_EIO, "no manifest: LSPO_EIO");
 
+	{   /* files = NULL: every file written */
+		const char *tmp;
+		CHECK(lspo_ckptdir_begin(d, 5, &tmp) == LSPO_OK && lspo_ckpt_save(tmp, &cfg, params) == LSPO_OK,
+		      "write step 5");
+		snprintf(cmd, sizeof(cmd), "echo extra > '%s/extra.txt'", tmp);
+		CHECK(system(cmd) == 0 && lspo_ckptdir_commit(d, NULL, 0, NULL) == LSPO_OK && latest() == 5,
+		      "commit of every file");
+		char mf[1200], text[4096] = "";
+		snprintf(mf, sizeof(mf), "%s/step-00000005/manifest.json", out);
+		FILE *f = fopen(mf, "r");
+		size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+		text[n] = '\0';
+		if (f)
+			fclose(f);
+		CHECK(strstr(text, "\"extra.txt\"") && strstr(text, "\"model.safetensors\"")
+		      && strstr(text, "\"config.json\""), "the manifest lists every file: %s", text);
+		snprintf(cmd, sizeof(cmd), "%s/step-00000005", out);
+		CHECK(lspo_ckpt_verify(cmd, NULL, NULL) == LSPO_OK, "verify step 5");
+		CHECK(save(d, 4, 0, NULL) == LSPO_OK && latest() == 4 && !exists("%s/%s", "step-00000005"),
+		      "a save of an earlier step drops the abandoned later ones");
+	}
+
 	/* what a killed save leaves goes at the next open */
 	lspo_ckptdir_close(d);
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.tmp-step-00000009.1' '%s/step-00000009' && touch '%s/x.tmp.abc'",
@@ -154,6 +176,13 @@ int main(void)
 	CHECK(lspo_ckpt_save(foreign, &cfg, params) == LSPO_OK, "plain save");
 	CHECK(lspo_ckptdir_open(foreign, 2, &d) == LSPO_EINVAL && !d, "a foreign checkpoint directory is refused");
 	CHECK(lspo_ckpt_resolve(foreign, &path, &step) == LSPO_OK && path && step == -1, "resolve a plain checkpoint");
+	free(path);
+	/* links to blobs, as a Hugging Face cache snapshot has them */
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/hf' && ln -s ../foreign/config.json '%s/hf/config.json'", out, out);
+	CHECK(system(cmd) == 0, "make a linked checkpoint");
+	snprintf(foreign, sizeof(foreign), "%s/hf", out);
+	CHECK(lspo_ckptdir_open(foreign, 2, &d) == LSPO_EINVAL && !d, "links that are not ours are refused too");
+	CHECK(lspo_ckpt_resolve(foreign, &path, &step) == LSPO_OK && path, "resolve");
 	free(path);
 	free(params);
 	return test_finish("test_ckpt_dir");

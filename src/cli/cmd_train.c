@@ -707,9 +707,8 @@ static int save(struct run *r, const struct run_opts *o, long step)
 		rc = !f || fprintf(f, "%s\n", r->config_json) < 0 || fflush(f) || fsync(fileno(f));
 	if (f && fclose(f))
 		rc = 1;
-	static const char *const files[] = { "config.json", "model.safetensors", STATE_FILE, "train_config.json" };
-	if (!rc)
-		rc = lspo_ckptdir_commit(r->ckpt, files, 4, r->run_json);
+	if (!rc)   /* every file the engine and this function wrote */
+		rc = lspo_ckptdir_commit(r->ckpt, NULL, 0, r->run_json);
 	free(state);
 	free(conf);
 	if (rc) {
