@@ -96,6 +96,20 @@ expect 2 "--save" "$lspo" train --model "$out/init" $base --resume auto
 # shellcheck disable=SC2086
 expect 2 "--save-every" "$lspo" train --model "$out/init" $base --save-every 2
 
+# a training state at step 2^31 - 1 (no manifest to compare): refused at once
+mkdir -p "$out/huge-step" && cp "$out/four/latest/"* "$out/huge-step/" && rm "$out/huge-step/manifest.json"
+python3 - "$out/huge-step/train_state.safetensors" <<'EOF2' || { echo "FAILED: crafting a state"; fail=1; }
+import json, struct, sys
+path = sys.argv[1]
+b = bytearray(open(path, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+off = 8 + n + json.loads(b[8:8 + n])["step"]["data_offsets"][0]
+b[off:off + 4] = struct.pack("<i", 2**31 - 1)
+open(path, "wb").write(b)
+EOF2
+# shellcheck disable=SC2086
+expect 2 "step 2147483647 beyond --steps 8" timeout 60 "$lspo" train --resume "$out/huge-step" $base
+
 # --- verification: damaged, mixed and non-finite checkpoints ---------------
 rm -rf "$out/v"
 # shellcheck disable=SC2086
