@@ -658,6 +658,13 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 	}
 	if (!rc && saved)
 		rc = compare_run(saved, r->run_json, o);
+	long drawn = -1;   /* the data position the manifest records */
+	if (!rc && saved) {
+		json_t *sv = json_loads(saved, 0, NULL), *pos = json_object_get(sv, "position");
+		if (json_is_object(pos) && json_is_integer(json_object_get(pos, "train-batches-drawn")))
+			drawn = (long)json_integer_value(json_object_get(pos, "train-batches-drawn"));
+		json_decref(sv);
+	}
 	if (!rc && lspo_st_check_finite(state)) {
 		fprintf(stderr, "lspo train: --resume: %s holds non-finite values\n", state);
 		rc = CLI_FAIL;
@@ -666,9 +673,9 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		rc = CLI_FAIL;
 	if (!rc) {
 		*start = lspo_model_step(r->model);
-		if (mstep >= 0 && *start != mstep) {
-			fprintf(stderr, "lspo train: --resume: %s says step %ld, %s/manifest.json says %ld\n", state,
-			        *start, r->model_dir, mstep);
+		if ((mstep >= 0 && *start != mstep) || (drawn >= 0 && drawn != *start)) {
+			fprintf(stderr, "lspo train: --resume: %s says step %ld, %s/manifest.json says step %ld "
+			        "with %ld training batches drawn\n", state, *start, r->model_dir, mstep, drawn);
 			rc = CLI_FAIL;
 		} else if (*start > o->steps) {
 			fprintf(stderr, "lspo train: --resume: the checkpoint %s is at step %ld, beyond --steps %ld\n",
@@ -707,8 +714,20 @@ static int save(struct run *r, const struct run_opts *o, long step)
 		rc = !f || fprintf(f, "%s\n", r->config_json) < 0 || fflush(f) || fsync(fileno(f));
 	if (f && fclose(f))
 		rc = 1;
+	/* where the data and the generators stand: the loader has drawn `step`
+	 * batches of its seeded order; lsp checks draw from seed + 1000 + step */
+	json_t *run = rc ? NULL : json_loads(r->run_json, 0, NULL);
+	char *text = NULL;
+	if (run && !json_object_set_new(run, "position", json_pack("{s:I, s:I, s:I}", "step", (json_int_t)step,
+	                                                           "train-batches-drawn", (json_int_t)step,
+	                                                           "seed", (json_int_t)o->seed)))
+		text = json_dumps(run, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(run);
+	if (!rc && !text)
+		rc = 1;
 	if (!rc)   /* every file the engine and this function wrote */
-		rc = lspo_ckptdir_commit(r->ckpt, NULL, 0, r->run_json);
+		rc = lspo_ckptdir_commit(r->ckpt, NULL, 0, text);
+	free(text);
 	free(state);
 	free(conf);
 	if (rc) {
