@@ -104,6 +104,9 @@ int cmd_init(int argc, char **argv)
 		                                  .n_head = (int)size[4], .family = fam, .n_kv_head = (int)kv,
 		                                  .n_inner = (int)inner, .head_dim = (int)head_dim,
 		                                  .tie_word_embeddings = tie || fam == LSPO_FAMILY_GPT2 };
+		if (fam == LSPO_FAMILY_GPT2 && size[2] % size[4])
+			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
+			                       size[2], size[4]);
 		if (lspo_model_config_check(&cfg))
 			return cli_usage_error("init", "the sizes do not make a %s model (see the message above)", family);
 	}
