@@ -390,6 +390,47 @@ int lspo_loader_next(struct lspo_loader *loader, int32_t *inputs, int32_t *targe
 void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
 
 /* ------------------------------------------------------------------------ */
+/* Token shards for any vocabulary, loss masks, tokenizers (issue 9)        */
+
+/* A shard's tokens are uint16 (magic 20240520, version 1) or uint32 (magic
+ * 20240801, version 7, llm.c's Llama-3 layout); lspo_shard_open reads both.
+ * lspo_shard_tokens is NULL for a uint32 shard, lspo_shard_tokens32 for a
+ * uint16 one; lspo_shard_token works for both. */
+int lspo_shard_token_bytes(const struct lspo_shard *shard);            /* 2 or 4 */
+const uint32_t *lspo_shard_tokens32(const struct lspo_shard *shard);   /* (ntokens) */
+uint32_t lspo_shard_token(const struct lspo_shard *shard, size_t i);  /* i < ntokens */
+
+/* Loss mask: the file SHARD.mask beside a shard, if it exists, is opened
+ * with the shard (LSPO_EFORMAT naming it if it is malformed).  Layout: 256
+ * int32 header (magic 20241130, version 1, ntokens = the shard's count, the
+ * rest 0), then one byte per token: 1 if the token at that position counts
+ * as a prediction target in the loss, 0 if not (prompt tokens of
+ * instruction data).  NULL if the shard has no mask. */
+const uint8_t *lspo_shard_mask(const struct lspo_shard *shard);       /* (ntokens) */
+
+/* Like lspo_loader_next, and mask (B, T) (may be NULL) gets, for each
+ * target, the mask byte of the target's position: mask[b][t] = 1 if
+ * targets[b][t] counts in the loss, 0 if it must be ignored; all 1 for a
+ * shard without a mask.  A window may be entirely masked.  Both functions
+ * draw the same batches from the same loader state. */
+int lspo_loader_next_masked(struct lspo_loader *loader, int32_t *inputs, int32_t *targets,
+                            uint8_t *mask);
+
+/* Streaming shard writer: tokens are uint16 if vocab_size <= 65535, uint32
+ * otherwise; with `masked`, SHARD.mask is written beside it (without, a
+ * stale SHARD.mask is removed at commit).  Both files are written
+ * atomically at close with commit = 1; an id >= vocab_size is LSPO_EINVAL
+ * naming the file and the position.  `target` is the mask byte of the added
+ * tokens. */
+struct lspo_shard_writer;
+int lspo_shard_writer_open(const char *path, uint32_t vocab_size, int masked,
+                           struct lspo_shard_writer **out);
+int lspo_shard_writer_add(struct lspo_shard_writer *w, const uint32_t *ids, size_t n, int target);
+size_t lspo_shard_writer_ntokens(const struct lspo_shard_writer *w);
+/* Commits (commit = 1; an empty shard is LSPO_EINVAL) or discards; frees w. */
+int lspo_shard_writer_close(struct lspo_shard_writer *w, int commit);
+
+/* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 
 /* A GPT-2 model registered with StarPU: parameters, gradients and AdamW

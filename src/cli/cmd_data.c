@@ -151,10 +151,11 @@ int cmd_check(int argc, char **argv)
 			       "  --ckpt DIR   checkpoint directory: config.json and model.safetensors\n"
 			       "  --vocab V    token ids of the shards must be < V (default: the\n"
 			       "               checkpoint's vocab_size, if --ckpt is given)\n"
-			       "  SHARD        llm.c token shard files\n");
+			       "  SHARD        token shard files (uint16 or uint32 tokens; a SHARD.mask\n"
+			       "               beside one is checked too)\n");
 			return CLI_OK;
 		case 'c': ckpt = optarg; break;
-		case 'V': if (cli_parse_int("--vocab", optarg, 1, 65536, &vocab)) return CLI_USAGE; break;
+		case 'V': if (cli_parse_int("--vocab", optarg, 1, 2147483647L, &vocab)) return CLI_USAGE; break;
 		default: return cli_usage_error("check", "unknown or incomplete option");
 		}
 	}
@@ -190,7 +191,15 @@ int cmd_check(int argc, char **argv)
 			lspo_shard_close(s);
 			return CLI_FAIL;
 		}
-		printf("check: %s: %zu tokens\n", argv[i], lspo_shard_ntokens(s));
+		const uint8_t *m = lspo_shard_mask(s);
+		size_t counted = 0;
+		for (size_t k = 0; m && k < lspo_shard_ntokens(s); k++)
+			counted += m[k];
+		if (m)
+			printf("check: %s: %zu tokens (uint%d), loss mask: %zu counted as targets\n", argv[i],
+			       lspo_shard_ntokens(s), 8 * lspo_shard_token_bytes(s), counted);
+		else
+			printf("check: %s: %zu tokens\n", argv[i], lspo_shard_ntokens(s));
 		lspo_shard_close(s);
 	}
 	return CLI_OK;
