@@ -430,6 +430,37 @@ size_t lspo_shard_writer_ntokens(const struct lspo_shard_writer *w);
 /* Commits (commit = 1; an empty shard is LSPO_EINVAL) or discards; frees w. */
 int lspo_shard_writer_close(struct lspo_shard_writer *w, int commit);
 
+/* A Hugging Face tokenizer.json (BPE models; see src/tokenizer/tokenizer.c
+ * for the normalizers, pre-tokenizers and decoders read).  A handle holds a
+ * word cache and is used by one thread at a time; lspo_tokenizer_dup gives
+ * another handle on the same tables for another thread. */
+struct lspo_tokenizer;
+
+/* path: a checkpoint directory holding tokenizer.json, or the file itself;
+ * tokenizer_config.json beside it, if present, names BOS and EOS.  LSPO_EIO
+ * if it cannot be read; LSPO_EFORMAT naming the file and the JSON path for
+ * bad JSON, an unsupported type (WordPiece, Unigram, ...), a merge naming an
+ * unknown token and the like. */
+int lspo_tokenizer_load(const char *path, struct lspo_tokenizer **out);
+int lspo_tokenizer_dup(struct lspo_tokenizer *t, struct lspo_tokenizer **out);
+void lspo_tokenizer_free(struct lspo_tokenizer *t);   /* NULL is a no-op */
+/* 1 + the largest id of the vocabulary and the added tokens. */
+uint32_t lspo_tokenizer_vocab_size(const struct lspo_tokenizer *t);
+int32_t lspo_tokenizer_bos(const struct lspo_tokenizer *t);   /* -1 if none */
+int32_t lspo_tokenizer_eos(const struct lspo_tokenizer *t);   /* -1 if none */
+const char *lspo_tokenizer_path(const struct lspo_tokenizer *t);   /* the tokenizer.json */
+/* The token's string (as in the vocabulary), or NULL for an unknown id. */
+const char *lspo_tokenizer_token(const struct lspo_tokenizer *t, uint32_t id, size_t *len);
+/* Appends the ids of text (len bytes of UTF-8; no special tokens added) to
+ * the growable array *ids (*n used, *cap allocated; start with NULL, 0, 0;
+ * the caller frees it).  Invalid UTF-8 is LSPO_EINVAL naming the byte. */
+int lspo_tokenizer_encode(struct lspo_tokenizer *t, const char *text, size_t len, uint32_t **ids,
+                          size_t *n, size_t *cap);
+/* The text of ids (malloc'd, NUL-terminated, *len bytes), special tokens
+ * skipped if skip_special.  An unknown id is LSPO_EINVAL naming its position. */
+int lspo_tokenizer_decode(const struct lspo_tokenizer *t, const uint32_t *ids, size_t n,
+                          int skip_special, char **text, size_t *len);
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 

@@ -15,6 +15,8 @@ int cmd_eval(int argc, char **argv);      /* cmd_train.c */
 int cmd_init(int argc, char **argv);      /* cmd_data.c */
 int cmd_tokenize(int argc, char **argv);  /* cmd_data.c */
 int cmd_check(int argc, char **argv);     /* cmd_data.c */
+int cmd_encode(int argc, char **argv);    /* cmd_tok.c */
+int cmd_decode(int argc, char **argv);    /* cmd_tok.c */
 
 /* Parses a whole decimal integer in [lo, hi] for option `opt`; on error
  * prints a message and returns -1. */
