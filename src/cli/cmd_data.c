@@ -1,6 +1,7 @@
 /*
  * cmd_data.c - `lspo init` (a randomly initialised GPT-2 checkpoint),
- * `lspo tokenize` (text -> llm.c token shard) and `lspo check` (validate a
+ * `lspo tokenize` (text -> token shard; the tokenizer.json side is in
+ * cmd_tok.c) and `lspo check` (validate a
  * checkpoint and token shards before a job uses them).  No StarPU needed.
  */
 #include <getopt.h>
@@ -103,23 +104,76 @@ int cmd_init(int argc, char **argv)
 int cmd_tokenize(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bytes", no_argument, 0, 'b' }, { "help", no_argument, 0, 'h' }, { 0 } };
-	int bytes = 0, opt;
+		{ "bytes", no_argument, 0, 'b' }, { "tokenizer", required_argument, 0, 't' },
+		{ "bos", no_argument, 0, 'B' }, { "eos", no_argument, 0, 'E' },
+		{ "jsonl", required_argument, 0, 'j' }, { "prompt-field", required_argument, 0, 'p' },
+		{ "response-field", required_argument, 0, 'r' },
+		{ "template", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0 } };
+	int bytes = 0, bos = 0, eos = 0, opt;
+	const char *tok = NULL, *jsonl = NULL, *pf = NULL, *rf = NULL, *tpl = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			printf("usage: lspo tokenize --bytes IN OUT\n"
-			       "Tokenises the file IN into the llm.c token shard OUT (uint16 tokens,\n"
-			       "256-int32 header, magic 20240520, version 1), written atomically.\n"
-			       "  --bytes   byte-level: each byte is one token id 0..255 (vocab 256)\n");
+			       "       lspo tokenize --tokenizer DIR [--bos] [--eos] IN... OUT\n"
+			       "       lspo tokenize --tokenizer DIR [--bos] --jsonl FILE --prompt-field F\n"
+			       "                     --response-field F [--template FILE] OUT\n"
+			       "Tokenises into the token shard OUT (256-int32 header; uint16 tokens, magic\n"
+			       "20240520 version 1, if the vocabulary has at most 65535 ids, else uint32\n"
+			       "tokens, magic 20240801 version 7), written atomically.\n"
+			       "  --bytes           byte-level: each byte is one token id 0..255 (vocab 256)\n"
+			       "  --tokenizer DIR   a Hugging Face tokenizer: DIR/tokenizer.json or the file;\n"
+			       "                    each IN file is one document; by default EOS goes\n"
+			       "                    between documents (if the tokenizer has one)\n"
+			       "  --bos, --eos      BOS before / EOS after each document instead\n"
+			       "  --jsonl FILE      instruction data: one JSON object per line; each\n"
+			       "                    example is prompt then response then EOS, and\n"
+			       "                    OUT.mask marks the prompt tokens (and BOS) as not\n"
+			       "                    counted in the loss (see README, 'Loss masks')\n"
+			       "  --prompt-field F, --response-field F   the string fields of a record\n"
+			       "  --template FILE   text with {prompt} then {response}: what precedes\n"
+			       "                    {response} is the prompt part, the rest the response\n"
+			       "                    part (default: \"{prompt}{response}\"); each part is\n"
+			       "                    encoded separately\n"
+			       "A progress line is printed on stderr for inputs over 16 MB.\n");
 			return CLI_OK;
 		case 'b': bytes = 1; break;
+		case 't': tok = optarg; break;
+		case 'B': bos = 1; break;
+		case 'E': eos = 1; break;
+		case 'j': jsonl = optarg; break;
+		case 'p': pf = optarg; break;
+		case 'r': rf = optarg; break;
+		case 'T': tpl = optarg; break;
 		default: return cli_usage_error("tokenize", "unknown or incomplete option");
 		}
 	}
-	if (!bytes)
-		return cli_usage_error("tokenize", "choose a tokeniser: --bytes");
+	if (bytes == !!tok)
+		return cli_usage_error("tokenize", "choose a tokeniser: --bytes or --tokenizer DIR");
+	if (bytes && (bos || eos || jsonl || pf || rf || tpl))
+		return cli_usage_error("tokenize", "--bytes takes no other option");
+	if (!jsonl && (pf || rf || tpl))
+		return cli_usage_error("tokenize", "--prompt-field, --response-field and --template "
+		                       "need --jsonl FILE");
+	if (jsonl) {
+		if (!pf || !rf)
+			return cli_usage_error("tokenize", "--jsonl needs --prompt-field F and "
+			                       "--response-field F");
+		if (eos)
+			return cli_usage_error("tokenize", "--eos: with --jsonl, EOS always follows the "
+			                       "response");
+		if (argc - optind != 1)
+			return cli_usage_error("tokenize", "with --jsonl, expected one argument OUT, got %d",
+			                       argc - optind);
+		return cli_tokenize_jsonl(tok, jsonl, pf, rf, tpl, argv[optind], bos);
+	}
+	if (tok) {
+		if (argc - optind < 2)
+			return cli_usage_error("tokenize", "expected IN... OUT, got %d argument(s)",
+			                       argc - optind);
+		return cli_tokenize_text(tok, argv + optind, argc - optind - 1, argv[argc - 1], bos, eos);
+	}
 	if (argc - optind != 2)
 		return cli_usage_error("tokenize", "expected two arguments IN OUT, got %d", argc - optind);
 	size_t n;

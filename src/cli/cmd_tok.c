@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -170,4 +171,283 @@ int cmd_decode(int argc, char **argv)
 	free(ids);
 	lspo_tokenizer_free(t);
 	return rc || fflush(stdout) ? CLI_FAIL : CLI_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* lspo tokenize --tokenizer                                              */
+
+struct progress {
+	size_t total, done, ntok;
+	double t0, last;
+	int active, tty;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A progress line on stderr for inputs over 16 MB: rewritten in place on a
+ * terminal every second, a new line every 10 s otherwise. */
+static void progress_tick(struct progress *p, int final)
+{
+	double t = now_s();
+	if (!p->active || (!final && t - p->last < (p->tty ? 1.0 : 10.0)))
+		return;
+	p->last = t;
+	double mb = (double)p->done / 1e6, el = t - p->t0 > 1e-9 ? t - p->t0 : 1e-9;
+	fprintf(stderr, "%stokenize: %.1f of %.1f MB (%.0f%%), %.1f MB/s, %zu tokens%s",
+	        p->tty ? "\r" : "", mb, (double)p->total / 1e6,
+	        p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, mb / el, p->ntok,
+	        p->tty && !final ? "" : "\n");
+}
+
+struct tk_job {
+	struct lspo_tokenizer *t;
+	struct lspo_shard_writer *w;
+	struct progress prog;
+	uint32_t *ids;
+	size_t n, cap;
+};
+
+/* Encodes text and writes it with mask byte `target`. */
+static int put_text(struct tk_job *j, const char *what, const char *text, size_t len, int target)
+{
+	j->n = 0;
+	int rc = lspo_tokenizer_encode(j->t, text, len, &j->ids, &j->n, &j->cap);
+	if (rc) {
+		fprintf(stderr, "lspo tokenize: cannot encode %s: %s\n", what, lspo_strerror(rc));
+		return CLI_FAIL;
+	}
+	if (lspo_shard_writer_add(j->w, j->ids, j->n, target))
+		return CLI_FAIL;
+	j->prog.ntok += j->n;
+	return CLI_OK;
+}
+
+static int put_id(struct tk_job *j, int32_t id, int target)
+{
+	uint32_t u = (uint32_t)id;
+	if (lspo_shard_writer_add(j->w, &u, 1, target))
+		return CLI_FAIL;
+	j->prog.ntok++;
+	return CLI_OK;
+}
+
+int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, int bos, int eos)
+{
+	struct tk_job j = { 0 };
+	if (lspo_tokenizer_load(tokdir, &j.t)) {
+		fprintf(stderr, "lspo tokenize: cannot load the tokenizer %s\n", tokdir);
+		return CLI_FAIL;
+	}
+	int32_t b = lspo_tokenizer_bos(j.t), e = lspo_tokenizer_eos(j.t);
+	int between = !bos && !eos && e >= 0;
+	int rc = CLI_OK;
+	if ((bos && b < 0) || (eos && e < 0)) {
+		fprintf(stderr, "lspo tokenize: %s has no %s token (tokenizer_config.json names none, "
+		        "and none of the usual names is in the vocabulary)\n", tokdir, bos && b < 0 ? "BOS" : "EOS");
+		lspo_tokenizer_free(j.t);
+		return CLI_FAIL;
+	}
+	for (int i = 0; i < nin; i++) {
+		FILE *f = fopen(in[i], "rb");
+		if (!f || fseek(f, 0, SEEK_END) != 0) {
+			fprintf(stderr, "lspo tokenize: %s: cannot open: %s\n", in[i], strerror(errno));
+			if (f)
+				fclose(f);
+			lspo_tokenizer_free(j.t);
+			return CLI_FAIL;
+		}
+		long sz = ftell(f);
+		j.prog.total += sz > 0 ? (size_t)sz : 0;
+		fclose(f);
+	}
+	j.prog.active = j.prog.total > (16u << 20);
+	j.prog.tty = isatty(2);
+	j.prog.t0 = j.prog.last = now_s();
+	if (lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(j.t), 0, &j.w)) {
+		lspo_tokenizer_free(j.t);
+		return CLI_FAIL;
+	}
+	for (int i = 0; i < nin && !rc; i++) {
+		char *text;
+		size_t len;
+		if (read_all(in[i], &text, &len)) {
+			rc = CLI_FAIL;
+			break;
+		}
+		if (between && i > 0)
+			rc = put_id(&j, e, 1);
+		if (!rc && bos)
+			rc = put_id(&j, b, 1);
+		if (!rc)
+			rc = put_text(&j, in[i], text, len, 1);
+		if (!rc && eos)
+			rc = put_id(&j, e, 1);
+		free(text);
+		j.prog.done += len;
+		progress_tick(&j.prog, 0);
+	}
+	size_t n = lspo_shard_writer_ntokens(j.w);
+	if (lspo_shard_writer_close(j.w, rc == CLI_OK))
+		rc = CLI_FAIL;
+	progress_tick(&j.prog, 1);
+	if (!rc)
+		printf("tokenize: %d file(s), %zu bytes -> %s: %zu tokens (uint%d, vocab %u)%s%s%s\n", nin,
+		       j.prog.total, out, n, lspo_tokenizer_vocab_size(j.t) > 65535 ? 32 : 16,
+		       lspo_tokenizer_vocab_size(j.t), bos ? ", BOS before each" : "",
+		       eos ? ", EOS after each" : "", between ? ", EOS between documents" : "");
+	else
+		fprintf(stderr, "lspo tokenize: no shard written to %s\n", out);
+	free(j.ids);
+	lspo_tokenizer_free(j.t);
+	return rc;
+}
+
+/* Splits a template at "{prompt}" and "{response}" (once each, in that
+ * order) into pre, mid (between them) and post. */
+static int split_template(const char *path, const char *tpl, const char *parts[3], size_t len[3])
+{
+	const char *p = strstr(tpl, "{prompt}"), *r = strstr(tpl, "{response}");
+	if (!p || !r || r < p || strstr(p + 1, "{prompt}") || strstr(r + 1, "{response}")) {
+		fprintf(stderr, "lspo tokenize: %s: a template holds {prompt} and then {response}, once "
+		        "each\n", path);
+		return -1;
+	}
+	parts[0] = tpl, len[0] = (size_t)(p - tpl);
+	parts[1] = p + 8, len[1] = (size_t)(r - (p + 8));
+	parts[2] = r + 10, len[2] = strlen(r + 10);
+	return 0;
+}
+
+int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, const char *rf,
+                       const char *template_path, const char *out, int bos)
+{
+	struct tk_job j = { 0 };
+	char *tpl = NULL, *data = NULL;
+	size_t dlen, tlen;
+	const char *parts[3] = { "", "", "" };
+	size_t plen[3] = { 0, 0, 0 };
+	if (template_path && (read_all(template_path, &tpl, &tlen) ||
+	                      split_template(template_path, tpl, parts, plen))) {
+		free(tpl);
+		return CLI_FAIL;
+	}
+	if (read_all(jsonl, &data, &dlen)) {
+		free(tpl);
+		return CLI_FAIL;
+	}
+	if (lspo_tokenizer_load(tokdir, &j.t)) {
+		fprintf(stderr, "lspo tokenize: cannot load the tokenizer %s\n", tokdir);
+		free(tpl);
+		free(data);
+		return CLI_FAIL;
+	}
+	int32_t b = lspo_tokenizer_bos(j.t), e = lspo_tokenizer_eos(j.t);
+	int rc = CLI_OK;
+	if (bos && b < 0) {
+		fprintf(stderr, "lspo tokenize: %s has no BOS token\n", tokdir);
+		rc = CLI_FAIL;
+	}
+	j.prog.total = dlen;
+	j.prog.active = dlen > (16u << 20);
+	j.prog.tty = isatty(2);
+	j.prog.t0 = j.prog.last = now_s();
+	if (!rc && lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(j.t), 1, &j.w))
+		rc = CLI_FAIL;
+	struct tstr_ { char *p; size_t n, cap; } prompt = { 0 }, resp = { 0 };
+	size_t nex = 0, line = 0, masked = 0;
+	for (char *p = data; !rc && p < data + dlen;) {
+		char *nl = memchr(p, '\n', (size_t)(data + dlen - p));
+		size_t ll = nl ? (size_t)(nl - p) : (size_t)(data + dlen - p);
+		line++;
+		char *next = nl ? nl + 1 : data + dlen;
+		size_t k = 0;
+		while (k < ll && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+			k++;
+		if (k == ll) {   /* blank line */
+			p = next;
+			continue;
+		}
+		json_error_t err;
+		json_t *rec = json_loadb(p, ll, JSON_ALLOW_NUL, &err);
+		json_t *jp = rec ? json_object_get(rec, pf) : NULL, *jr = rec ? json_object_get(rec, rf) : NULL;
+		if (!rec || !json_is_object(rec)) {
+			fprintf(stderr, "lspo tokenize: %s: line %zu: not a JSON object%s%s\n", jsonl, line,
+			        rec ? "" : ": ", rec ? "" : err.text);
+			rc = CLI_FAIL;
+		} else if (!json_is_string(jp) || !json_is_string(jr)) {
+			fprintf(stderr, "lspo tokenize: %s: line %zu: field '%s' %s (expected a string)\n",
+			        jsonl, line, json_is_string(jp) ? rf : pf,
+			        (json_is_string(jp) ? jr : jp) ? "is not a string" : "is missing");
+			rc = CLI_FAIL;
+		}
+		if (!rc) {
+			/* prompt part = pre + prompt + mid; response part = response + post */
+			const char *ps[3] = { parts[0], json_string_value(jp), parts[1] };
+			size_t pl[3] = { plen[0], json_string_length(jp), plen[1] };
+			const char *rs[2] = { json_string_value(jr), parts[2] };
+			size_t rl[2] = { json_string_length(jr), plen[2] };
+			prompt.n = resp.n = 0;
+			for (int s = 0; s < 5 && !rc; s++) {
+				struct tstr_ *d = s < 3 ? &prompt : &resp;
+				const char *src = s < 3 ? ps[s] : rs[s - 3];
+				size_t sl = s < 3 ? pl[s] : rl[s - 3];
+				if (d->n + sl + 1 > d->cap) {
+					d->cap = 2 * (d->n + sl + 1);
+					char *q = realloc(d->p, d->cap);
+					if (!q) {
+						rc = CLI_FAIL;
+						break;
+					}
+					d->p = q;
+				}
+				memcpy(d->p + d->n, src, sl);
+				d->n += sl;
+			}
+			char what[64];
+			snprintf(what, sizeof(what), "line %zu", line);
+			size_t before = j.prog.ntok;
+			if (!rc && bos)
+				rc = put_id(&j, b, 0);
+			if (!rc)
+				rc = put_text(&j, what, prompt.p ? prompt.p : "", prompt.n, 0);
+			masked += j.prog.ntok - before;
+			if (!rc)
+				rc = put_text(&j, what, resp.p ? resp.p : "", resp.n, 1);
+			if (!rc && e >= 0)
+				rc = put_id(&j, e, 1);
+			nex++;
+		}
+		if (rec)
+			json_decref(rec);
+		j.prog.done = (size_t)(next - data);
+		progress_tick(&j.prog, 0);
+		p = next;
+	}
+	if (!rc && nex == 0) {
+		fprintf(stderr, "lspo tokenize: %s: no records\n", jsonl);
+		rc = CLI_FAIL;
+	}
+	size_t n = j.w ? lspo_shard_writer_ntokens(j.w) : 0;
+	if (j.w && lspo_shard_writer_close(j.w, rc == CLI_OK))
+		rc = CLI_FAIL;
+	progress_tick(&j.prog, 1);
+	if (!rc)
+		printf("tokenize: %s: %zu examples -> %s: %zu tokens (uint%d, vocab %u), %zu prompt "
+		       "tokens masked in %s.mask%s\n", jsonl, nex, out, n,
+		       lspo_tokenizer_vocab_size(j.t) > 65535 ? 32 : 16, lspo_tokenizer_vocab_size(j.t),
+		       masked, out, e >= 0 ? ", EOS after each response" : ", no EOS token");
+	else
+		fprintf(stderr, "lspo tokenize: no shard written to %s\n", out);
+	free(prompt.p);
+	free(resp.p);
+	free(j.ids);
+	free(tpl);
+	free(data);
+	lspo_tokenizer_free(j.t);
+	return rc;
 }
