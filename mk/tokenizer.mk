@@ -12,3 +12,7 @@ tests_tok_ref_check_LDADD = $(LDADD) $(JANSSON_LIBS)
 TESTS += tests/test_tokenizer_ref.sh
 dist_check_SCRIPTS += tests/test_tokenizer_ref.sh
 EXTRA_DIST += tests/ref/tokenizer
+check_PROGRAMS += tests/test_tokenizer
+TESTS += tests/test_tokenizer
+TESTS += tests/test_tokenize_cli.sh
+dist_check_SCRIPTS += tests/test_tokenize_cli.sh

@@ -311,7 +311,7 @@ static int parse_pretok(const char *file, const char *where, json_t *obj, struct
 		p->type = PRE_SPLIT;
 		p->behavior = individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
 		p->pat.is_regex = 1;
-		if ((rc = compile_regex(file, where, "\\p{N}", 5, &p->pat.re)))
+		if ((rc = compile_regex(file, where, "\\p{N}", sizeof("\\p{N}") - 1, &p->pat.re)))
 			return rc;
 	} else if (!strcmp(type, "Whitespace")) {
 		/* HF: the matches of \w+|[^\w\s]+ are the pieces */
@@ -319,13 +319,14 @@ static int parse_pretok(const char *file, const char *where, json_t *obj, struct
 		p->behavior = SPLIT_REMOVED;
 		p->invert = 1;
 		p->pat.is_regex = 1;
-		if ((rc = compile_regex(file, where, "\\w+|[^\\w\\s]+", 13, &p->pat.re)))
+		if ((rc = compile_regex(file, where, "\\w+|[^\\w\\s]+", sizeof("\\w+|[^\\w\\s]+") - 1,
+		                       &p->pat.re)))
 			return rc;
 	} else if (!strcmp(type, "WhitespaceSplit")) {
 		p->type = PRE_SPLIT;
 		p->behavior = SPLIT_REMOVED;
 		p->pat.is_regex = 1;
-		if ((rc = compile_regex(file, where, "\\s", 2, &p->pat.re)))
+		if ((rc = compile_regex(file, where, "\\s", sizeof("\\s") - 1, &p->pat.re)))
 			return rc;
 	} else if (!strcmp(type, "Punctuation")) {
 		p->type = PRE_SPLIT;
