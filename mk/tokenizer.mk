@@ -16,3 +16,7 @@ check_PROGRAMS += tests/test_tokenizer
 TESTS += tests/test_tokenizer
 TESTS += tests/test_tokenize_cli.sh
 dist_check_SCRIPTS += tests/test_tokenize_cli.sh
+# Built by `make check`, run by bench/bench-tokenizer.
+check_PROGRAMS += bench/bench_tokenizer
+bench_bench_tokenizer_LDADD = $(LDADD) -lpthread
+EXTRA_DIST += bench/bench-tokenizer bench/tokenizer_ref_bench.js

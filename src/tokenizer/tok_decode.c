@@ -4,23 +4,27 @@
  * back to bytes, then lossy UTF-8), Metaspace, Replace, ByteFallback
  * (<0xXX> runs to text, U+FFFD per byte if invalid), Fuse, Strip, Sequence.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "tok_internal.h"
 
+static int16_t inv[324];
+static pthread_once_t inv_once = PTHREAD_ONCE_INIT;
+
+static void inv_init(void)
+{
+	for (int i = 0; i < 324; i++)
+		inv[i] = -1;
+	for (int b = 0; b < 256; b++)
+		inv[tok_byte_char[b]] = (int16_t)b;
+}
+
 static int byte_of_char(uint32_t cp)
 {
-	static int16_t inv[324];
-	static int ready;
-	if (!ready) {   /* idempotent: concurrent first calls write the same values */
-		for (int i = 0; i < 324; i++)
-			inv[i] = -1;
-		for (int b = 0; b < 256; b++)
-			inv[tok_byte_char[b]] = (int16_t)b;
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
+	pthread_once(&inv_once, inv_init);
 	return cp < 324 ? inv[cp] : -1;
 }
 

@@ -5,6 +5,7 @@
  * Face tokenizers' definitions (split behaviours, prepend schemes, the
  * ByteLevel byte-to-character map).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -471,14 +472,39 @@ static int split_piece(struct lspo_tokenizer *t, const struct tok_pattern *pat,
 	return rc;
 }
 
-/* ByteLevel's map of every byte to a character. */
+/* ByteLevel's map of every byte to a character, as UTF-8. */
+static char enc[256][2];
+static uint8_t enc_len[256];
+static pthread_once_t enc_once = PTHREAD_ONCE_INIT;
+
+static void enc_init(void)
+{
+	for (int b = 0; b < 256; b++)
+		enc_len[b] = (uint8_t)utf8_put(tok_byte_char[b], enc[b]);
+}
+
 static int byte_map(const char *p, size_t n, struct tstr *out)
 {
-	for (size_t i = 0; i < n; i++) {
-		char b[4];
-		if (tstr_add(out, b, utf8_put(tok_byte_char[(unsigned char)p[i]], b)))
+	pthread_once(&enc_once, enc_init);
+	if (out->n + 2 * n + 1 > out->cap) {
+		size_t nc = out->cap ? out->cap : 256;
+		while (nc < out->n + 2 * n + 1)
+			nc *= 2;
+		char *q = realloc(out->p, nc);
+		if (!q)
 			return LSPO_ENOMEM;
+		out->p = q;
+		out->cap = nc;
 	}
+	char *o = out->p + out->n;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		o[0] = enc[c][0];
+		o[1] = enc[c][1];
+		o += enc_len[c];
+	}
+	out->n = (size_t)(o - out->p);
+	out->p[out->n] = 0;
 	return LSPO_OK;
 }
 
@@ -496,18 +522,24 @@ static int pretok_one(struct lspo_tokenizer *t, const struct pretok *pre, const 
 			return LSPO_ENOMEM;
 		if (tstr_add(s, p, n))
 			return LSPO_ENOMEM;
-		struct pieces tmp = { 0 };
-		if (pre->use_regex)
-			rc = split_piece(t, &pre->pat, SPLIT_ISOLATED, 0, s->p, s->n, first, &tmp);
-		else
-			rc = pieces_add(&tmp, s->p, s->n, first);
-		for (size_t i = 0; i < tmp.n && !rc; i++) {
-			t->s2.n = 0;
-			rc = byte_map(tmp.buf.p + tmp.off[i], tmp.len[i], &t->s2);
-			if (!rc)
-				rc = pieces_add(out, t->s2.p, t->s2.n, tmp.first[i]);
+		size_t nm = 0;
+		if (pre->use_regex && (rc = pattern_find(t, &pre->pat, s->p, s->n, &t->m, &nm, &t->mcap)))
+			return rc;
+		/* Isolated: every match and every gap between matches is a piece */
+		size_t prev = 0;
+		for (size_t i = 0; i <= nm && !rc; i += 2) {
+			size_t a = i < nm ? t->m[i] : s->n, b = i < nm ? t->m[i + 1] : s->n;
+			for (int k = 0; k < 2 && !rc; k++) {
+				size_t x = k ? a : prev, y = k ? b : a;
+				if (y <= x)
+					continue;
+				t->s2.n = 0;
+				rc = byte_map(s->p + x, y - x, &t->s2);
+				if (!rc)
+					rc = pieces_add(out, t->s2.p, t->s2.n, first && x == 0);
+			}
+			prev = b;
 		}
-		pieces_free(&tmp);
 		return rc;
 	}
 	case PRE_METASPACE: {
