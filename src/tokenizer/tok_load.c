@@ -187,8 +187,8 @@ static int parse_normalizer(const char *file, const char *where, json_t *obj, st
 		n->content_len = len;
 	} else if (!strcmp(type, "Strip")) {
 		n->type = NORM_STRIP;
-		if ((rc = get_bool(file, where, obj, "left", 1, &n->strip_left)) ||
-		    (rc = get_bool(file, where, obj, "right", 1, &n->strip_right)))
+		if ((rc = get_bool(file, where, obj, "strip_left", 1, &n->strip_left)) ||
+		    (rc = get_bool(file, where, obj, "strip_right", 1, &n->strip_right)))
 			return rc;
 	} else if (!strcmp(type, "Sequence")) {
 		n->type = NORM_SEQUENCE;
