@@ -89,6 +89,30 @@ grep -q 'loss mask' "$out/log" || err "check does not report the mask"
 "$lspo" tokenize --tokenizer "$tok" "$out/d1.txt" "$out/sft.bin" > /dev/null || err "retokenize"
 [ -e "$out/sft.bin.mask" ] && err "a stale mask survived an unmasked shard"
 
+# --- threads over documents: the same shard for any thread count ----------------
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+words = "the cat sat on the mat and the dog ate the bone then they slept".split()
+with open(out + "/big.jsonl", "w") as f:
+    for i in range(5000):   # more than one batch of examples
+        q = " ".join(words[(i + k) % len(words)] for k in range(i % 7 + 1))
+        f.write(json.dumps({"q": q + " %d?" % i, "a": "it is %d, %s" % (i * 7, words[i % len(words)])}) + "\n")
+for i in range(7):
+    open(out + "/doc%d.txt" % i, "w").write(" ".join(words[i:]) * (i + 1))
+PY
+docs=$(for i in 0 1 2 3 4 5 6; do printf '%s ' "$out/doc$i.txt"; done)
+for n in 1 3; do
+  "$lspo" tokenize --tokenizer "$tok" --threads $n $docs "$out/t$n.bin" > /dev/null || err "tokenize --threads $n"
+  "$lspo" tokenize --tokenizer "$tok" --threads $n --bos --jsonl "$out/big.jsonl" --prompt-field q \
+    --response-field a "$out/j$n.bin" > "$out/j$n.log" || err "tokenize --jsonl --threads $n"
+done
+cmp -s "$out/t1.bin" "$out/t3.bin" || err "documents: --threads 1 and 3 differ"
+cmp -s "$out/j1.bin" "$out/j3.bin" && cmp -s "$out/j1.bin.mask" "$out/j3.bin.mask" \
+  || err "jsonl: --threads 1 and 3 differ"
+grep -q '5000 examples' "$out/j3.log" || err "jsonl: $(cat "$out/j3.log")"
+echo "ok: --threads 1 and 3 give the same shards and masks"
+
 # --- malformed inputs: exit 1 --------------------------------------------------
 printf '{"model": {"type": "BPE", "vocab": {' > "$out/trunc.json"
 printf '{"model": {"type": "WordPiece", "vocab": {}}}' > "$out/wp.json"
@@ -115,4 +139,5 @@ expect 2 "--bytes or --tokenizer" -- tokenize "$out/a.txt" "$out/x.bin"
 expect 2 "--prompt-field" -- tokenize --tokenizer "$tok" --jsonl "$out/sft.jsonl" "$out/x.bin"
 expect 2 "need --jsonl" -- tokenize --tokenizer "$tok" --template "$out/tpl.txt" "$out/a.txt" "$out/x.bin"
 expect 2 "IN... OUT" -- tokenize --tokenizer "$tok" "$out/x.bin"
+expect 2 "--threads" -- tokenize --tokenizer "$tok" --threads 0 "$out/a.txt" "$out/x.bin"
 exit $fail

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -108,16 +109,19 @@ int cmd_tokenize(int argc, char **argv)
 		{ "bos", no_argument, 0, 'B' }, { "eos", no_argument, 0, 'E' },
 		{ "jsonl", required_argument, 0, 'j' }, { "prompt-field", required_argument, 0, 'p' },
 		{ "response-field", required_argument, 0, 'r' },
-		{ "template", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0 } };
+		{ "template", required_argument, 0, 'T' }, { "threads", required_argument, 0, 'n' },
+		{ "help", no_argument, 0, 'h' }, { 0 } };
 	int bytes = 0, bos = 0, eos = 0, opt;
+	long threads = sysconf(_SC_NPROCESSORS_ONLN);
+	threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
 	const char *tok = NULL, *jsonl = NULL, *pf = NULL, *rf = NULL, *tpl = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			printf("usage: lspo tokenize --bytes IN OUT\n"
-			       "       lspo tokenize --tokenizer DIR [--bos] [--eos] IN... OUT\n"
-			       "       lspo tokenize --tokenizer DIR [--bos] --jsonl FILE --prompt-field F\n"
+			       "       lspo tokenize --tokenizer DIR [--bos] [--eos] [--threads N] IN... OUT\n"
+			       "       lspo tokenize --tokenizer DIR [--bos] [--threads N] --jsonl FILE --prompt-field F\n"
 			       "                     --response-field F [--template FILE] OUT\n"
 			       "Tokenises into the token shard OUT (256-int32 header; uint16 tokens, magic\n"
 			       "20240520 version 1, if the vocabulary has at most 65535 ids, else uint32\n"
@@ -136,7 +140,10 @@ int cmd_tokenize(int argc, char **argv)
 			       "                    {response} is the prompt part, the rest the response\n"
 			       "                    part (default: \"{prompt}{response}\"); each part is\n"
 			       "                    encoded separately\n"
-			       "A progress line is printed on stderr for inputs over 16 MB.\n");
+			       "  --threads N       encode documents (files, examples) on N threads\n"
+			       "                    (1-64, default: the online CPUs, here %ld); the\n"
+			       "                    shard does not depend on N\n"
+			       "A progress line is printed on stderr for inputs over 16 MB.\n", threads);
 			return CLI_OK;
 		case 'b': bytes = 1; break;
 		case 't': tok = optarg; break;
@@ -146,6 +153,7 @@ int cmd_tokenize(int argc, char **argv)
 		case 'p': pf = optarg; break;
 		case 'r': rf = optarg; break;
 		case 'T': tpl = optarg; break;
+		case 'n': if (cli_parse_int("--threads", optarg, 1, 64, &threads)) return CLI_USAGE; break;
 		default: return cli_usage_error("tokenize", "unknown or incomplete option");
 		}
 	}
@@ -166,13 +174,14 @@ int cmd_tokenize(int argc, char **argv)
 		if (argc - optind != 1)
 			return cli_usage_error("tokenize", "with --jsonl, expected one argument OUT, got %d",
 			                       argc - optind);
-		return cli_tokenize_jsonl(tok, jsonl, pf, rf, tpl, argv[optind], bos);
+		return cli_tokenize_jsonl(tok, jsonl, pf, rf, tpl, argv[optind], bos, (int)threads);
 	}
 	if (tok) {
 		if (argc - optind < 2)
 			return cli_usage_error("tokenize", "expected IN... OUT, got %d argument(s)",
 			                       argc - optind);
-		return cli_tokenize_text(tok, argv + optind, argc - optind - 1, argv[argc - 1], bos, eos);
+		return cli_tokenize_text(tok, argv + optind, argc - optind - 1, argv[argc - 1], bos, eos,
+		                         (int)threads);
 	}
 	if (argc - optind != 2)
 		return cli_usage_error("tokenize", "expected two arguments IN OUT, got %d", argc - optind);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,52 +205,141 @@ static void progress_tick(struct progress *p, int final)
 	        p->tty && !final ? "" : "\n");
 }
 
-struct tk_job {
-	struct lspo_tokenizer *t;
-	struct lspo_shard_writer *w;
-	struct progress prog;
+/* Texts encoded by a pool of threads, one tokenizer handle each (threads
+ * over documents); the results are written in input order, so the shard
+ * does not depend on the thread count. */
+struct enc_item {
+	const char *text;
+	size_t len;
 	uint32_t *ids;
 	size_t n, cap;
+	int rc;
 };
 
-/* Encodes text and writes it with mask byte `target`. */
-static int put_text(struct tk_job *j, const char *what, const char *text, size_t len, int target)
+struct pool {
+	struct lspo_tokenizer **h;   /* (nthreads); h[0] is the loaded one */
+	int nthreads;                /* 1 .. 64 */
+	struct enc_item *items;      /* (nitems) */
+	size_t nitems, nrun;         /* allocated, encoded by pool_run */
+};
+
+struct worker { struct pool *p; int k, step; };
+
+static void *encode_worker(void *arg)
 {
-	j->n = 0;
-	int rc = lspo_tokenizer_encode(j->t, text, len, &j->ids, &j->n, &j->cap);
-	if (rc) {
-		fprintf(stderr, "lspo tokenize: cannot encode %s: %s\n", what, lspo_strerror(rc));
+	struct worker *w = arg;
+	struct pool *p = w->p;
+	for (size_t i = (size_t)w->k; i < p->nrun; i += (size_t)w->step) {
+		struct enc_item *it = &p->items[i];
+		it->n = 0;
+		it->rc = lspo_tokenizer_encode(p->h[w->k], it->text, it->len, &it->ids, &it->n, &it->cap);
+	}
+	return NULL;
+}
+
+static int pool_open(struct pool *p, const char *tokdir, int nthreads)
+{
+	memset(p, 0, sizeof(*p));
+	nthreads = nthreads < 1 ? 1 : nthreads > 64 ? 64 : nthreads;
+	p->h = calloc((size_t)nthreads, sizeof(*p->h));
+	if (!p->h || lspo_tokenizer_load(tokdir, &p->h[0])) {
+		fprintf(stderr, "lspo tokenize: cannot load the tokenizer %s\n", tokdir);
+		free(p->h);
+		p->h = NULL;
 		return CLI_FAIL;
 	}
-	if (lspo_shard_writer_add(j->w, j->ids, j->n, target))
+	p->nthreads = 1;
+	for (int i = 1; i < nthreads; i++, p->nthreads++)
+		if (lspo_tokenizer_dup(p->h[0], &p->h[i]))
+			return CLI_FAIL;
+	return CLI_OK;
+}
+
+static void pool_close(struct pool *p)
+{
+	for (int i = 0; p->h && i < p->nthreads; i++)
+		lspo_tokenizer_free(p->h[i]);
+	free(p->h);
+	for (size_t i = 0; i < p->nitems; i++)
+		free(p->items[i].ids);
+	free(p->items);
+}
+
+/* Encodes items [0, n): item i by thread i mod (threads used); a thread
+ * that cannot be created has its share done by the calling thread. */
+static int pool_run(struct pool *p, size_t n)
+{
+	p->nrun = n;
+	int nt = p->nthreads < (int)n ? p->nthreads : (int)n;
+	pthread_t th[64];
+	struct worker w[64];
+	int made[64] = { 0 };
+	for (int k = 0; k < nt; k++) {
+		w[k] = (struct worker){ p, k, nt };
+		if (k > 0)
+			made[k] = pthread_create(&th[k], NULL, encode_worker, &w[k]) == 0;
+	}
+	for (int k = 0; k < nt; k++)
+		if (!made[k])
+			encode_worker(&w[k]);
+	for (int k = 1; k < nt; k++)
+		if (made[k])
+			pthread_join(th[k], NULL);
+	for (size_t i = 0; i < n; i++)
+		if (p->items[i].rc)
+			return p->items[i].rc;
+	return LSPO_OK;
+}
+
+static int pool_items(struct pool *p, size_t n)
+{
+	if (n <= p->nitems)
+		return CLI_OK;
+	struct enc_item *q = realloc(p->items, n * sizeof(*q));
+	if (!q)
 		return CLI_FAIL;
-	j->prog.ntok += j->n;
+	memset(q + p->nitems, 0, (n - p->nitems) * sizeof(*q));
+	p->items = q;
+	p->nitems = n;
+	return CLI_OK;
+}
+
+struct tk_job {
+	struct pool pool;
+	struct lspo_shard_writer *w;
+	struct progress prog;
+};
+
+static int put_ids(struct tk_job *j, const uint32_t *ids, size_t n, int target)
+{
+	if (lspo_shard_writer_add(j->w, ids, n, target))
+		return CLI_FAIL;
+	j->prog.ntok += n;
 	return CLI_OK;
 }
 
 static int put_id(struct tk_job *j, int32_t id, int target)
 {
 	uint32_t u = (uint32_t)id;
-	if (lspo_shard_writer_add(j->w, &u, 1, target))
-		return CLI_FAIL;
-	j->prog.ntok++;
-	return CLI_OK;
+	return put_ids(j, &u, 1, target);
 }
 
-int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, int bos, int eos)
+int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, int bos, int eos,
+                      int nthreads)
 {
 	struct tk_job j = { 0 };
-	if (lspo_tokenizer_load(tokdir, &j.t)) {
-		fprintf(stderr, "lspo tokenize: cannot load the tokenizer %s\n", tokdir);
+	if (pool_open(&j.pool, tokdir, nthreads)) {
+		pool_close(&j.pool);
 		return CLI_FAIL;
 	}
-	int32_t b = lspo_tokenizer_bos(j.t), e = lspo_tokenizer_eos(j.t);
+	struct lspo_tokenizer *t = j.pool.h[0];
+	int32_t b = lspo_tokenizer_bos(t), e = lspo_tokenizer_eos(t);
 	int between = !bos && !eos && e >= 0;
 	int rc = CLI_OK;
 	if ((bos && b < 0) || (eos && e < 0)) {
 		fprintf(stderr, "lspo tokenize: %s has no %s token (tokenizer_config.json names none, "
 		        "and none of the usual names is in the vocabulary)\n", tokdir, bos && b < 0 ? "BOS" : "EOS");
-		lspo_tokenizer_free(j.t);
+		pool_close(&j.pool);
 		return CLI_FAIL;
 	}
 	for (int i = 0; i < nin; i++) {
@@ -258,7 +348,7 @@ int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, i
 			fprintf(stderr, "lspo tokenize: %s: cannot open: %s\n", in[i], strerror(errno));
 			if (f)
 				fclose(f);
-			lspo_tokenizer_free(j.t);
+			pool_close(&j.pool);
 			return CLI_FAIL;
 		}
 		long sz = ftell(f);
@@ -268,27 +358,47 @@ int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, i
 	j.prog.active = j.prog.total > (16u << 20);
 	j.prog.tty = isatty(2);
 	j.prog.t0 = j.prog.last = now_s();
-	if (lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(j.t), 0, &j.w)) {
-		lspo_tokenizer_free(j.t);
+	if (lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(t), 0, &j.w)) {
+		pool_close(&j.pool);
 		return CLI_FAIL;
 	}
-	for (int i = 0; i < nin && !rc; i++) {
-		char *text;
-		size_t len;
-		if (read_all(in[i], &text, &len)) {
-			rc = CLI_FAIL;
-			break;
+	/* files in groups of one per thread */
+	size_t group = (size_t)j.pool.nthreads;
+	if (pool_items(&j.pool, group))
+		rc = CLI_FAIL;
+	for (int i0 = 0; i0 < nin && !rc; i0 += (int)group) {
+		size_t ng = 0;
+		for (int i = i0; i < nin && ng < group && !rc; i++, ng++) {
+			char *text;
+			size_t len;
+			if (read_all(in[i], &text, &len))
+				rc = CLI_FAIL;
+			else
+				j.pool.items[ng].text = text, j.pool.items[ng].len = len;
 		}
-		if (between && i > 0)
-			rc = put_id(&j, e, 1);
-		if (!rc && bos)
-			rc = put_id(&j, b, 1);
-		if (!rc)
-			rc = put_text(&j, in[i], text, len, 1);
-		if (!rc && eos)
-			rc = put_id(&j, e, 1);
-		free(text);
-		j.prog.done += len;
+		if (!rc && pool_run(&j.pool, ng) != LSPO_OK) {
+			for (size_t k = 0; k < ng; k++)
+				if (j.pool.items[k].rc)
+					fprintf(stderr, "lspo tokenize: cannot encode %s: %s\n", in[i0 + (int)k],
+					        lspo_strerror(j.pool.items[k].rc));
+			rc = CLI_FAIL;
+		}
+		for (size_t k = 0; k < ng && !rc; k++) {
+			struct enc_item *it = &j.pool.items[k];
+			if (between && i0 + k > 0)
+				rc = put_id(&j, e, 1);
+			if (!rc && bos)
+				rc = put_id(&j, b, 1);
+			if (!rc)
+				rc = put_ids(&j, it->ids, it->n, 1);
+			if (!rc && eos)
+				rc = put_id(&j, e, 1);
+			j.prog.done += it->len;
+		}
+		for (size_t k = 0; k < ng; k++) {
+			free((char *)j.pool.items[k].text);
+			j.pool.items[k].text = NULL;
+		}
 		progress_tick(&j.prog, 0);
 	}
 	size_t n = lspo_shard_writer_ntokens(j.w);
@@ -297,13 +407,12 @@ int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, i
 	progress_tick(&j.prog, 1);
 	if (!rc)
 		printf("tokenize: %d file(s), %zu bytes -> %s: %zu tokens (uint%d, vocab %u)%s%s%s\n", nin,
-		       j.prog.total, out, n, lspo_tokenizer_vocab_size(j.t) > 65535 ? 32 : 16,
-		       lspo_tokenizer_vocab_size(j.t), bos ? ", BOS before each" : "",
+		       j.prog.total, out, n, lspo_tokenizer_vocab_size(t) > 65535 ? 32 : 16,
+		       lspo_tokenizer_vocab_size(t), bos ? ", BOS before each" : "",
 		       eos ? ", EOS after each" : "", between ? ", EOS between documents" : "");
 	else
 		fprintf(stderr, "lspo tokenize: no shard written to %s\n", out);
-	free(j.ids);
-	lspo_tokenizer_free(j.t);
+	pool_close(&j.pool);
 	return rc;
 }
 
@@ -323,8 +432,28 @@ static int split_template(const char *path, const char *tpl, const char *parts[3
 	return 0;
 }
 
+static char *concat(const char *const *s, const size_t *l, int n, size_t *len)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += l[i];
+	char *o = malloc(t + 1);
+	if (!o)
+		return NULL;
+	t = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(o + t, s[i], l[i]);
+		t += l[i];
+	}
+	o[t] = 0;
+	*len = t;
+	return o;
+}
+
+#define JSONL_BATCH 2048   /* examples encoded together */
+
 int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, const char *rf,
-                       const char *template_path, const char *out, int bos)
+                       const char *template_path, const char *out, int bos, int nthreads)
 {
 	struct tk_job j = { 0 };
 	char *tpl = NULL, *data = NULL;
@@ -340,13 +469,14 @@ int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, co
 		free(tpl);
 		return CLI_FAIL;
 	}
-	if (lspo_tokenizer_load(tokdir, &j.t)) {
-		fprintf(stderr, "lspo tokenize: cannot load the tokenizer %s\n", tokdir);
+	if (pool_open(&j.pool, tokdir, nthreads)) {
+		pool_close(&j.pool);
 		free(tpl);
 		free(data);
 		return CLI_FAIL;
 	}
-	int32_t b = lspo_tokenizer_bos(j.t), e = lspo_tokenizer_eos(j.t);
+	struct lspo_tokenizer *t = j.pool.h[0];
+	int32_t b = lspo_tokenizer_bos(t), e = lspo_tokenizer_eos(t);
 	int rc = CLI_OK;
 	if (bos && b < 0) {
 		fprintf(stderr, "lspo tokenize: %s has no BOS token\n", tokdir);
@@ -356,77 +486,85 @@ int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, co
 	j.prog.active = dlen > (16u << 20);
 	j.prog.tty = isatty(2);
 	j.prog.t0 = j.prog.last = now_s();
-	if (!rc && lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(j.t), 1, &j.w))
+	if (!rc && lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(t), 1, &j.w))
 		rc = CLI_FAIL;
-	struct tstr_ { char *p; size_t n, cap; } prompt = { 0 }, resp = { 0 };
-	size_t nex = 0, line = 0, masked = 0;
-	for (char *p = data; !rc && p < data + dlen;) {
-		char *nl = memchr(p, '\n', (size_t)(data + dlen - p));
-		size_t ll = nl ? (size_t)(nl - p) : (size_t)(data + dlen - p);
-		line++;
-		char *next = nl ? nl + 1 : data + dlen;
-		size_t k = 0;
-		while (k < ll && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
-			k++;
-		if (k == ll) {   /* blank line */
-			p = next;
-			continue;
-		}
-		json_error_t err;
-		json_t *rec = json_loadb(p, ll, JSON_ALLOW_NUL, &err);
-		json_t *jp = rec ? json_object_get(rec, pf) : NULL, *jr = rec ? json_object_get(rec, rf) : NULL;
-		if (!rec || !json_is_object(rec)) {
-			fprintf(stderr, "lspo tokenize: %s: line %zu: not a JSON object%s%s\n", jsonl, line,
-			        rec ? "" : ": ", rec ? "" : err.text);
-			rc = CLI_FAIL;
-		} else if (!json_is_string(jp) || !json_is_string(jr)) {
-			fprintf(stderr, "lspo tokenize: %s: line %zu: field '%s' %s (expected a string)\n",
-			        jsonl, line, json_is_string(jp) ? rf : pf,
-			        (json_is_string(jp) ? jr : jp) ? "is not a string" : "is missing");
-			rc = CLI_FAIL;
-		}
-		if (!rc) {
-			/* prompt part = pre + prompt + mid; response part = response + post */
-			const char *ps[3] = { parts[0], json_string_value(jp), parts[1] };
-			size_t pl[3] = { plen[0], json_string_length(jp), plen[1] };
-			const char *rs[2] = { json_string_value(jr), parts[2] };
-			size_t rl[2] = { json_string_length(jr), plen[2] };
-			prompt.n = resp.n = 0;
-			for (int s = 0; s < 5 && !rc; s++) {
-				struct tstr_ *d = s < 3 ? &prompt : &resp;
-				const char *src = s < 3 ? ps[s] : rs[s - 3];
-				size_t sl = s < 3 ? pl[s] : rl[s - 3];
-				if (d->n + sl + 1 > d->cap) {
-					d->cap = 2 * (d->n + sl + 1);
-					char *q = realloc(d->p, d->cap);
-					if (!q) {
+	if (!rc && pool_items(&j.pool, 2 * JSONL_BATCH))
+		rc = CLI_FAIL;
+	size_t lines[JSONL_BATCH];
+	size_t nex = 0, line = 0, masked = 0, nb = 0;
+	for (char *p = data; !rc && (p < data + dlen || nb);) {
+		if (p < data + dlen) {
+			char *nl = memchr(p, '\n', (size_t)(data + dlen - p));
+			size_t ll = nl ? (size_t)(nl - p) : (size_t)(data + dlen - p);
+			line++;
+			char *next = nl ? nl + 1 : data + dlen;
+			size_t k = 0;
+			while (k < ll && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+				k++;
+			if (k < ll) {
+				json_error_t err;
+				json_t *rec = json_loadb(p, ll, JSON_ALLOW_NUL, &err);
+				json_t *jp = rec ? json_object_get(rec, pf) : NULL;
+				json_t *jr = rec ? json_object_get(rec, rf) : NULL;
+				if (!rec || !json_is_object(rec)) {
+					fprintf(stderr, "lspo tokenize: %s: line %zu: not a JSON object%s%s\n", jsonl,
+					        line, rec ? "" : ": ", rec ? "" : err.text);
+					rc = CLI_FAIL;
+				} else if (!json_is_string(jp) || !json_is_string(jr)) {
+					fprintf(stderr, "lspo tokenize: %s: line %zu: field '%s' %s (expected a "
+					        "string)\n", jsonl, line, json_is_string(jp) ? rf : pf,
+					        (json_is_string(jp) ? jr : jp) ? "is not a string" : "is missing");
+					rc = CLI_FAIL;
+				} else {
+					/* prompt part = pre + prompt + mid; response part = response + post */
+					const char *ps[3] = { parts[0], json_string_value(jp), parts[1] };
+					size_t pl[3] = { plen[0], json_string_length(jp), plen[1] };
+					const char *rs[2] = { json_string_value(jr), parts[2] };
+					size_t rl[2] = { json_string_length(jr), plen[2] };
+					struct enc_item *ip = &j.pool.items[2 * nb], *ir = ip + 1;
+					ip->text = concat(ps, pl, 3, &ip->len);
+					ir->text = concat(rs, rl, 2, &ir->len);
+					if (!ip->text || !ir->text)
 						rc = CLI_FAIL;
-						break;
-					}
-					d->p = q;
+					lines[nb++] = line;
 				}
-				memcpy(d->p + d->n, src, sl);
-				d->n += sl;
+				if (rec)
+					json_decref(rec);
 			}
-			char what[64];
-			snprintf(what, sizeof(what), "line %zu", line);
-			size_t before = j.prog.ntok;
-			if (!rc && bos)
+			p = next;
+			j.prog.done = (size_t)(p - data);
+			if (nb < JSONL_BATCH && p < data + dlen && !rc)
+				continue;
+		}
+		/* a full batch, or the end of the file */
+		if (!rc && nb && pool_run(&j.pool, 2 * nb) != LSPO_OK) {
+			for (size_t k = 0; k < 2 * nb; k++)
+				if (j.pool.items[k].rc) {
+					fprintf(stderr, "lspo tokenize: %s: cannot encode line %zu: %s\n", jsonl,
+					        lines[k / 2], lspo_strerror(j.pool.items[k].rc));
+					break;
+				}
+			rc = CLI_FAIL;
+		}
+		for (size_t k = 0; k < nb && !rc; k++) {
+			struct enc_item *ip = &j.pool.items[2 * k], *ir = ip + 1;
+			if (bos)
 				rc = put_id(&j, b, 0);
 			if (!rc)
-				rc = put_text(&j, what, prompt.p ? prompt.p : "", prompt.n, 0);
-			masked += j.prog.ntok - before;
+				rc = put_ids(&j, ip->ids, ip->n, 0);
+			masked += ip->n + (bos != 0);
 			if (!rc)
-				rc = put_text(&j, what, resp.p ? resp.p : "", resp.n, 1);
+				rc = put_ids(&j, ir->ids, ir->n, 1);
 			if (!rc && e >= 0)
 				rc = put_id(&j, e, 1);
 			nex++;
 		}
-		if (rec)
-			json_decref(rec);
-		j.prog.done = (size_t)(next - data);
+		for (size_t k = 0; k < 2 * nb; k++) {
+			free((char *)j.pool.items[k].text);
+			j.pool.items[k].text = NULL;
+		}
+		nb = 0;
 		progress_tick(&j.prog, 0);
-		p = next;
 	}
 	if (!rc && nex == 0) {
 		fprintf(stderr, "lspo tokenize: %s: no records\n", jsonl);
@@ -439,15 +577,12 @@ int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, co
 	if (!rc)
 		printf("tokenize: %s: %zu examples -> %s: %zu tokens (uint%d, vocab %u), %zu prompt "
 		       "tokens masked in %s.mask%s\n", jsonl, nex, out, n,
-		       lspo_tokenizer_vocab_size(j.t) > 65535 ? 32 : 16, lspo_tokenizer_vocab_size(j.t),
+		       lspo_tokenizer_vocab_size(t) > 65535 ? 32 : 16, lspo_tokenizer_vocab_size(t),
 		       masked, out, e >= 0 ? ", EOS after each response" : ", no EOS token");
 	else
 		fprintf(stderr, "lspo tokenize: no shard written to %s\n", out);
-	free(prompt.p);
-	free(resp.p);
-	free(j.ids);
+	pool_close(&j.pool);
 	free(tpl);
 	free(data);
-	lspo_tokenizer_free(j.t);
 	return rc;
 }
