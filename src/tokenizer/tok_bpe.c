@@ -518,3 +518,30 @@ int tok_bpe_word(struct lspo_tokenizer *t, const char *p, size_t n, uint32_t **i
 		cache_put(&t->cache, h, p, n, *ids + start, *nids - start);
 	return LSPO_OK;
 }
+
+int tok_bpe_piece(struct lspo_tokenizer *t, const char *p, size_t n, uint32_t **ids, size_t *nids,
+                  size_t *cap)
+{
+	if (!t->core->cut_before_meta || n < 4)
+		return tok_bpe_word(t, p, n, ids, nids, cap);
+	const struct tok_core *c = t->core;
+	size_t start = 0;
+	for (size_t i = 1; i + 3 <= n; i++)
+		if ((unsigned char)p[i] == 0xe2 && (unsigned char)p[i + 1] == 0x96 &&
+		    (unsigned char)p[i + 2] == 0x81 &&
+		    !(i >= 3 && (unsigned char)p[i - 3] == 0xe2 && (unsigned char)p[i - 2] == 0x96 &&
+		      (unsigned char)p[i - 1] == 0x81)) {
+			int spanned = 0;
+			for (size_t k = 0; k < c->nspan && !spanned; k++)
+				spanned = i >= c->span[k].at && i - c->span[k].at + c->span[k].len <= n &&
+				          !memcmp(p + i - c->span[k].at, c->span[k].s, c->span[k].len);
+			if (spanned)
+				continue;   /* a token may merge across: no cut here */
+			int rc = tok_bpe_word(t, p + start, i - start, ids, nids, cap);
+			if (rc)
+				return rc;
+			start = i;
+			i += 2;
+		}
+	return tok_bpe_word(t, p + start, n - start, ids, nids, cap);
+}

@@ -183,6 +183,14 @@ struct tok_core {
 	char *cont_prefix, *eow_suffix;
 	size_t cont_prefix_len, eow_suffix_len;
 	int32_t byte_id[256];              /* <0xXX> ids for byte_fallback, -1 if absent */
+	/* A word is cut before each U+2581 (▁) that follows another character
+	 * before BPE (short words hit the word cache) when few vocabulary
+	 * tokens hold such a junction: BPE only makes vocabulary tokens, so it
+	 * can merge across a junction only into one of these, and no cut is
+	 * made where one of them matches the text across the junction.  Exact. */
+	int cut_before_meta;
+	struct { const char *s; size_t len, at; } span[64];   /* junction at s + at */
+	size_t nspan;
 	/* pipeline */
 	struct normalizer *norm;           /* NULL: none */
 	struct pretok *pre;
@@ -241,7 +249,10 @@ int pattern_find(struct lspo_tokenizer *t, const struct tok_pattern *pat, const 
 int pattern_replace(struct lspo_tokenizer *t, const struct tok_pattern *pat, const char *p,
                     size_t n, const char *rep, size_t rep_len, struct tstr *out);
 
-/* tok_bpe.c: the BPE model on one pre-token; appends ids. */
+/* tok_bpe.c: the BPE model on one pre-token; appends ids (tok_bpe_piece
+ * first cuts the piece where cut_before_meta allows). */
+int tok_bpe_piece(struct lspo_tokenizer *t, const char *p, size_t n, uint32_t **ids, size_t *nids,
+                  size_t *cap);
 int tok_bpe_word(struct lspo_tokenizer *t, const char *p, size_t n, uint32_t **ids, size_t *nids,
                  size_t *cap);
 int trie_add(struct trie *tr, const char *p, size_t n, int32_t token);

@@ -523,6 +523,22 @@ static int parse_model(const char *file, json_t *m, struct tok_core *c, uint32_t
 		else
 			BAD("%s: model.unk_token '%s' is not in model.vocab", file, s);
 	}
+	/* the tokens with a junction "character, ▁" (see cut_before_meta) */
+	c->cut_before_meta = 1;
+	for (size_t i = 0; i < c->vocab.n && c->cut_before_meta; i++) {
+		const unsigned char *k = (const unsigned char *)c->vocab.key[i];
+		for (size_t j = 1; j + 3 <= c->vocab.klen[i]; j++)
+			if (k[j] == 0xe2 && k[j + 1] == 0x96 && k[j + 2] == 0x81 &&
+			    !(j >= 3 && k[j - 3] == 0xe2 && k[j - 2] == 0x96 && k[j - 1] == 0x81)) {
+				if (c->nspan == sizeof(c->span) / sizeof(c->span[0])) {
+					c->cut_before_meta = 0;
+					break;
+				}
+				c->span[c->nspan].s = c->vocab.key[i];
+				c->span[c->nspan].len = c->vocab.klen[i];
+				c->span[c->nspan++].at = j;
+			}
+	}
 	for (int b = 0; b < 256; b++) {
 		char name[8];
 		uint32_t id;

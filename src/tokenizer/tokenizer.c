@@ -192,14 +192,14 @@ static int encode_normalized(struct lspo_tokenizer *t, const char *p, size_t n, 
 	if (!n)
 		return LSPO_OK;
 	if (!t->core->pre)
-		return tok_bpe_word(t, p, n, o->ids, o->n, o->cap);
+		return tok_bpe_piece(t, p, n, o->ids, o->n, o->cap);
 	pieces_clear(&t->b);
 	pieces_clear(&t->c);
 	int rc = pieces_add(&t->b, p, n, first);
 	if (!rc)
 		rc = tok_pretokenize(t, t->core->pre, &t->b, &t->c);
 	for (size_t i = 0; i < t->c.n && !rc; i++)
-		rc = tok_bpe_word(t, t->c.buf.p + t->c.off[i], t->c.len[i], o->ids, o->n, o->cap);
+		rc = tok_bpe_piece(t, t->c.buf.p + t->c.off[i], t->c.len[i], o->ids, o->n, o->cap);
 	return rc;
 }
 
