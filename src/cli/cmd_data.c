@@ -1,7 +1,6 @@
 /*
  * cmd_data.c - `lspo init` (a randomly initialised GPT-2 checkpoint),
- * `lspo tokenize` (text -> token shard; the tokenizer.json side is in
- * cmd_tok.c) and `lspo check` (validate a
+ * `lspo tokenize` (text -> llm.c token shard) and `lspo check` (validate a
  * checkpoint and token shards before a job uses them).  No StarPU needed.
  */
 #include <getopt.h>
