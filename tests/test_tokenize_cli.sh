@@ -112,6 +112,12 @@ cmp -s "$out/j1.bin" "$out/j3.bin" && cmp -s "$out/j1.bin.mask" "$out/j3.bin.mas
   || err "jsonl: --threads 1 and 3 differ"
 grep -q '5000 examples' "$out/j3.log" || err "jsonl: $(cat "$out/j3.log")"
 echo "ok: --threads 1 and 3 give the same shards and masks"
+LSPO_PROGRESS_BYTES=1000 "$lspo" tokenize --tokenizer "$tok" $docs "$out/p.bin" > /dev/null 2> "$out/progress" \
+  || err "tokenize with a progress line"
+grep -q '^tokenize: .* of .* MB (100%), .* MB/s, [0-9]* tokens' "$out/progress" \
+  || err "no progress line: $(cat "$out/progress")"
+LSPO_PROGRESS_BYTES=100000000 "$lspo" tokenize --tokenizer "$tok" $docs "$out/p.bin" > /dev/null 2> "$out/progress"
+[ -s "$out/progress" ] && err "a progress line for a small input: $(cat "$out/progress")"
 
 # --- malformed inputs: exit 1 --------------------------------------------------
 printf '{"model": {"type": "BPE", "vocab": {' > "$out/trunc.json"

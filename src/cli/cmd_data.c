@@ -142,7 +142,8 @@ int cmd_tokenize(int argc, char **argv)
 			       "  --threads N       encode documents (files, examples) on N threads\n"
 			       "                    (1-64, default: the online CPUs, here %ld); the\n"
 			       "                    shard does not depend on N\n"
-			       "A progress line is printed on stderr for inputs over 16 MB.\n", threads);
+			       "A progress line is printed on stderr for inputs over 16 MB (over\n"
+			       "$LSPO_PROGRESS_BYTES bytes if set).\n", threads);
 			return CLI_OK;
 		case 'b': bytes = 1; break;
 		case 't': tok = optarg; break;

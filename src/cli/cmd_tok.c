@@ -190,8 +190,17 @@ static double now_s(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A progress line on stderr for inputs over 16 MB: rewritten in place on a
- * terminal every second, a new line every 10 s otherwise. */
+/* Inputs larger than this get a progress line: LSPO_PROGRESS_BYTES, or 16 MB. */
+static size_t progress_min(void)
+{
+	const char *e = getenv("LSPO_PROGRESS_BYTES");
+	char *end;
+	unsigned long long v = e ? strtoull(e, &end, 10) : 0;
+	return e && *e && !*end ? (size_t)v : (size_t)16 << 20;
+}
+
+/* A progress line on stderr for large inputs: rewritten in place on a
+ * terminal every second, a new line every 10 s otherwise, and at the end. */
 static void progress_tick(struct progress *p, int final)
 {
 	double t = now_s();
@@ -355,7 +364,7 @@ int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, i
 		j.prog.total += sz > 0 ? (size_t)sz : 0;
 		fclose(f);
 	}
-	j.prog.active = j.prog.total > (16u << 20);
+	j.prog.active = j.prog.total > progress_min();
 	j.prog.tty = isatty(2);
 	j.prog.t0 = j.prog.last = now_s();
 	if (lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(t), 0, &j.w)) {
@@ -483,7 +492,7 @@ int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *pf, co
 		rc = CLI_FAIL;
 	}
 	j.prog.total = dlen;
-	j.prog.active = dlen > (16u << 20);
+	j.prog.active = dlen > progress_min();
 	j.prog.tty = isatty(2);
 	j.prog.t0 = j.prog.last = now_s();
 	if (!rc && lspo_shard_writer_open(out, lspo_tokenizer_vocab_size(t), 1, &j.w))
