@@ -189,6 +189,11 @@ static void test_added(void)
 	                 "\"rstrip\":false,\"normalized\":false,\"special\":false}]";
 	expect_ids("single_word", mk("sw", "", "[]", "null", "null", "null", sw), "ab cab",
 	           IDS(31, 7, 2, 0, 1));
+	/* '-' and the ideographic full stop are not word characters: "ab"
+	 * matches; after the letter é (dropped: not in the vocabulary, no unk
+	 * token) it does not */
+	expect_ids("single_word2", mk("sw2", "", "[]", "null", "null", "null", sw),
+	           "-ab\xe3\x80\x82 \xc3\xa9" "ab", IDS(3, 31, 7, 0, 1));
 	/* leftmost-longest: "<x>" and "<x>>" both added */
 	const char *two = "[{\"id\":30,\"content\":\"<x>\",\"special\":true},"
 	                  "{\"id\":32,\"content\":\"<x>>\",\"special\":true}]";

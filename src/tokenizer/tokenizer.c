@@ -19,6 +19,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "internal.h"
 #include "tok_internal.h"
@@ -89,13 +90,19 @@ const char *lspo_tokenizer_token(const struct lspo_tokenizer *t, uint32_t id, si
 /* ---------------------------------------------------------------------- */
 /* added tokens                                                           */
 
+/* \w of Unicode regexes (single_word): letters, marks, decimal and letter
+ * numbers, connector punctuation. */
 static int is_word_char(uint32_t cp)
 {
-	if (cp == '_')
+	switch (utf8proc_category((utf8proc_int32_t)cp)) {
+	case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+	case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
+	case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
+	case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
 		return 1;
-	if (cp < 0x80)
-		return (cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z');
-	return cp != 0xfffd && !tok_is_space(cp) && cp > 0xbf;   /* letters of other scripts */
+	default:
+		return 0;
+	}
 }
 
 static uint32_t last_char(const char *p, size_t n)
