@@ -354,7 +354,7 @@ struct lspo_shard;
 int lspo_shard_open(const char *path, struct lspo_shard **out);
 void lspo_shard_close(struct lspo_shard *shard);  /* NULL is a no-op */
 size_t lspo_shard_ntokens(const struct lspo_shard *shard);
-const uint16_t *lspo_shard_tokens(const struct lspo_shard *shard);  /* (ntokens) */
+const uint16_t *lspo_shard_tokens(const struct lspo_shard *shard);  /* (ntokens); NULL if uint32 */
 const char *lspo_shard_path(const struct lspo_shard *shard);
 
 /* Writes n (1 .. INT32_MAX) tokens as a shard, atomically. */
