@@ -626,7 +626,11 @@ int lspo_model_load_state(struct lspo_model *model, const char *path);
 /* Optimizer steps done (0 after lspo_model_set_params; restored by load_state). */
 int lspo_model_step(const struct lspo_model *model);
 
-/* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
+/* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size.
+ * A negative target is ignored (a masked prompt token, as PyTorch's
+ * ignore_index): the loss is the mean over the others, and its gradient is
+ * that mean's; a batch whose targets are all ignored has loss 0 and no
+ * gradient.  The same holds for the functions below. */
 int lspo_model_forward(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
                       double *loss);
 /* Forward and backward: gradients (see lspo_model_get_grads), loss and norm; no update. */
