@@ -8,6 +8,8 @@
  * over 8 lanes in a fixed order), loss = m + log s - x[target]; the gradient
  * is (exp(x - m) / s - onehot) * dloss, with exp(x - m) stored in the first
  * pass and scaled in the second, so each element is exponentiated once.
+ * A negative target is ignored (PyTorch's ignore_index): its loss and its
+ * gradient row are 0; the caller scales dloss by the count of the others.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")  /* vectorises lspo_vexpf's clamps: see gpt2_ops_util.h */
@@ -15,6 +17,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "xent.h"
@@ -28,6 +31,12 @@ void xent_cpu(float *losses, float *dlogits, const float *logits, const int32_t 
 	for (int i = 0; i < N; i++) {
 		const float *x = logits + (size_t)i * V;
 		int t = targets[i];
+		if (t < 0) {   /* an ignored target (a masked prompt token): no loss, no gradient */
+			losses[i] = 0.0f;
+			if (dlogits)
+				memset(dlogits + (size_t)i * V, 0, (size_t)V * sizeof(float));
+			continue;
+		}
 		float mx[LANES];
 		for (int l = 0; l < LANES; l++)
 			mx[l] = x[0];

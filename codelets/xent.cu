@@ -18,6 +18,14 @@ static __global__ void xent_kernel(float *losses, float *dlogits, const float *l
 	for (int row = blockIdx.x; row < N; row += gridDim.x) {
 		const float *x = logits + (size_t)row * V;
 		int t = targets[row];
+		if (t < 0) {   /* ignored target, the same for the whole block: no loss, no gradient */
+			if (threadIdx.x == 0)
+				losses[row] = 0.0f;
+			if (GRAD)
+				for (int j = threadIdx.x; j < V; j += blockDim.x)
+					dlogits[(size_t)row * V + j] = 0.0f;
+			continue;
+		}
 		float xt = threadIdx.x == 0 ? x[t] : 0.0f;  /* read before any in-place write */
 		float m = -INFINITY, s = 0.0f;
 		for (int j = threadIdx.x; j < V; j += blockDim.x) {

@@ -11,7 +11,8 @@ extern "C" {
 /* losses[i] = -log softmax(logits[i])[targets[i]].
  * If dlogits is not NULL it receives (softmax(logits[i]) - onehot(targets[i])) * dloss,
  * and may be the same array as logits (in place).
- * logits, dlogits (N, V); targets (N) int32 in [0, V); losses (1, N). */
+ * logits, dlogits (N, V); targets (N) int32 in [0, V), or negative: ignored (loss and
+ * gradient row 0); losses (1, N). */
 void xent_cpu(float *losses, float *dlogits, const float *logits, const int32_t *targets,
               int N, int V, float dloss);
 

@@ -387,7 +387,7 @@ struct lspo_shard;
 int lspo_shard_open(const char *path, struct lspo_shard **out);
 void lspo_shard_close(struct lspo_shard *shard);  /* NULL is a no-op */
 size_t lspo_shard_ntokens(const struct lspo_shard *shard);
-const uint16_t *lspo_shard_tokens(const struct lspo_shard *shard);  /* (ntokens) */
+const uint16_t *lspo_shard_tokens(const struct lspo_shard *shard);  /* (ntokens); NULL if uint32 */
 const char *lspo_shard_path(const struct lspo_shard *shard);
 
 /* Writes n (1 .. INT32_MAX) tokens as a shard, atomically. */
@@ -421,6 +421,78 @@ int lspo_loader_create(const struct lspo_shard *shard, int B, int T, uint64_t se
  * the token after inputs[b][t]. */
 int lspo_loader_next(struct lspo_loader *loader, int32_t *inputs, int32_t *targets);
 void lspo_loader_free(struct lspo_loader *loader);  /* NULL is a no-op */
+
+/* ------------------------------------------------------------------------ */
+/* Token shards for any vocabulary, loss masks, tokenizers (issue 9)        */
+
+/* A shard's tokens are uint16 (magic 20240520, version 1) or uint32 (magic
+ * 20240801, version 7, llm.c's Llama-3 layout); lspo_shard_open reads both.
+ * lspo_shard_tokens is NULL for a uint32 shard, lspo_shard_tokens32 for a
+ * uint16 one; lspo_shard_token works for both. */
+int lspo_shard_token_bytes(const struct lspo_shard *shard);            /* 2 or 4 */
+const uint32_t *lspo_shard_tokens32(const struct lspo_shard *shard);   /* (ntokens) */
+uint32_t lspo_shard_token(const struct lspo_shard *shard, size_t i);  /* i < ntokens */
+
+/* Loss mask: the file SHARD.mask beside a shard, if it exists, is opened
+ * with the shard (LSPO_EFORMAT naming it if it is malformed).  Layout: 256
+ * int32 header (magic 20241130, version 1, ntokens = the shard's count, the
+ * rest 0), then one byte per token: 1 if the token at that position counts
+ * as a prediction target in the loss, 0 if not (prompt tokens of
+ * instruction data).  NULL if the shard has no mask. */
+const uint8_t *lspo_shard_mask(const struct lspo_shard *shard);       /* (ntokens) */
+
+/* Like lspo_loader_next, and mask (B, T) (may be NULL) gets, for each
+ * target, the mask byte of the target's position: mask[b][t] = 1 if
+ * targets[b][t] counts in the loss, 0 if it must be ignored; all 1 for a
+ * shard without a mask.  A window may be entirely masked.  Both functions
+ * draw the same batches from the same loader state. */
+int lspo_loader_next_masked(struct lspo_loader *loader, int32_t *inputs, int32_t *targets,
+                            uint8_t *mask);
+
+/* Streaming shard writer: tokens are uint16 if vocab_size <= 65535, uint32
+ * otherwise; with `masked`, SHARD.mask is written beside it (without, a
+ * stale SHARD.mask is removed at commit).  Both files are written
+ * atomically at close with commit = 1; an id >= vocab_size is LSPO_EINVAL
+ * naming the file and the position.  `target` is the mask byte of the added
+ * tokens. */
+struct lspo_shard_writer;
+int lspo_shard_writer_open(const char *path, uint32_t vocab_size, int masked,
+                           struct lspo_shard_writer **out);
+int lspo_shard_writer_add(struct lspo_shard_writer *w, const uint32_t *ids, size_t n, int target);
+size_t lspo_shard_writer_ntokens(const struct lspo_shard_writer *w);
+/* Commits (commit = 1; an empty shard is LSPO_EINVAL) or discards; frees w. */
+int lspo_shard_writer_close(struct lspo_shard_writer *w, int commit);
+
+/* A Hugging Face tokenizer.json (BPE models; see src/tokenizer/tokenizer.c
+ * for the normalizers, pre-tokenizers and decoders read).  A handle holds a
+ * word cache and is used by one thread at a time; lspo_tokenizer_dup gives
+ * another handle on the same tables for another thread. */
+struct lspo_tokenizer;
+
+/* path: a checkpoint directory holding tokenizer.json, or the file itself;
+ * tokenizer_config.json beside it, if present, names BOS and EOS.  LSPO_EIO
+ * if it cannot be read; LSPO_EFORMAT naming the file and the JSON path for
+ * bad JSON, an unsupported type (WordPiece, Unigram, ...), a merge naming an
+ * unknown token and the like. */
+int lspo_tokenizer_load(const char *path, struct lspo_tokenizer **out);
+int lspo_tokenizer_dup(struct lspo_tokenizer *t, struct lspo_tokenizer **out);
+void lspo_tokenizer_free(struct lspo_tokenizer *t);   /* NULL is a no-op */
+/* 1 + the largest id of the vocabulary and the added tokens. */
+uint32_t lspo_tokenizer_vocab_size(const struct lspo_tokenizer *t);
+int32_t lspo_tokenizer_bos(const struct lspo_tokenizer *t);   /* -1 if none */
+int32_t lspo_tokenizer_eos(const struct lspo_tokenizer *t);   /* -1 if none */
+const char *lspo_tokenizer_path(const struct lspo_tokenizer *t);   /* the tokenizer.json */
+/* The token's string (as in the vocabulary), or NULL for an unknown id. */
+const char *lspo_tokenizer_token(const struct lspo_tokenizer *t, uint32_t id, size_t *len);
+/* Appends the ids of text (len bytes of UTF-8; no special tokens added) to
+ * the growable array *ids (*n used, *cap allocated; start with NULL, 0, 0;
+ * the caller frees it).  Invalid UTF-8 is LSPO_EINVAL naming the byte. */
+int lspo_tokenizer_encode(struct lspo_tokenizer *t, const char *text, size_t len, uint32_t **ids,
+                          size_t *n, size_t *cap);
+/* The text of ids (malloc'd, NUL-terminated, *len bytes), special tokens
+ * skipped if skip_special.  An unknown id is LSPO_EINVAL naming its position. */
+int lspo_tokenizer_decode(const struct lspo_tokenizer *t, const uint32_t *ids, size_t n,
+                          int skip_special, char **text, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
@@ -561,7 +633,11 @@ int lspo_model_step(const struct lspo_model *model);
  * (among those in the norm), or NULL. */
 const char *lspo_model_nonfinite_grad(struct lspo_model *model);
 
-/* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size. */
+/* Mean loss of the batch; inputs, targets (B, T) with ids < vocab_size.
+ * A negative target is ignored (a masked prompt token, as PyTorch's
+ * ignore_index): the loss is the mean over the others, and its gradient is
+ * that mean's; a batch whose targets are all ignored has loss 0 and no
+ * gradient.  The same holds for the functions below. */
 int lspo_model_forward(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
                       double *loss);
 /* Forward and backward: gradients (see lspo_model_get_grads), loss and norm; no update. */

@@ -10,8 +10,8 @@ check_PROGRAMS += tests/test_gpt2_golden tests/test_llama_golden tests/test_trai
 TESTS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
 TESTS += tests/test_cli_train.sh
 dist_check_SCRIPTS += tests/test_cli_train.sh
-check_PROGRAMS += tests/test_offload tests/test_offload_llama
-TESTS += tests/test_offload tests/test_offload_llama
+check_PROGRAMS += tests/test_offload tests/test_offload_llama tests/test_masked_loss
+TESTS += tests/test_offload tests/test_offload_llama tests/test_masked_loss
 check_PROGRAMS += tests/test_lsp_converge
 TESTS += tests/test_lsp_converge
 # Benchmarks: built by make check, run by bench/bench-step.

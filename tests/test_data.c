@@ -256,8 +256,16 @@ static void test_bad_shards(void)
 	       "long.bin", "ntokens", "trailing");
 	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("magic.bin", 20240326, 1, 10, 10), &sh),
 	       "magic.bin", "magic", "20240326");
-	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("llama3.bin", 20240801, 7, 10, 20), &sh),
-	       "llama3.bin", "magic", "Llama-3");
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("llama3.bin", 20240801, 6, 10, 20), &sh),
+	       "llama3.bin", "version", "uint32");
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("trunc32.bin", 20240801, 7, 10, 10), &sh),
+	       "trunc32.bin", "ntokens", "truncated");
+	CHECK(lspo_shard_open(bad_shard("ok32.bin", 20240801, 7, 10, 20), &sh) == LSPO_OK, "uint32 shard");
+	if (sh) {
+		CHECK(lspo_shard_token_bytes(sh) == 4 && lspo_shard_token(sh, 3) == 0x00070007u,
+		      "uint32 tokens");
+		lspo_shard_close(sh);
+	}
 	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("version.bin", 20240520, 2, 10, 10), &sh),
 	       "version.bin", "version");
 	EXPECT(LSPO_EFORMAT, lspo_shard_open(bad_shard("neg.bin", 20240520, 1, -5, 10), &sh),
@@ -278,10 +286,199 @@ static void test_bad_shards(void)
 	}
 }
 
+/* Shards for large vocabularies: width chosen from the vocabulary, ids kept
+ * exactly, vocabulary checks naming the position, the loader reading both. */
+static void test_wide(void)
+{
+	size_t n = 3000;
+	uint32_t *ids = malloc(n * 4);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = (uint32_t)((i * 2654435761u) % 262144u);
+	ids[17] = 262143;
+	struct lspo_shard_writer *w;
+	const char *path = tpath("wide.bin");
+	CHECK(lspo_shard_writer_open(path, 262144, 0, &w) == LSPO_OK, "writer");
+	CHECK(lspo_shard_writer_add(w, ids, 1000, 1) == LSPO_OK, "add");
+	CHECK(lspo_shard_writer_add(w, ids + 1000, n - 1000, 1) == LSPO_OK, "add");
+	CHECK(lspo_shard_writer_close(w, 1) == LSPO_OK, "commit");
+	FILE *f = fopen(path, "rb");
+	int32_t h[256] = { 0 };
+	CHECK(f && fread(h, 4, 256, f) == 256, "read header");
+	if (f)
+		fclose(f);
+	CHECK(h[0] == 20240801 && h[1] == 7 && h[2] == (int32_t)n, "header %d %d %d", h[0], h[1], h[2]);
+	struct stat st;
+	stat(path, &st);
+	CHECK((size_t)st.st_size == 1024 + 4 * n, "file size %lld", (long long)st.st_size);
+	struct lspo_shard *sh = NULL;
+	CHECK(lspo_shard_open(path, &sh) == LSPO_OK, "open wide");
+	if (sh) {
+		CHECK(lspo_shard_token_bytes(sh) == 4 && lspo_shard_tokens(sh) == NULL &&
+		      lspo_shard_tokens32(sh) && !memcmp(lspo_shard_tokens32(sh), ids, n * 4),
+		      "uint32 round trip");
+		CHECK(lspo_shard_mask(sh) == NULL, "no mask");
+		CHECK(lspo_shard_check_vocab(sh, 262144) == LSPO_OK, "ids < 262144");
+		EXPECT(LSPO_EFORMAT, lspo_shard_check_vocab(sh, 262143), "wide.bin", "position 17",
+		       "262143");
+		struct lspo_loader *l;
+		int32_t x[2 * 8], y[2 * 8];
+		uint8_t m[2 * 8];
+		CHECK(lspo_loader_create(sh, 2, 8, 3, 0, n, &l) == LSPO_OK, "loader");
+		int ok = 1;
+		for (int k = 0; k < 50; k++) {
+			lspo_loader_next_masked(l, x, y, m);
+			for (int r = 0; r < 2; r++) {
+				size_t p0 = SIZE_MAX;
+				for (size_t p = 0; p + 8 < n && p0 == SIZE_MAX; p += 8)
+					if ((uint32_t)x[r * 8] == ids[p] && (uint32_t)x[r * 8 + 1] == ids[p + 1])
+						p0 = p;
+				ok &= p0 != SIZE_MAX;
+				for (int t = 0; t < 8 && p0 != SIZE_MAX; t++)
+					ok &= (uint32_t)x[r * 8 + t] == ids[p0 + t] &&
+					      (uint32_t)y[r * 8 + t] == ids[p0 + t + 1] && m[r * 8 + t] == 1;
+			}
+		}
+		CHECK(ok, "uint32 windows: inputs, targets shifted by one, mask all 1");
+		lspo_loader_free(l);
+		lspo_shard_close(sh);
+	}
+	/* the boundary: vocab 65535 fits uint16, 65536 does not */
+	CHECK(lspo_shard_writer_open(tpath("w16.bin"), 65535, 0, &w) == LSPO_OK, "writer 65535");
+	uint32_t top = 65534;
+	lspo_shard_writer_add(w, &top, 1, 1);
+	CHECK(lspo_shard_writer_close(w, 1) == LSPO_OK, "commit 65535");
+	CHECK(lspo_shard_open(tpath("w16.bin"), &sh) == LSPO_OK && lspo_shard_token_bytes(sh) == 2 &&
+	      lspo_shard_token(sh, 0) == 65534, "vocab 65535 -> uint16");
+	lspo_shard_close(sh);
+	CHECK(lspo_shard_writer_open(tpath("w32.bin"), 65536, 0, &w) == LSPO_OK, "writer 65536");
+	top = 65535;
+	lspo_shard_writer_add(w, &top, 1, 1);
+	CHECK(lspo_shard_writer_close(w, 1) == LSPO_OK, "commit 65536");
+	CHECK(lspo_shard_open(tpath("w32.bin"), &sh) == LSPO_OK && lspo_shard_token_bytes(sh) == 4 &&
+	      lspo_shard_token(sh, 0) == 65535, "vocab 65536 -> uint32");
+	lspo_shard_close(sh);
+	/* ids beyond the vocabulary are refused by the writer, naming the position */
+	CHECK(lspo_shard_writer_open(tpath("wbad.bin"), 1000, 0, &w) == LSPO_OK, "writer");
+	uint32_t bad[3] = { 5, 999, 1000 };
+	EXPECT(LSPO_EINVAL, lspo_shard_writer_add(w, bad, 3, 1), "wbad.bin", "position 2", "1000");
+	CHECK(lspo_shard_writer_close(w, 1) != LSPO_OK, "a failed writer does not commit");
+	CHECK(stat(tpath("wbad.bin"), &st) != 0, "no file from a failed writer");
+	CHECK(lspo_shard_writer_open(tpath("wempty.bin"), 1000, 0, &w) == LSPO_OK, "writer");
+	EXPECT(LSPO_EINVAL, lspo_shard_writer_close(w, 1), "wempty.bin", "no tokens");
+	free(ids);
+}
+
+/* Loss masks: SHARD.mask beside the shard, one byte per token; the loader's
+ * mask is the mask of each target's position. */
+static void test_mask(void)
+{
+	const char *path = tpath("sft.bin");
+	struct lspo_shard_writer *w;
+	/* documents of 3 prompt tokens then 5 response tokens; ids = position */
+	size_t n = 800;
+	CHECK(lspo_shard_writer_open(path, 50000, 1, &w) == LSPO_OK, "writer");
+	for (size_t p = 0; p < n; p += 8) {
+		uint32_t prompt[3] = { (uint32_t)p, (uint32_t)p + 1, (uint32_t)p + 2 };
+		uint32_t resp[5] = { (uint32_t)p + 3, (uint32_t)p + 4, (uint32_t)p + 5, (uint32_t)p + 6,
+		                     (uint32_t)p + 7 };
+		lspo_shard_writer_add(w, prompt, 3, 0);
+		lspo_shard_writer_add(w, resp, 5, 1);
+	}
+	CHECK(lspo_shard_writer_close(w, 1) == LSPO_OK, "commit");
+	char mpath[4400];
+	snprintf(mpath, sizeof(mpath), "%s.mask", path);
+	FILE *f = fopen(mpath, "rb");
+	int32_t h[256] = { 0 };
+	uint8_t *bytes = malloc(n + 1);
+	CHECK(f && fread(h, 4, 256, f) == 256 && fread(bytes, 1, n + 1, f) == n, "read mask file");
+	if (f)
+		fclose(f);
+	CHECK(h[0] == 20241130 && h[1] == 1 && h[2] == (int32_t)n, "mask header %d %d %d", h[0], h[1],
+	      h[2]);
+	int zeros = 1, layout = 1;
+	for (int i = 3; i < 256; i++)
+		zeros &= h[i] == 0;
+	for (size_t p = 0; p < n; p++)
+		layout &= bytes[p] == (p % 8 >= 3);
+	CHECK(zeros && layout, "mask layout: 0 for prompt positions, 1 for response positions");
+	free(bytes);
+
+	struct lspo_shard *sh = NULL;
+	CHECK(lspo_shard_open(path, &sh) == LSPO_OK, "open masked shard");
+	if (!sh)
+		return;
+	CHECK(lspo_shard_mask(sh) != NULL && lspo_shard_token_bytes(sh) == 2, "mask opened");
+	const int B = 3, T = 10;
+	struct lspo_loader *a, *b;
+	lspo_loader_create(sh, B, T, 9, 0, n, &a);
+	lspo_loader_create(sh, B, T, 9, 0, n, &b);
+	int32_t x[30], y[30], x2[30], y2[30];
+	uint8_t m[30];
+	int ok = 1, same = 1;
+	size_t counted = 0, total = 0;
+	for (int k = 0; k < 40; k++) {
+		lspo_loader_next_masked(a, x, y, m);
+		lspo_loader_next(b, x2, y2);
+		same &= !memcmp(x, x2, sizeof(x)) && !memcmp(y, y2, sizeof(y));
+		for (int i = 0; i < B * T; i++) {
+			ok &= m[i] == (y[i] % 8 >= 3) && y[i] == x[i] + 1;
+			counted += m[i];
+			total++;
+		}
+	}
+	CHECK(ok, "mask[b][t] = 1 exactly where the target is a response token");
+	CHECK(same, "next and next_masked draw the same batches");
+	CHECK(counted > total / 2 && counted < total, "%zu of %zu targets counted", counted, total);
+	lspo_loader_free(a);
+	lspo_loader_free(b);
+	lspo_shard_close(sh);
+
+	/* rewriting the shard without a mask removes the stale one */
+	CHECK(lspo_shard_writer_open(path, 50000, 0, &w) == LSPO_OK, "writer");
+	uint32_t one[2] = { 1, 2 };
+	lspo_shard_writer_add(w, one, 2, 1);
+	CHECK(lspo_shard_writer_close(w, 1) == LSPO_OK, "commit");
+	struct stat st;
+	CHECK(stat(mpath, &st) != 0, "stale mask removed");
+
+	/* malformed masks name the mask file */
+	uint16_t tok[4] = { 1, 2, 3, 4 };
+	lspo_shard_write(tpath("m.bin"), tok, 4);
+	int32_t mh[256] = { 20241130, 1, 5 };
+	uint8_t mb[5] = { 0, 1, 1, 1, 1 };
+	f = fopen(tpath("m.bin.mask"), "wb");
+	fwrite(mh, 4, 256, f);
+	fwrite(mb, 1, 4, f);
+	fclose(f);
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(tpath("m.bin"), &sh), "m.bin.mask", "ntokens");
+	mh[2] = 4;
+	mb[2] = 7;
+	f = fopen(tpath("m.bin.mask"), "wb");
+	fwrite(mh, 4, 256, f);
+	fwrite(mb, 1, 4, f);
+	fclose(f);
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(tpath("m.bin"), &sh), "m.bin.mask", "position 2");
+	mh[0] = 1;
+	f = fopen(tpath("m.bin.mask"), "wb");
+	fwrite(mh, 4, 256, f);
+	fwrite(mb, 1, 4, f);
+	fclose(f);
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(tpath("m.bin"), &sh), "m.bin.mask", "magic");
+	mh[0] = 20241130;
+	f = fopen(tpath("m.bin.mask"), "wb");
+	fwrite(mh, 4, 256, f);
+	fwrite(mb, 1, 3, f);
+	fclose(f);
+	EXPECT(LSPO_EFORMAT, lspo_shard_open(tpath("m.bin"), &sh), "m.bin.mask", "truncated");
+	CHECK(sh == NULL, "no shard with a bad mask");
+}
+
 int main(void)
 {
 	tmp = make_tmpdir("data");
 	test_round_trip();
+	test_wide();
+	test_mask();
 	test_tokenize();
 	test_split();
 	test_loader();

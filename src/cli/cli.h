@@ -16,6 +16,15 @@ int cmd_eval(int argc, char **argv);      /* cmd_train.c */
 int cmd_init(int argc, char **argv);      /* cmd_data.c */
 int cmd_tokenize(int argc, char **argv);  /* cmd_data.c */
 int cmd_check(int argc, char **argv);     /* cmd_data.c */
+int cmd_encode(int argc, char **argv);    /* cmd_tok.c */
+int cmd_decode(int argc, char **argv);    /* cmd_tok.c */
+/* `lspo tokenize --tokenizer` (cmd_tok.c): files as documents, or JSONL
+ * prompt/response records with the prompt masked out of the loss. */
+int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, int bos, int eos,
+                      int nthreads);
+int cli_tokenize_jsonl(const char *tokdir, const char *jsonl, const char *prompt_field,
+                       const char *response_field, const char *template_path, const char *out,
+                       int bos, int nthreads);
 
 /* Parses a whole decimal integer in [lo, hi] for option `opt`; on error
  * prints a message and returns -1. */

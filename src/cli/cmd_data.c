@@ -126,6 +126,9 @@ int cmd_init(int argc, char **argv)
 		                                  .n_head = (int)size[4], .family = fam, .n_kv_head = (int)kv,
 		                                  .n_inner = (int)inner, .head_dim = (int)head_dim,
 		                                  .tie_word_embeddings = tie || fam == LSPO_FAMILY_GPT2 };
+		if (fam == LSPO_FAMILY_GPT2 && size[2] % size[4])
+			return cli_usage_error("init", "--n-embd (%ld) must be divisible by --n-head (%ld)",
+			                       size[2], size[4]);
 		int sz = job_check_model_size("init", &cfg, 1);
 		if (sz)
 			return sz;
@@ -185,36 +188,118 @@ int cmd_init(int argc, char **argv)
 	return CLI_OK;
 }
 
+/* Inputs regular files; OUT (and OUT.mask) a regular file or new, never an input. */
+static int tokenize_io(const char *const *ins, int nin, const char *out)
+{
+	for (int i = 0; i < nin; i++)
+		if (job_check_input("tokenize: IN", ins[i]))
+			return CLI_FAIL;
+	char mask[4200];
+	snprintf(mask, sizeof(mask), "%s.mask", out);
+	const char *outs[] = { out, mask };
+	for (int k = 0; k < 2; k++) {
+		struct stat st;
+		if (stat(outs[k], &st) == 0 && !S_ISREG(st.st_mode)) {
+			fprintf(stderr, "lspo tokenize: OUT %s: not a regular file: refusing to replace it\n", outs[k]);
+			return CLI_FAIL;
+		}
+		if (job_check_output_file("tokenize: OUT", outs[k], ins, nin))
+			return CLI_FAIL;
+	}
+	return CLI_OK;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bytes", no_argument, 0, 'b' }, { "help", no_argument, 0, 'h' }, { 0 } };
-	int bytes = 0, opt;
+		{ "bytes", no_argument, 0, 'b' }, { "tokenizer", required_argument, 0, 't' },
+		{ "bos", no_argument, 0, 'B' }, { "eos", no_argument, 0, 'E' },
+		{ "jsonl", required_argument, 0, 'j' }, { "prompt-field", required_argument, 0, 'p' },
+		{ "response-field", required_argument, 0, 'r' },
+		{ "template", required_argument, 0, 'T' }, { "threads", required_argument, 0, 'n' },
+		{ "help", no_argument, 0, 'h' }, { 0 } };
+	int bytes = 0, bos = 0, eos = 0, opt;
+	long threads = sysconf(_SC_NPROCESSORS_ONLN);
+	threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+	const char *tok = NULL, *jsonl = NULL, *pf = NULL, *rf = NULL, *tpl = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			printf("usage: lspo tokenize --bytes IN OUT\n"
-			       "Tokenises the file IN into the llm.c token shard OUT (uint16 tokens,\n"
-			       "256-int32 header, magic 20240520, version 1), written atomically.\n"
-			       "  --bytes   byte-level: each byte is one token id 0..255 (vocab 256)\n");
+			       "       lspo tokenize --tokenizer DIR [--bos] [--eos] [--threads N] IN... OUT\n"
+			       "       lspo tokenize --tokenizer DIR [--bos] [--threads N] --jsonl FILE --prompt-field F\n"
+			       "                     --response-field F [--template FILE] OUT\n"
+			       "Tokenises into the token shard OUT (256-int32 header; uint16 tokens, magic\n"
+			       "20240520 version 1, if the vocabulary has at most 65535 ids, else uint32\n"
+			       "tokens, magic 20240801 version 7), written atomically.\n"
+			       "  --bytes           byte-level: each byte is one token id 0..255 (vocab 256)\n"
+			       "  --tokenizer DIR   a Hugging Face tokenizer: DIR/tokenizer.json or the file;\n"
+			       "                    each IN file is one document; by default EOS goes\n"
+			       "                    between documents (if the tokenizer has one)\n"
+			       "  --bos, --eos      BOS before / EOS after each document instead\n"
+			       "  --jsonl FILE      instruction data: one JSON object per line; each\n"
+			       "                    example is prompt then response then EOS, and\n"
+			       "                    OUT.mask marks the prompt tokens (and BOS) as not\n"
+			       "                    counted in the loss (see README, 'Loss masks')\n"
+			       "  --prompt-field F, --response-field F   the string fields of a record\n"
+			       "  --template FILE   text with {prompt} then {response}: what precedes\n"
+			       "                    {response} is the prompt part, the rest the response\n"
+			       "                    part (default: \"{prompt}{response}\"); each part is\n"
+			       "                    encoded separately\n"
+			       "  --threads N       encode documents (files, examples) on N threads\n"
+			       "                    (1-64, default: the online CPUs, here %ld); the\n"
+			       "                    shard does not depend on N\n"
+			       "A progress line is printed on stderr for inputs over 16 MB (over\n"
+			       "$LSPO_PROGRESS_BYTES bytes if set).\n", threads);
 			return CLI_OK;
 		case 'b': bytes = 1; break;
+		case 't': tok = optarg; break;
+		case 'B': bos = 1; break;
+		case 'E': eos = 1; break;
+		case 'j': jsonl = optarg; break;
+		case 'p': pf = optarg; break;
+		case 'r': rf = optarg; break;
+		case 'T': tpl = optarg; break;
+		case 'n': if (cli_parse_int("--threads", optarg, 1, 64, &threads)) return CLI_USAGE; break;
 		default: return cli_usage_error("tokenize", "unknown or incomplete option");
 		}
 	}
-	if (!bytes)
-		return cli_usage_error("tokenize", "choose a tokeniser: --bytes");
+	if (bytes == !!tok)
+		return cli_usage_error("tokenize", "choose a tokeniser: --bytes or --tokenizer DIR");
+	if (bytes && (bos || eos || jsonl || pf || rf || tpl))
+		return cli_usage_error("tokenize", "--bytes takes no other option");
+	if (!jsonl && (pf || rf || tpl))
+		return cli_usage_error("tokenize", "--prompt-field, --response-field and --template "
+		                       "need --jsonl FILE");
+	if (jsonl) {
+		if (!pf || !rf)
+			return cli_usage_error("tokenize", "--jsonl needs --prompt-field F and "
+			                       "--response-field F");
+		if (eos)
+			return cli_usage_error("tokenize", "--eos: with --jsonl, EOS always follows the "
+			                       "response");
+		if (argc - optind != 1)
+			return cli_usage_error("tokenize", "with --jsonl, expected one argument OUT, got %d",
+			                       argc - optind);
+		const char *ins[] = { jsonl };
+		if (tokenize_io(ins, 1, argv[optind]))
+			return CLI_FAIL;
+		return cli_tokenize_jsonl(tok, jsonl, pf, rf, tpl, argv[optind], bos, (int)threads);
+	}
+	if (tok) {
+		if (argc - optind < 2)
+			return cli_usage_error("tokenize", "expected IN... OUT, got %d argument(s)",
+			                       argc - optind);
+		if (tokenize_io((const char *const *)argv + optind, argc - optind - 1, argv[argc - 1]))
+			return CLI_FAIL;
+		return cli_tokenize_text(tok, argv + optind, argc - optind - 1, argv[argc - 1], bos, eos,
+		                         (int)threads);
+	}
 	if (argc - optind != 2)
 		return cli_usage_error("tokenize", "expected two arguments IN OUT, got %d", argc - optind);
-	const char *in = argv[optind];
-	if (job_check_input("tokenize: IN", in) || job_check_output_file("tokenize: OUT", argv[optind + 1], &in, 1))
+	if (tokenize_io((const char *const *)argv + optind, 1, argv[optind + 1]))
 		return CLI_FAIL;
-	struct stat ost;
-	if (stat(argv[optind + 1], &ost) == 0 && !S_ISREG(ost.st_mode)) {
-		fprintf(stderr, "lspo tokenize: OUT %s: not a regular file: refusing to replace it\n", argv[optind + 1]);
-		return CLI_FAIL;
-	}
 	size_t n;
 	int rc = lspo_tokenize_bytes(argv[optind], argv[optind + 1], &n);
 	if (rc) {
@@ -277,10 +362,11 @@ int cmd_check(int argc, char **argv)
 			       "               refused, naming the tensor\n"
 			       "  --vocab V    token ids of the shards must be < V (default: the\n"
 			       "               checkpoint's vocab_size, if --ckpt is given)\n"
-			       "  SHARD        llm.c token shard files\n");
+			       "  SHARD        token shard files (uint16 or uint32 tokens; a SHARD.mask\n"
+			       "               beside one is checked too)\n");
 			return CLI_OK;
 		case 'c': ckpt = optarg; break;
-		case 'V': if (cli_parse_int("--vocab", optarg, 1, 65536, &vocab)) return CLI_USAGE; break;
+		case 'V': if (cli_parse_int("--vocab", optarg, 1, 2147483647L, &vocab)) return CLI_USAGE; break;
 		default: return cli_usage_error("check", "unknown or incomplete option");
 		}
 	}
@@ -326,7 +412,15 @@ int cmd_check(int argc, char **argv)
 			lspo_shard_close(s);
 			return CLI_FAIL;
 		}
-		printf("check: %s: %zu tokens\n", argv[i], lspo_shard_ntokens(s));
+		const uint8_t *m = lspo_shard_mask(s);
+		size_t counted = 0;
+		for (size_t k = 0; m && k < lspo_shard_ntokens(s); k++)
+			counted += m[k];
+		if (m)
+			printf("check: %s: %zu tokens (uint%d), loss mask: %zu counted as targets\n", argv[i],
+			       lspo_shard_ntokens(s), 8 * lspo_shard_token_bytes(s), counted);
+		else
+			printf("check: %s: %zu tokens\n", argv[i], lspo_shard_ntokens(s));
 		lspo_shard_close(s);
 	}
 	return CLI_OK;

@@ -436,6 +436,24 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	return CLI_OK;
 }
 
+/* The next batch of a loader; targets that the shard's mask leaves out of
+ * the loss (prompt tokens of instruction data) become -1, which the model
+ * ignores.  *counted (may be NULL): the targets that count. */
+static int next_batch(struct lspo_loader *ld, size_t bt, int32_t *inputs, int32_t *targets, long *counted)
+{
+	uint8_t *mask = malloc(bt);
+	int rc = !mask || lspo_loader_next_masked(ld, inputs, targets, mask);
+	long n = 0;
+	for (size_t i = 0; !rc && i < bt; i++) {
+		targets[i] = mask[i] ? targets[i] : -1;
+		n += mask[i] != 0;
+	}
+	free(mask);
+	if (counted)
+		*counted = n;
+	return rc;
+}
+
 /* Mean loss over nbatches batches of [begin, end) of a shard. */
 static int evaluate(struct run *r, const struct run_opts *o, const struct lspo_shard *s, size_t begin,
                     size_t end, double *loss)
@@ -444,15 +462,19 @@ static int evaluate(struct run *r, const struct run_opts *o, const struct lspo_s
 	if (lspo_loader_create(s, (int)o->batch, (int)o->seq, (uint64_t)o->seed + 7777, begin, end, &ld))
 		return CLI_FAIL;
 	double sum = 0;
+	long total = 0;
 	int rc = CLI_OK;
+	size_t bt = (size_t)o->batch * o->seq;
 	for (long b = 0; b < o->val_batches && rc == CLI_OK; b++) {
-		double l;
-		if (lspo_loader_next(ld, r->inputs, r->targets) || lspo_model_forward(r->model, r->inputs, r->targets, &l))
+		double l = 0;
+		long n = 0;
+		if (next_batch(ld, bt, r->inputs, r->targets, &n) || lspo_model_forward(r->model, r->inputs, r->targets, &l))
 			rc = CLI_FAIL;
-		sum += l;
+		sum += l * (double)n;   /* weighted by the targets that count (all, without a mask) */
+		total += n;
 	}
 	lspo_loader_free(ld);
-	*loss = sum / o->val_batches;
+	*loss = total ? sum / (double)total : 0.0;
 	return rc;
 }
 
@@ -479,7 +501,7 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch, (int)o->seq,
 	                                          (uint64_t)o->seed + 1000 + (uint64_t)step, begin, end, &ld);
 	for (size_t b = 0; !rc && b < nb; b++)
-		rc = lspo_loader_next(ld, in + b * bt, tg + b * bt);
+		rc = next_batch(ld, bt, in + b * bt, tg + b * bt, NULL);
 	struct lspo_lsp_check rep;
 	if (!rc)
 		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
@@ -511,9 +533,21 @@ static json_t *data_identity(const struct lspo_shard *s, const char *path)
 	uint64_t bytes;
 	if (lspo_file_crc32c(path, &crc, &bytes))
 		return NULL;
-	char hex[16];
+	char hex[16], mhex[16] = "", *mask = NULL;
 	snprintf(hex, sizeof(hex), "%08x", crc);
-	return json_pack("{s:I, s:s}", "tokens", (json_int_t)lspo_shard_ntokens(s), "crc32c", hex);
+	/* a loss mask beside the shard changes the trajectory too */
+	if (asprintf(&mask, "%s.mask", path) >= 0 && access(mask, F_OK) == 0) {
+		if (lspo_file_crc32c(mask, &crc, &bytes)) {
+			free(mask);
+			return NULL;
+		}
+		snprintf(mhex, sizeof(mhex), "%08x", crc);
+	}
+	free(mask);
+	json_t *id = json_pack("{s:I, s:s}", "tokens", (json_int_t)lspo_shard_ntokens(s), "crc32c", hex);
+	if (id && mhex[0])
+		json_object_set_new(id, "mask-crc32c", json_string(mhex));
+	return id;
 }
 
 /* "trajectory": what must match on resume; "schedule": what may differ with
@@ -684,7 +718,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (lspo_loader_next(r->train_loader, r->inputs, r->targets))
+		if (next_batch(r->train_loader, (size_t)o->batch * o->seq, r->inputs, r->targets, NULL))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -845,7 +879,7 @@ static int train(int argc, char **argv)
 		    && lsp_check(&r, &o, train_end, s))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
-		if (lspo_loader_next(r.train_loader, r.inputs, r.targets)
+		if (next_batch(r.train_loader, (size_t)o.batch * o.seq, r.inputs, r.targets, NULL)
 		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;

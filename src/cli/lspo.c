@@ -26,6 +26,8 @@ static const struct {
 	{ "init", cmd_init, "write a randomly initialised checkpoint (HF layout)" },
 	{ "tokenize", cmd_tokenize, "turn a file into an llm.c token shard" },
 	{ "check", cmd_check, "validate a checkpoint and token shards" },
+	{ "encode", cmd_encode, "print the token ids of a text (tokenizer.json)" },
+	{ "decode", cmd_decode, "print the text of token ids (tokenizer.json)" },
 };
 
 static void usage(FILE *out)

@@ -503,10 +503,16 @@ static int set_batch(struct lspo_model *m, const int32_t *inputs, const int32_t 
 		if (inputs[i] < 0 || inputs[i] >= m->cfg.vocab_size)
 			LSPO_FAIL(LSPO_EINVAL, "input token %d at position %d is outside the vocabulary [0, %d)",
 			          inputs[i], i, m->cfg.vocab_size);
-		if (targets && (targets[i] < 0 || targets[i] >= m->cfg.vocab_size))
+		if (targets && targets[i] >= m->cfg.vocab_size)
 			LSPO_FAIL(LSPO_EINVAL, "target token %d at position %d is outside the vocabulary [0, %d)",
 			          targets[i], i, m->cfg.vocab_size);
 	}
+	/* Negative targets are ignored (masked prompt tokens): the loss is the
+	 * mean over the others, and a batch of ignored targets only has loss 0
+	 * and gradient 0. */
+	m->ntargets = 0;
+	for (int i = 0; i < m->N; i++)
+		m->ntargets += !targets || targets[i] >= 0;
 	starpu_data_acquire(m->tokens, STARPU_W);
 	memcpy(m->tok_buf, inputs, (size_t)m->N * sizeof(int32_t));
 	starpu_data_release(m->tokens);
@@ -519,6 +525,12 @@ static int set_batch(struct lspo_model *m, const int32_t *inputs, const int32_t 
 	return LSPO_OK;
 }
 
+/* d(mean loss)/d(loss of one target). */
+static float dloss(const struct lspo_model *m)
+{
+	return m->ntargets ? 1.0f / m->ntargets : 0.0f;
+}
+
 static double mean_loss(struct lspo_model *m)
 {
 	starpu_data_acquire(m->losses, STARPU_R);
@@ -527,7 +539,7 @@ static double mean_loss(struct lspo_model *m)
 	for (int i = 0; i < m->N; i++)
 		sum += l[i];
 	starpu_data_release(m->losses);
-	return sum / m->N;
+	return m->ntargets ? sum / m->ntargets : 0.0;
 }
 
 static double read_norm(struct lspo_model *m)
@@ -568,13 +580,13 @@ static int submit_loss(struct lspo_model *m)
 	int prio = m->prio_fwd(m, m->cfg.n_layer);
 	const char *name = model_name(m, "xent", m->cfg.n_layer, "fwd");
 	if (m->split < 2 || m->N < 16 * m->split)
-		return lspo_xent_fwdbwd_submit(m->logits, m->targets, m->losses, 1.0f / m->N, prio, name);
+		return lspo_xent_fwdbwd_submit(m->logits, m->targets, m->losses, dloss(m), prio, name);
 	starpu_data_handle_t *lg = plan(m, m->logits, 0), *tg = plan(m, m->targets_flat, 1);
 	starpu_data_handle_t *ls = plan(m, m->losses, 1);
 	if (!lg || !tg || !ls)
-		return lspo_xent_fwdbwd_submit(m->logits, m->targets, m->losses, 1.0f / m->N, prio, name);
+		return lspo_xent_fwdbwd_submit(m->logits, m->targets, m->losses, dloss(m), prio, name);
 	for (int i = 0; i < m->split; i++)
-		TRY(lspo_xent_fwdbwd_submit(lg[i], tg[i], ls[i], 1.0f / m->N, prio, name));
+		TRY(lspo_xent_fwdbwd_submit(lg[i], tg[i], ls[i], dloss(m), prio, name));
 	return LSPO_OK;
 }
 

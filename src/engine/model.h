@@ -119,6 +119,7 @@ struct lspo_model {
 	float clip_buf[2];                             /* {norm, scale} */
 	starpu_data_handle_t clip;
 	int32_t *tok_buf, *tgt_buf;                    /* (B, T) */
+	int ntargets;                                  /* targets of the batch not ignored (>= 0) */
 	starpu_data_handle_t tokens, targets, targets_flat;   /* targets_flat: (1, N), for split losses */
 	starpu_data_handle_t logits, losses;           /* (N, V), (1, N) */
 	starpu_data_handle_t ones, ones_whole;         /* (N, 1) of 1: split and whole uses */

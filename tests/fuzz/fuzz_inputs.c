@@ -4,9 +4,12 @@
  *   0: model.safetensors of a fixed tiny config (lspo_ckpt_load_params)
  *   1: config.json (lspo_ckpt_read_config)
  *   2: an llm.c token shard (lspo_shard_open, then a vocabulary check)
- *   3: a checkpoint manifest.json (lspo_ckpt_verify, beside the files the
+ *   3: a loss mask beside a valid 16-token shard (lspo_shard_open)
+ *   4: a tokenizer.json (lspo_tokenizer_load, then encode and decode of a
+ *      fixed text with special-token lookalikes)
+ *   5: a checkpoint manifest.json (lspo_ckpt_verify, beside the files the
  *      other cases wrote)
- *   4: a training state or any safetensors file (lspo_st_check_finite)
+ *   6: a training state or any safetensors file (lspo_st_check_finite)
  * Any input must give LSPO_OK or an error code, never a crash, a leak or
  * undefined behaviour.  Built and run by scripts/fuzz.
  */
@@ -47,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	char path[128];
-	switch (data[0] % 5) {
+	switch (data[0] % 7) {
 	case 0: {
 		write_file("model.safetensors", data + 1, size - 1);
 		float *params = malloc(lspo_model_nparams(&tiny) * sizeof(float));
@@ -72,6 +75,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 3: {
+		uint16_t tok[16] = { 1, 2, 3 };
+		snprintf(path, sizeof(path), "%s/masked.bin", dir);
+		if (lspo_shard_write(path, tok, 16))
+			abort();
+		write_file("masked.bin.mask", data + 1, size - 1);
+		struct lspo_shard *s = NULL;
+		if (lspo_shard_open(path, &s) == LSPO_OK) {
+			struct lspo_loader *l;
+			int32_t x[8], y[8];
+			uint8_t m[8];
+			if (lspo_loader_create(s, 2, 4, 1, 0, 16, &l) == LSPO_OK)
+				lspo_loader_next_masked(l, x, y, m);
+			lspo_loader_free(l);
+		}
+		lspo_shard_close(s);
+		break;
+	}
+	case 4: {
+		write_file("tokenizer.json", data + 1, size - 1);
+		struct lspo_tokenizer *t = NULL;
+		if (lspo_tokenizer_load(dir, &t) == LSPO_OK) {
+			static const char text[] = "Hello <s>world</s> \xe2\x96\x81x 12 caf\xc3\xa9\r\n  \xf0\x9f\x98\x80!";
+			uint32_t *ids = NULL;
+			size_t n = 0, cap = 0, len;
+			char *out = NULL;
+			if (lspo_tokenizer_encode(t, text, sizeof(text) - 1, &ids, &n, &cap) == LSPO_OK &&
+			    lspo_tokenizer_decode(t, ids, n, 0, &out, &len) == LSPO_OK)
+				free(out);
+			free(ids);
+		}
+		lspo_tokenizer_free(t);
+		break;
+	}
+	case 5: {
 		write_file("manifest.json", data + 1, size - 1);
 		long step;
 		char *run = NULL;
@@ -79,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(run);
 		break;
 	}
-	case 4: {
+	case 6: {
 		write_file("train_state.safetensors", data + 1, size - 1);
 		snprintf(path, sizeof(path), "%s/train_state.safetensors", dir);
 		lspo_st_check_finite(path);
