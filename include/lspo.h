@@ -258,6 +258,19 @@ void lspo_proj_ell(const struct lspo_proj *p, int side, const int32_t **idx, con
  * grads[i] (m, n) row-major.  O(m n r) per gradient. */
 int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ngrads, double *err);
 
+/* Scales each side's values so that |P|_F^2 = |Q|_F^2 = d: the mean
+ * diagonal of P^T P and Q^T Q is 1, P^T P ~ I for a random pair.  A pair of
+ * lspo_proj_create has P^T P ~ (m/d) I, error ~ sqrt(m n)/d on any gradient;
+ * normalized it starts at about 1.  Waits for tasks using p's handles. */
+int lspo_proj_normalize(struct lspo_proj *p);
+
+/* *frac = mean over the gradients of |P^T G Q|_F / |G|_F, P and Q taken at
+ * |P|_F^2 = |Q|_F^2 = d (the pair's own scale does not count): the part of
+ * the gradient's norm the compressed gradient keeps.  A random pair keeps
+ * about d / sqrt(m n), one spanning G's leading singular subspaces close
+ * to 1, a collapsed one about 0. */
+int lspo_proj_captured(const struct lspo_proj *p, const float *const *grads, int ngrads, double *frac);
+
 /* Projector learning (lsp-offload.md 7.1, 7.2): Adam on the non-zero values
  * only (pattern fixed), analytic gradients of the relative error; one
  * "iteration" takes one Adam step per gradient. */
@@ -291,18 +304,48 @@ struct lspo_proj_refresh_opts {
 };
 struct lspo_proj_refresh_opts lspo_proj_refresh_opts_default(void);
 
+/* What the check did with a pair (issue 15: a learned pair is installed
+ * only if it beats min(1, the old pair's error)). */
+enum lspo_proj_outcome {
+	LSPO_PROJ_KEPT = 0,         /* error at or below alpha: nothing changed */
+	LSPO_PROJ_LEARNED,          /* the learned pair was accepted and is in place */
+	LSPO_PROJ_REJECTED_KEPT,    /* the learned pair was rejected; the old pair stays */
+	LSPO_PROJ_REJECTED_RANDOM,  /* rejected, and the old pair was worse than the fresh
+	                               random one (normalized, not learned), now in place */
+};
+/* "kept", "learned", "rejected-kept", "rejected-random". */
+const char *lspo_proj_outcome_name(enum lspo_proj_outcome outcome);
+
 struct lspo_proj_refresh_report {
 	double err_check;   /* error of the current pair on check_grads */
-	int refreshed;      /* 1 if a new pair was drawn and learned */
+	int refreshed;      /* 1 if p's pattern and values were replaced (LEARNED or REJECTED_RANDOM) */
 	double err_learned; /* error of the new pair on train_grads after learning (else -1) */
 	double err_after;   /* error of the pair now in place on check_grads */
+	/* added by issue 15 */
+	enum lspo_proj_outcome outcome;
+	double err_fresh;        /* the fresh, normalized pair on check_grads before learning (else -1) */
+	double err_candidate;    /* the learned pair on check_grads, what acceptance compares (else -1) */
+	double captured_before;  /* lspo_proj_captured of the old pair on check_grads */
+	double captured_after;   /* lspo_proj_captured of the pair now in place */
+	double captured_random;  /* d / sqrt(m n): what a random pair captures on average */
 };
 
 /* The periodic check (paper Alg. 1, MAYBEUPDATE): measures p's error on the
- * held-out check_grads; if it exceeds alpha, draws a new pattern, learns it
- * on train_grads (check_grads if NULL), re-projects the moments of the
- * nmoments matrices using p, and replaces p's pattern and values in place
- * (waiting for tasks that use p's handles).  report may be NULL. */
+ * held-out check_grads; if it exceeds alpha, draws a new pattern, scales it
+ * with lspo_proj_normalize (starting error about 1), learns it on
+ * train_grads (check_grads if NULL) and measures it on check_grads.  The
+ * learned pair is accepted only if that error is below min(1, p's error):
+ * at smaller d Adam can otherwise "collapse" a pair onto directions
+ * orthogonal to the gradient (P^T G Q ~ 0, error exactly 1, zero gradient).
+ * A rejected pair is dropped; p stays unless its error exceeds the fresh
+ * random pair's, in which case that pair (normalized, unlearned) replaces
+ * it.  When p is replaced, the moments of the nmoments matrices using p are
+ * re-projected (lspo_proj_reproject_moments, then divided by s_P s_Q for M
+ * and (s_P s_Q)^2 for V, s_S = |S_old|_F^2 / d, which undoes the old pair's
+ * own scale: the moments then match the new pair's compressed gradients
+ * whatever the old pair's scale; s = 1 for a normalized pair), and p's
+ * pattern and values change in place (waiting for tasks that use p's
+ * handles).  report may be NULL. */
 int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads, int ncheck,
                             const float *const *train_grads, int ntrain,
                             const struct lspo_proj_refresh_opts *opts,
@@ -600,11 +643,30 @@ int lspo_lsp_targets_parse(enum lspo_family family, const char *text, unsigned *
  * native 0.  Measured bus totals are in lspo_step_stats. */
 void lspo_model_offload_volume(const struct lspo_model *model, double *d2h, double *h2d);
 
+/* One pair's part of a check (issue 15). */
+struct lspo_lsp_pair_check {
+	int pair;                        /* the pair's index (creation order) */
+	int nmatrices;                   /* compressed matrices using it */
+	int m, n, d;                     /* its shape */
+	enum lspo_proj_outcome outcome;  /* kept, learned, rejected-kept, rejected-random */
+	double err_before, err_after;    /* its error on their calibration gradients */
+	double err_candidate;            /* the learned candidate's error there (-1: none learned) */
+	double captured_before;          /* |P^T G Q|_F / |G|_F of the old pair (lspo_proj_captured) */
+	double captured_after;           /* the same for the pair now in place */
+	double captured_random;          /* what a random pair captures on average, d / sqrt(m n) */
+};
 struct lspo_lsp_check {
 	int nmatrices;          /* compressed matrices checked */
 	double err_before;      /* mean projector error on the calibration gradients */
-	int refreshed;          /* projector pairs re-drawn, learned and moments re-projected */
+	int refreshed;          /* projector pairs replaced (learned, or random after a rejection),
+	                           moments re-projected */
 	double err_after;       /* mean error of the pairs now in place */
+	/* added by issue 15 */
+	int accepted;           /* learned pairs installed */
+	int rejected;           /* learned pairs rejected (the old or a random pair stays) */
+	int npairs;             /* entries of pairs */
+	const struct lspo_lsp_pair_check *pairs;  /* per pair; owned by the model, valid until the
+	                                             next check, mode change or lspo_model_free */
 };
 /* lsp: the periodic check (paper Alg. 1): full gradients of the four
  * matrices of every block, summed over nbatches held-out calibration batches

@@ -147,6 +147,32 @@ int lspo_proj_clone(const struct lspo_proj *p, struct lspo_proj **out)
 	return LSPO_OK;
 }
 
+/* Sum of squares of one side's values. */
+static double side_sumsq(const struct lspo_proj *p, int side)
+{
+	double s = 0;
+	size_t len = (size_t)lspo_proj_rows(p, side) * p->r;
+	for (size_t i = 0; i < len; i++)
+		s += (double)p->val[side][i] * p->val[side][i];
+	return s;
+}
+
+int lspo_proj_normalize(struct lspo_proj *p)
+{
+	lspo_proj_acquire_rw(p);
+	for (int side = 0; side < 2; side++) {
+		double ss = side_sumsq(p, side);
+		if (!(ss > 0) || !isfinite(ss))
+			continue;   /* all zero (never drawn so): nothing to scale */
+		float f = (float)sqrt(p->d / ss);
+		size_t len = (size_t)lspo_proj_rows(p, side) * p->r;
+		for (size_t i = 0; i < len; i++)
+			p->val[side][i] *= f;
+	}
+	lspo_proj_release(p);
+	return LSPO_OK;
+}
+
 int lspo_proj_redraw(struct lspo_proj *p, enum lspo_proj_init init, uint64_t seed)
 {
 	if (init != LSPO_PROJ_GAUSSIAN && init != LSPO_PROJ_SIGN)
@@ -319,38 +345,95 @@ struct lspo_proj_refresh_opts lspo_proj_refresh_opts_default(void)
 	};
 }
 
+const char *lspo_proj_outcome_name(enum lspo_proj_outcome outcome)
+{
+	static const char *const names[] = { "kept", "learned", "rejected-kept", "rejected-random" };
+	return (unsigned)outcome <= LSPO_PROJ_REJECTED_RANDOM ? names[outcome] : "unknown";
+}
+
+/* Moves the moments of old_p's matrices into new_p's subspace: the paper's
+ * re-projection, then the old pair's own scale undone (lspo.h). */
+static int reproject_scaled(const struct lspo_proj *old_p, const struct lspo_proj *new_p,
+                            float *const *M, float *const *V, int count)
+{
+	int rc = lspo_proj_reproject_moments(old_p, new_p, M, V, count);
+	if (rc)
+		return rc;
+	double sp = side_sumsq(old_p, 0) / old_p->d, sq = side_sumsq(old_p, 1) / old_p->d;
+	if (!(sp > 0) || !(sq > 0) || !isfinite(sp * sq))
+		return LSPO_OK;   /* an all-zero old pair left M = V = 0 already */
+	float fm = (float)(1.0 / (sp * sq)), fv = fm * fm;
+	size_t dd = (size_t)new_p->d * new_p->d;
+	for (int k = 0; k < count; k++)
+		for (size_t i = 0; i < dd; i++) {
+			if (M[k])
+				M[k][i] *= fm;
+			if (V[k])
+				V[k][i] *= fv;
+		}
+	return LSPO_OK;
+}
+
 int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads, int ncheck,
                             const float *const *train_grads, int ntrain,
                             const struct lspo_proj_refresh_opts *opts,
                             float *const *M, float *const *V, int nmoments,
                             struct lspo_proj_refresh_report *report)
 {
-	struct lspo_proj_refresh_report rep = { .err_learned = -1 };
+	struct lspo_proj_refresh_report rep = { .err_learned = -1, .err_fresh = -1, .err_candidate = -1,
+	                                        .outcome = LSPO_PROJ_KEPT };
 	if (!opts)
 		LSPO_FAIL(LSPO_EINVAL, "refresh: no options");
 	if (!train_grads) {
 		train_grads = check_grads;
 		ntrain = ncheck;
 	}
+	rep.captured_random = p->d / sqrt((double)p->m * p->n);
 	int rc = lspo_proj_error(p, check_grads, ncheck, &rep.err_check);
+	if (!rc)
+		rc = lspo_proj_captured(p, check_grads, ncheck, &rep.captured_before);
 	if (rc)
 		return rc;
 	rep.err_after = rep.err_check;
+	rep.captured_after = rep.captured_before;
 	if (rep.err_check > opts->alpha) {
-		struct lspo_proj *fresh;
+		struct lspo_proj *fresh, *learned = NULL;
 		rc = lspo_proj_create(p->m, p->n, p->d, p->r, opts->init, opts->seed, &fresh);
 		if (rc)
 			return rc;
-		rc = lspo_proj_learn(fresh, train_grads, ntrain, &opts->learn, NULL, &rep.err_learned);
+		lspo_proj_normalize(fresh);
+		rc = lspo_proj_error(fresh, check_grads, ncheck, &rep.err_fresh);
 		if (!rc)
-			rc = lspo_proj_reproject_moments(p, fresh, M, V, nmoments);
+			rc = lspo_proj_clone(fresh, &learned);
+		if (!rc)
+			rc = lspo_proj_learn(learned, train_grads, ntrain, &opts->learn, NULL, &rep.err_learned);
+		if (!rc)
+			rc = lspo_proj_error(learned, check_grads, ncheck, &rep.err_candidate);
+		const struct lspo_proj *install = NULL;
 		if (!rc) {
+			double bar = rep.err_check < 1.0 ? rep.err_check : 1.0;
+			if (rep.err_candidate < bar) {
+				install = learned;
+				rep.outcome = LSPO_PROJ_LEARNED;
+			} else if (rep.err_fresh < rep.err_check) {
+				install = fresh;
+				rep.outcome = LSPO_PROJ_REJECTED_RANDOM;
+			} else {
+				rep.outcome = LSPO_PROJ_REJECTED_KEPT;
+			}
+		}
+		if (!rc && install)
+			rc = reproject_scaled(p, install, M, V, nmoments);
+		if (!rc && install) {
 			lspo_proj_acquire_rw(p);
-			proj_copy_arrays(p, fresh);
+			proj_copy_arrays(p, install);
 			lspo_proj_release(p);
 			rep.refreshed = 1;
 			rc = lspo_proj_error(p, check_grads, ncheck, &rep.err_after);
+			if (!rc)
+				rc = lspo_proj_captured(p, check_grads, ncheck, &rep.captured_after);
 		}
+		lspo_proj_free(learned);
 		lspo_proj_free(fresh);
 	}
 	if (report)

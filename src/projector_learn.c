@@ -181,6 +181,30 @@ int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ng
 	return LSPO_OK;
 }
 
+int lspo_proj_captured(const struct lspo_proj *p, const float *const *grads, int ngrads, double *frac)
+{
+	int rc = check_grads(p, grads, ngrads);
+	if (rc)
+		return rc;
+	int m = p->m, n = p->n, d = p->d, r = p->r;
+	float *ptg = malloc(sizeof(float) * ((size_t)2 * d * n + (size_t)d * d));
+	if (!ptg)
+		LSPO_FAIL(LSPO_ENOMEM, "projector: cannot allocate %dx%d work arrays", d, n);
+	float *gtp = ptg + (size_t)d * n, *c = gtp + (size_t)d * n;
+	double np = norm2((size_t)m * r, p->val[0]), nq = norm2((size_t)n * r, p->val[1]);
+	double s = 0, unit = np > 0 && nq > 0 ? d / (np * nq) : 0;
+	for (int k = 0; k < ngrads; k++) {
+		lspo_ell_tmul(m, d, r, p->idx[0], p->val[0], n, grads[k], ptg);   /* P^T G (d, n) */
+		transpose(d, n, ptg, gtp);                                       /* G^T P (n, d) */
+		lspo_ell_tmul(n, d, r, p->idx[1], p->val[1], d, gtp, c);         /* (P^T G Q)^T (d, d) */
+		double ng = norm2((size_t)m * n, grads[k]);
+		s += ng > 0 ? norm2((size_t)d * d, c) * unit / ng : 0;
+	}
+	free(ptg);
+	*frac = s / ngrads;
+	return LSPO_OK;
+}
+
 int lspo_proj_loss_grad(const struct lspo_proj *p, const float *G, float *gP, float *gQ, double *loss)
 {
 	struct learn_ws w;

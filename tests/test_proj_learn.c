@@ -481,6 +481,17 @@ static void test_refresh(void)
 	}
 	float *Mr[1] = { Mref }, *Vr[1] = { Vref };
 	CHECK(lspo_proj_reproject_moments(copy, p, Mr, Vr, 1) == LSPO_OK, "reproject");
+	/* ... with the old pair's own scale undone: s_P s_Q for M, squared for V */
+	double sp = 0, sq = 0;
+	for (int i = 0; i < m * r; i++)
+		sp += (double)copy->val[0][i] * copy->val[0][i];
+	for (int i = 0; i < n * r; i++)
+		sq += (double)copy->val[1][i] * copy->val[1][i];
+	float fm = (float)(1.0 / ((sp / d) * (sq / d)));
+	for (int i = 0; i < d * d; i++) {
+		Mref[i] *= fm;
+		Vref[i] *= fm * fm;
+	}
 	double worst = 0, nm = 0;
 	for (int i = 0; i < d * d; i++) {
 		worst = fmax(worst, fabs(M[i] - Mref[i]) + fabs(Vm[i] - Vref[i]));
@@ -490,6 +501,203 @@ static void test_refresh(void)
 	free(M); free(Vm); free(M0); free(Mref); free(Vref); free(U); free(V); free(Gc); free(Gt);
 	lspo_proj_free(p);
 	lspo_proj_free(copy);
+}
+
+/* ---- no collapse (issue 15) ------------------------------------------------ */
+
+/* |P^T G Q| / |G| by dense products, at the pair's own scale. */
+static double dense_captured(const struct lspo_proj *p, const float *G)
+{
+	int m = p->m, n = p->n, d = p->d;
+	double *P = malloc(sizeof(double) * m * d), *Q = malloc(sizeof(double) * n * d), s = 0, g = 0;
+	dense(p, 0, P);
+	dense(p, 1, Q);
+	for (int a = 0; a < d; a++)
+		for (int b = 0; b < d; b++) {
+			double x = 0;
+			for (int i = 0; i < m; i++)
+				for (int j = 0; j < n; j++)
+					x += P[i * d + a] * G[i * n + j] * Q[j * d + b];
+			s += x * x;
+		}
+	for (int i = 0; i < m * n; i++)
+		g += (double)G[i] * G[i];
+	free(P);
+	free(Q);
+	return sqrt(s / g);
+}
+
+/* lspo_proj_normalize and lspo_proj_captured against their definitions. */
+static void test_normalize_captured(void)
+{
+	int m = 40, n = 30, d = 12, r = 3;
+	uint64_t s = 31;
+	struct lspo_proj *p;
+	CHECK(lspo_proj_create(m, n, d, r, LSPO_PROJ_GAUSSIAN, 4, &p) == LSPO_OK, "create");
+	float *G = malloc(sizeof(float) * m * n);
+	test_fill(G, (size_t)m * n, &s);
+	const float *grads[1] = { G };
+	double c0, c1, e0, e1;
+	CHECK(lspo_proj_captured(p, grads, 1, &c0) == LSPO_OK && lspo_proj_error(p, grads, 1, &e0) == LSPO_OK,
+	      "captured");
+	CHECK(lspo_proj_normalize(p) == LSPO_OK, "normalize");
+	double sp = 0, sq = 0;
+	for (int i = 0; i < m * r; i++)
+		sp += (double)p->val[0][i] * p->val[0][i];
+	for (int i = 0; i < n * r; i++)
+		sq += (double)p->val[1][i] * p->val[1][i];
+	CHECK(fabs(sp / d - 1) < 1e-5 && fabs(sq / d - 1) < 1e-5, "normalized |P|^2/d %.6f, |Q|^2/d %.6f", sp / d,
+	      sq / d);
+	CHECK(lspo_proj_captured(p, grads, 1, &c1) == LSPO_OK && lspo_proj_error(p, grads, 1, &e1) == LSPO_OK,
+	      "captured");
+	double ref = dense_captured(p, G);
+	printf("normalize: 40x30 d=12 r=3: error %.3f -> %.3f, captured %.4f = %.4f (dense %.4f)\n", e0, e1, c0,
+	       c1, ref);
+	CHECK(fabs(c1 - ref) < 1e-4 * ref && fabs(c0 - c1) < 1e-4 * c1, "captured %.6f / %.6f, dense %.6f", c0, c1,
+	      ref);
+	CHECK(e0 > 1.5 && fabs(e1 - 1) < 0.5, "error of the paper's scale %.3f, normalized %.3f", e0, e1);
+	free(G);
+	lspo_proj_free(p);
+}
+
+/* Synthetic gradients of effective rank 4 (lsp-offload.md 14.3 with k = 4),
+ * d / min(m, n) from 1/64 to 1/2: after a check the error is below
+ * min(1, before) or the learned pair was rejected, and a pair in place
+ * always captures a part of the gradient.  Rejection is forced by checking
+ * on gradients whose subspace the learning never saw. */
+static void test_no_collapse(void)
+{
+	int m = 256, n = 256, r = 4;
+	uint64_t s = 99;
+	double *U = orthonormal(m, 8, &s), *V = orthonormal(n, 8, &s);
+	double *U2 = malloc(sizeof(double) * m * 4), *V2 = malloc(sizeof(double) * n * 4);
+	for (int i = 0; i < m; i++)   /* columns 4..7: orthogonal to the first four */
+		for (int c = 0; c < 4; c++) {
+			U2[i * 4 + c] = U[i * 8 + 4 + c];
+			V2[i * 4 + c] = V[i * 8 + 4 + c];
+		}
+	for (int i = 0; i < m; i++)
+		for (int c = 0; c < 4; c++) {
+			U[i * 4 + c] = U[i * 8 + c];
+			V[i * 4 + c] = V[i * 8 + c];
+		}
+	float *Gt = lowrank(m, n, 4, U, V, 0.05, &s), *Gc = lowrank(m, n, 4, U, V, 0.05, &s);
+	float *Go = lowrank(m, n, 4, U2, V2, 0.05, &s);
+	const float *train[1] = { Gt }, *check[1] = { Gc }, *other[1] = { Go };
+	int collapsed_paper = 0, ncases = 0;
+	for (int d = 4; d <= 128; d *= 2, ncases++) {
+		int rd = r < d ? r : d;
+		float *M = malloc(sizeof(float) * d * d), *Vm = malloc(sizeof(float) * d * d);
+		float *Ms[1] = { M }, *Vs[1] = { Vm };
+		struct lspo_proj_refresh_opts o = lspo_proj_refresh_opts_default();
+		o.alpha = 0;   /* always try a new pair */
+		o.seed = 700 + d;
+
+		/* the learning path, from a pair at lspo_proj_create's scale */
+		struct lspo_proj *p, *paper;
+		CHECK(lspo_proj_create(m, n, d, rd, LSPO_PROJ_GAUSSIAN, 50 + d, &p) == LSPO_OK, "create");
+		CHECK(lspo_proj_create(m, n, d, rd, LSPO_PROJ_GAUSSIAN, o.seed, &paper) == LSPO_OK, "create");
+		struct lspo_proj_refresh_report rep;
+		memset(M, 0, sizeof(float) * d * d);
+		memset(Vm, 0, sizeof(float) * d * d);
+		CHECK(lspo_proj_maybe_refresh(p, check, 1, train, 1, &o, Ms, Vs, 1, &rep) == LSPO_OK, "refresh");
+		/* the paper's procedure, for the record: the same pattern learned at create's scale */
+		double pb, pa, pc;
+		CHECK(lspo_proj_learn(paper, train, 1, &o.learn, &pb, &pa) == LSPO_OK
+		      && lspo_proj_captured(paper, check, 1, &pc) == LSPO_OK, "paper learning");
+		collapsed_paper += pc < 0.25 * rep.captured_random;
+		printf("d/min(m,n) = 1/%d: before %.3f (captured %.4f), fresh %.3f, learned %.3f -> %s, after %.3f "
+		       "(captured %.4f, random ~%.4f); create's scale learned: %.3f -> %.3f, captured %.4f\n",
+		       256 / d, rep.err_check, rep.captured_before, rep.err_fresh, rep.err_candidate,
+		       lspo_proj_outcome_name(rep.outcome), rep.err_after, rep.captured_after, rep.captured_random,
+		       pb, pa, pc);
+		double bar = fmin(1.0, rep.err_check);
+		int rejected = rep.outcome == LSPO_PROJ_REJECTED_KEPT || rep.outcome == LSPO_PROJ_REJECTED_RANDOM;
+		CHECK(rep.outcome != LSPO_PROJ_KEPT, "d=%d: alpha 0 kept the pair", d);
+		CHECK(rejected || (rep.outcome == LSPO_PROJ_LEARNED && rep.err_after < bar),
+		      "d=%d: learned pair with error %.4f installed, before %.4f", d, rep.err_after, rep.err_check);
+		CHECK(!rejected || rep.err_candidate >= bar, "d=%d: a learned pair at %.4f < %.4f was rejected", d,
+		      rep.err_candidate, bar);
+		CHECK(rep.err_after <= rep.err_check, "d=%d: the check made the error worse: %.4f -> %.4f", d,
+		      rep.err_check, rep.err_after);
+		CHECK(rep.captured_after > 0.25 * rep.captured_random,
+		      "d=%d: the pair in place keeps %.5f of the gradient (random ~%.4f)", d, rep.captured_after,
+		      rep.captured_random);
+
+		/* rejection, old pair better: keep p (a pair learned on the check subspace) */
+		struct lspo_proj *good, *copy;
+		CHECK(lspo_proj_clone(p, &good) == LSPO_OK, "clone");
+		uint64_t ms = 5 + d;
+		test_fill(M, (size_t)d * d, &ms);
+		for (int i = 0; i < d * d; i++)
+			Vm[i] = M[i] * M[i];
+		float *M0 = malloc(sizeof(float) * d * d * 2), *V0 = M0 + d * d;
+		memcpy(M0, M, sizeof(float) * d * d);
+		memcpy(V0, Vm, sizeof(float) * d * d);
+		CHECK(lspo_proj_clone(good, &copy) == LSPO_OK, "clone");
+		o.seed++;
+		CHECK(lspo_proj_maybe_refresh(good, check, 1, other, 1, &o, Ms, Vs, 1, &rep) == LSPO_OK, "refresh");
+		printf("    learned on another subspace: before %.3f, learned %.3f, fresh %.3f -> %s, after %.3f\n",
+		       rep.err_check, rep.err_candidate, rep.err_fresh, lspo_proj_outcome_name(rep.outcome),
+		       rep.err_after);
+		if (rep.err_check < fmin(1.0, rep.err_fresh)) {
+			CHECK(rep.outcome == LSPO_PROJ_REJECTED_KEPT && !rep.refreshed, "d=%d: %s, want rejected-kept", d,
+			      lspo_proj_outcome_name(rep.outcome));
+			CHECK(!memcmp(good->idx[0], copy->idx[0], sizeof(int32_t) * m * rd)
+			      && !memcmp(good->val[1], copy->val[1], sizeof(float) * n * rd)
+			      && !memcmp(M, M0, sizeof(float) * d * d) && !memcmp(Vm, V0, sizeof(float) * d * d)
+			      && rep.err_after == rep.err_check, "d=%d: a kept pair or its moments changed", d);
+		} else {
+			CHECK(rep.outcome != LSPO_PROJ_LEARNED || rep.err_after < fmin(1.0, rep.err_check),
+			      "d=%d: learned pair with error %.4f installed, before %.4f", d, rep.err_after,
+			      rep.err_check);
+		}
+
+		/* rejection, old pair worse: a pair at create's scale gives way to the fresh random one */
+		struct lspo_proj *bad;
+		CHECK(lspo_proj_create(m, n, d, rd, LSPO_PROJ_GAUSSIAN, 900 + d, &bad) == LSPO_OK, "create");
+		lspo_proj_free(copy);
+		CHECK(lspo_proj_clone(bad, &copy) == LSPO_OK, "clone");
+		memcpy(M, M0, sizeof(float) * d * d);
+		memcpy(Vm, V0, sizeof(float) * d * d);
+		o.seed++;
+		CHECK(lspo_proj_maybe_refresh(bad, check, 1, other, 1, &o, Ms, Vs, 1, &rep) == LSPO_OK, "refresh");
+		printf("    old pair at create's scale: before %.3f, learned %.3f, fresh %.3f -> %s, after %.3f\n",
+		       rep.err_check, rep.err_candidate, rep.err_fresh, lspo_proj_outcome_name(rep.outcome),
+		       rep.err_after);
+		CHECK(rep.err_check > 1.5, "d=%d: create's scale has error %.3f", d, rep.err_check);
+		if (rep.err_candidate >= 1.0) {
+			CHECK(rep.outcome == LSPO_PROJ_REJECTED_RANDOM && rep.refreshed && rep.err_after == rep.err_fresh,
+			      "d=%d: %s (after %.4f, fresh %.4f), want rejected-random", d,
+			      lspo_proj_outcome_name(rep.outcome), rep.err_after, rep.err_fresh);
+			/* moments re-projected from the old pair (scale undone) to the random one */
+			float *Mr[1] = { M0 }, *Vr[1] = { V0 };
+			CHECK(lspo_proj_reproject_moments(copy, bad, Mr, Vr, 1) == LSPO_OK, "reproject");
+			double sp = 0, sq = 0, worst = 0;
+			for (int i = 0; i < m * rd; i++)
+				sp += (double)copy->val[0][i] * copy->val[0][i];
+			for (int i = 0; i < n * rd; i++)
+				sq += (double)copy->val[1][i] * copy->val[1][i];
+			float fm = (float)(1.0 / ((sp / d) * (sq / d)));
+			for (int i = 0; i < d * d; i++)
+				worst = fmax(worst, fabs(M[i] - M0[i] * fm) + fabs(Vm[i] - V0[i] * (fm * fm)));
+			CHECK(worst == 0, "d=%d: moments not re-projected to the random pair (diff %.3g)", d, worst);
+		} else {
+			CHECK(rep.outcome == LSPO_PROJ_LEARNED && rep.err_after < 1.0, "d=%d: %s at %.4f", d,
+			      lspo_proj_outcome_name(rep.outcome), rep.err_after);
+		}
+		lspo_proj_free(bad);
+		lspo_proj_free(copy);
+		lspo_proj_free(good);
+		lspo_proj_free(paper);
+		lspo_proj_free(p);
+		free(M0);
+		free(M);
+		free(Vm);
+	}
+	printf("no collapse: learned at create's scale (no normalization), %d of %d pairs keep under a quarter "
+	       "of a random pair's share\n", collapsed_paper, ncases);
+	free(U); free(V); free(U2); free(V2); free(Gt); free(Gc); free(Go);
 }
 
 /* ---- registry ------------------------------------------------------------- */
@@ -535,6 +743,8 @@ int main(void)
 	test_reproject();
 	test_registry();
 	test_refresh();
+	test_normalize_captured();
+	test_no_collapse();
 	uint64_t s = 2025;
 	double *U = orthonormal(768, 64, &s), *V = orthonormal(768, 64, &s);
 	test_closed_form(U, V);

@@ -102,7 +102,8 @@ static const char train_help[] =
 	"                     --beta1 --beta2 --eps) than the checkpoint's\n"
 	"  --max-bad-steps N  a step with a non-finite loss or gradient norm changes\n"
 	"                     nothing; stop after N such steps in a row (default 3)\n"
-	"  --log FILE         also write the per-step lines as CSV (flushed every step)\n"
+	"  --log FILE         also write the per-step lines as CSV (flushed every step);\n"
+	"                     lsp: each check's per-pair figures go to FILE.checks.csv\n"
 	"  --config FILE      options from a JSON object {\"batch\": 8, \"lr\": 1e-4, ...};\n"
 	"                     the command line overrides them\n"
 	"SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 end the run after the current step with a\n"
@@ -513,9 +514,48 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		return CLI_FAIL;
 	}
 	printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches), "
-	       "%d pair(s) re-learned, error now %.3f\n", step, rep.err_before, rep.nmatrices, nb,
-	       rep.refreshed, rep.err_after);
-	return CLI_OK;
+	       "%d pair(s) learned and accepted, %d rejected, %d replaced, error now %.3f\n", step,
+	       rep.err_before, rep.nmatrices, nb, rep.accepted, rep.rejected, rep.refreshed, rep.err_after);
+	/* per pair (issue 15): the mean above can hide a pair that keeps nothing of its gradient */
+	FILE *csv = NULL;
+	char *path = NULL;
+	if (o->log && strcmp(o->log, "/dev/null")) {
+		if (asprintf(&path, "%s.checks.csv", o->log) < 0
+		    || job_log_open(path, "step,pair,m,n,d,matrices,err_before,err_after,err_candidate,"
+		                    "captured_before,captured_after,captured_random,outcome", step - 1, &csv)) {
+			free(path);
+			return CLI_FAIL;
+		}
+	}
+	for (int i = 0; i < rep.npairs; i++) {
+		const struct lspo_lsp_pair_check *c = &rep.pairs[i];
+		const char *what = lspo_proj_outcome_name(c->outcome);
+		printf("  pair %d (%dx%d, d %d, %d matrices): error %.3f -> %.3f", c->pair, c->m, c->n, c->d,
+		       c->nmatrices, c->err_before, c->err_after);
+		if (c->err_candidate >= 0)
+			printf(" (learned %.3f)", c->err_candidate);
+		printf(", |G^|/|G| %.4f -> %.4f (random ~%.4f), %s\n", c->captured_before, c->captured_after,
+		       c->captured_random, what);
+		if (c->captured_after < 0.25 * c->captured_random)
+			fprintf(stderr, "lspo: warning: lsp check before step %ld: pair %d (%dx%d, d %d) keeps %.4f of "
+			        "its gradient's norm, under a quarter of a random pair's %.4f: its matrices train "
+			        "almost nothing\n", step, c->pair, c->m, c->n, c->d, c->captured_after,
+			        c->captured_random);
+		if (csv)
+			fprintf(csv, "%ld,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s\n", step, c->pair, c->m, c->n,
+			        c->d, c->nmatrices, c->err_before, c->err_after, c->err_candidate, c->captured_before,
+			        c->captured_after, c->captured_random, what);
+	}
+	rc = CLI_OK;
+	if (csv) {
+		rc = job_log_flush(path, csv);
+		if (fclose(csv) != 0 && !rc) {
+			fprintf(stderr, "lspo: --log %s: write failed\n", path);
+			rc = CLI_FAIL;
+		}
+	}
+	free(path);
+	return rc;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -62,6 +62,8 @@ struct offload {
 	int *matrix_of_linear;                     /* linear map -> index in mats, or -1 */
 	float *calib;                              /* summed calibration gradients of mats, (in, out) */
 	size_t *calib_offset;                      /* (nmats) */
+	struct lspo_lsp_pair_check *checks;        /* the last check's per-pair report */
+	int checks_cap;
 };
 
 struct lspo_offload_opts lspo_offload_opts_default(void)
@@ -330,6 +332,7 @@ static void offload_free(struct lspo_model *m)
 	lspo_proj_registry_free(o->reg);
 	free(o->calib);
 	free(o->calib_offset);
+	free(o->checks);
 	free(o->mats);
 	free(o->matrix_of_tensor);
 	free(o->matrix_of_linear);
@@ -556,11 +559,30 @@ static int check_pair(struct lspo_model *m, struct offload *o, struct lspo_proj 
 			starpu_data_release(o->mats[k].V);
 		}
 	free(grads); free(M); free(V);
+	if (!rc && seq >= o->checks_cap) {
+		int cap = seq + 16;
+		struct lspo_lsp_pair_check *nc = realloc(o->checks, sizeof(*nc) * (size_t)cap);
+		if (!nc)
+			LSPO_FAIL(LSPO_ENOMEM, "lsp check: out of memory");
+		o->checks = nc;
+		o->checks_cap = cap;
+	}
 	if (!rc) {
 		report->err_before += rep.err_check * n;
 		report->err_after += rep.err_after * n;
 		report->refreshed += rep.refreshed;
+		report->accepted += rep.outcome == LSPO_PROJ_LEARNED;
+		report->rejected += rep.outcome == LSPO_PROJ_REJECTED_KEPT
+		                    || rep.outcome == LSPO_PROJ_REJECTED_RANDOM;
 		report->nmatrices += n;
+		o->checks[seq] = (struct lspo_lsp_pair_check){
+			.pair = seq, .nmatrices = n, .m = p->m, .n = p->n, .d = p->d, .outcome = rep.outcome,
+			.err_before = rep.err_check, .err_after = rep.err_after, .err_candidate = rep.err_candidate,
+			.captured_before = rep.captured_before, .captured_after = rep.captured_after,
+			.captured_random = rep.captured_random,
+		};
+		report->npairs = seq + 1;
+		report->pairs = o->checks;
 	}
 	return rc;
 }
