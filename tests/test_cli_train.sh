@@ -58,7 +58,7 @@ check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out
 "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 4 --batch 2 --seq 16 --lr 1e-3 --mode lsp \
   --lsp-d 16 --lsp-r 4 --check-freq 3 --log "$out/lsp.csv" > "$out/lsp.out" 2> "$out/lsp.err"
 check "lsp run with --log" "[ $? -eq 0 ]"
-npair=$(grep -c '^  pair [0-9]* ([0-9]*x[0-9]*, d [0-9]*, [0-9]* matrices): error [0-9.]* -> [0-9.]*.*|G^|/|G| [0-9.]* -> [0-9.]* (random ~[0-9.]*), [a-z-]*$' "$out/lsp.out")
+npair=$(grep -c '^  pair [0-9]* ([0-9]*x[0-9]*, d [0-9]*, [0-9]* matri[a-z]*): error [0-9.]* -> [0-9.]*.*|G^|/|G| [0-9.]* -> [0-9.]* (random ~[0-9.]*), [a-z-]*$' "$out/lsp.out")
 check "per-pair lines at both checks" "[ $npair -ge 2 ] && [ \$((npair % 2)) -eq 0 ]"
 check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome' ]"
 check "checks CSV: one row per pair line, steps 1 and 4" "[ \$(tail -n +2 '$out/lsp.csv.checks.csv' | wc -l) -eq $npair ] && [ \"\$(tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f1 | sort -u | tr '\n' ' ')\" = '1 4 ' ]"

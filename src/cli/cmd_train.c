@@ -530,8 +530,8 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	for (int i = 0; i < rep.npairs; i++) {
 		const struct lspo_lsp_pair_check *c = &rep.pairs[i];
 		const char *what = lspo_proj_outcome_name(c->outcome);
-		printf("  pair %d (%dx%d, d %d, %d matrices): error %.3f -> %.3f", c->pair, c->m, c->n, c->d,
-		       c->nmatrices, c->err_before, c->err_after);
+		printf("  pair %d (%dx%d, d %d, %d %s): error %.3f -> %.3f", c->pair, c->m, c->n, c->d,
+		       c->nmatrices, c->nmatrices == 1 ? "matrix" : "matrices", c->err_before, c->err_after);
 		if (c->err_candidate >= 0)
 			printf(" (learned %.3f)", c->err_candidate);
 		printf(", |G^|/|G| %.4f -> %.4f (random ~%.4f), %s\n", c->captured_before, c->captured_after,
