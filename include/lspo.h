@@ -268,7 +268,7 @@ int lspo_proj_normalize(struct lspo_proj *p);
  * |P|_F^2 = |Q|_F^2 = d (the pair's own scale does not count): the part of
  * the gradient's norm the compressed gradient keeps.  A random pair keeps
  * about d / sqrt(m n), one spanning G's leading singular subspaces close
- * to 1, a collapsed one about 0. */
+ * to 1 (a little above when P^T P is not exactly I), a collapsed one about 0. */
 int lspo_proj_captured(const struct lspo_proj *p, const float *const *grads, int ngrads, double *frac);
 
 /* Projector learning (lsp-offload.md 7.1, 7.2): Adam on the non-zero values
