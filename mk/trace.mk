@@ -5,3 +5,5 @@ dist_check_SCRIPTS += tests/test_trace.sh
 EXTRA_DIST += bench/compare-schedules bench/simulate-schedules tests/test_sim.sh
 check_PROGRAMS += tests/test_trace_cp
 TESTS += tests/test_trace_cp
+TESTS += tests/test_paje.sh
+dist_check_SCRIPTS += tests/test_paje.sh

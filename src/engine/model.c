@@ -336,8 +336,8 @@ static void copy_slab(starpu_data_handle_t *h, const struct model_layout *layout
 int lspo_model_set_params(struct lspo_model *m, const float *params)
 {
 	copy_slab(m->hp, &m->layout, m->params, (float *)params, 1);
-	const char *name = model_name(m, "fill", -1, "upd");
 	for (int i = 0; i < m->layout.ntensors; i++) {
+		const char *name = model_name(m, "fill", model_tensor_layer(m, i), "upd");
 		TRY(lspo_fill_submit(m->hm[i], 0.0f, 0, name));
 		TRY(lspo_fill_submit(m->hv[i], 0.0f, 0, name));
 	}
