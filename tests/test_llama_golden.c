@@ -13,7 +13,7 @@
 
 #include "common.h"
 #include "engine/model.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 struct golden {
 	int hdr[6];             /* magic, version, B, T, V, nsteps */

@@ -22,8 +22,8 @@
 
 #include "internal.h"
 #include "engine/model.h"
-#include "tag.h"
-#include "trace.h"
+#include "runtime/tag.h"
+#include "runtime/trace.h"
 #include "adamw.h"
 #include "fill.h"
 #include "gradnorm.h"
