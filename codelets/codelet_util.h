@@ -14,7 +14,7 @@
 /* Every codelet's model: history-based, keyed by the task footprint (the
  * symbol names the file under $STARPU_HOME/.starpu/sampling, so it never
  * changes).  With a SimGrid StarPU, kernels never run: tasks take the time
- * of a roofline estimate instead (src/sim_cost.c), and a declared CUDA
+ * of a roofline estimate instead (src/runtime/sim_cost.c), and a declared CUDA
  * function lets StarPU place them on simulated GPUs. */
 #ifdef STARPU_SIMGRID
 double lspo_sim_cost(struct starpu_task *task, struct starpu_perfmodel_arch *arch, unsigned nimpl);

@@ -107,7 +107,7 @@ const char *const *lspo_sched_names(void);
 /* Scheduling policy `lspo` and tracing                                     */
 
 /* The `lspo` policy reads "<op>:L<layer>:<stage>" task names and runs the
- * layer-wise LSP-Offload schedule (src/sched/sched_lspo.h has the rules):
+ * layer-wise LSP-Offload schedule (src/runtime/sched/sched_lspo.h has the rules):
  * the backward critical path first; the proj/offload/upd/upload/apply
  * pipeline of layers >= cut first come, first served; of layers < cut last
  * come, first served.  Options take effect for tasks pushed from then on. */
@@ -506,7 +506,7 @@ size_t lspo_shard_writer_ntokens(const struct lspo_shard_writer *w);
 /* Commits (commit = 1; an empty shard is LSPO_EINVAL) or discards; frees w. */
 int lspo_shard_writer_close(struct lspo_shard_writer *w, int commit);
 
-/* A Hugging Face tokenizer.json (BPE models; see src/tokenizer/tokenizer.c
+/* A Hugging Face tokenizer.json (BPE models; see src/io/tokenizer/tokenizer.c
  * for the normalizers, pre-tokenizers and decoders read).  A handle holds a
  * word cache and is used by one thread at a time; lspo_tokenizer_dup gives
  * another handle on the same tables for another thread. */

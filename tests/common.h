@@ -83,4 +83,16 @@ static inline int test_finish(const char *name)
 	return test_failures ? 1 : 0;
 }
 
+/* max |a - b| over a tensor, relative to max |b| of that tensor (NaN: infinite). */
+static inline double test_rel_err(const float *a, const float *b, size_t n)
+{
+	double worst = 0, scale = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		worst = d > worst || isnan(d) ? (isnan(d) ? INFINITY : d) : worst;
+		scale = fmax(scale, fabs((double)b[i]));
+	}
+	return worst / (scale > 0 ? scale : 1);
+}
+
 #endif

@@ -13,7 +13,7 @@
 #include "common.h"
 #include "engine/model.h"
 #include "models/gpt2.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "st_craft.h"
 
 static const struct lspo_model_config tiny = { .vocab_size = 61, .n_positions = 16, .n_embd = 32, .n_layer = 3, .n_head = 4 };

@@ -39,17 +39,6 @@ static int read_golden(const char *path, struct golden *g)
 	return ok ? 0 : -1;
 }
 
-/* max |a - b| over a tensor, relative to max |b| of that tensor. */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double worst = 0, scale = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		worst = d > worst || isnan(d) ? (isnan(d) ? INFINITY : d) : worst;
-		scale = fmax(scale, fabs((double)b[i]));
-	}
-	return worst / (scale > 0 ? scale : 1);
-}
 
 static struct lspo_ctx *ctx;
 
@@ -81,7 +70,7 @@ static void check_model(const char *dir)
 	CHECK(lspo_model_forward(m, gd.inputs, gd.targets, &loss) == LSPO_OK, "forward");
 	CHECK(fabs(loss - gd.loss) <= 1e-4 * fabs(gd.loss), "%s: loss %.7f, PyTorch %.7f", dir, loss, gd.loss);
 	lspo_model_get_logits(m, logits);
-	double e = rel_err(logits, gd.logits, (size_t)B * T * V);
+	double e = test_rel_err(logits, gd.logits, (size_t)B * T * V);
 	CHECK(e <= 1e-4, "%s: logits relative error %.3g", dir, e);
 
 	double norm;
@@ -95,7 +84,7 @@ static void check_model(const char *dir)
 		{ "wpe", (size_t)cfg.n_positions * cfg.n_embd } };
 	size_t off = 0;
 	for (int i = 0; i < 2; i++) {
-		e = rel_err(out + off, gref + off, t[i].len);
+		e = test_rel_err(out + off, gref + off, t[i].len);
 		CHECK(e <= 1e-4, "%s: gradient of %s: relative error %.3g", dir, t[i].what, e);
 		off += t[i].len;
 	}
@@ -103,11 +92,11 @@ static void check_model(const char *dir)
 	size_t per_layer[12] = { C, C, C * 3 * C, 3 * C, C * C, C, C, C, C * 4 * C, 4 * C, 4 * C * C, C };
 	for (int l = 0; l < cfg.n_layer; l++)
 		for (int k = 0; k < 12; k++) {
-			e = rel_err(out + off, gref + off, per_layer[k]);
+			e = test_rel_err(out + off, gref + off, per_layer[k]);
 			CHECK(e <= 1e-4, "%s: gradient of layer %d tensor %d: relative error %.3g", dir, l, k, e);
 			off += per_layer[k];
 		}
-	e = rel_err(out + off, gref + off, 2 * C);
+	e = test_rel_err(out + off, gref + off, 2 * C);
 	CHECK(e <= 1e-4 && off + 2 * C == n, "%s: gradient of ln_f: relative error %.3g", dir, e);
 
 	struct lspo_optim opt = { .lr = gd.opt[0], .beta1 = gd.opt[1], .beta2 = gd.opt[2], .eps = gd.opt[3],
@@ -130,7 +119,7 @@ static void check_model(const char *dir)
 			worst = fabs((double)out[i] - gd.final[i]), at = i;
 	CHECK(worst <= 1e-4, "%s: parameters after %d steps differ by %.3g at %zu", dir, gd.hdr[10], worst, at);
 	printf("%s: loss %.6f (PyTorch %.6f), logits err %.2e, 3-step params max diff %.2e\n",
-	       dir, loss, gd.loss, rel_err(logits, gd.logits, (size_t)B * T * V), worst);
+	       dir, loss, gd.loss, test_rel_err(logits, gd.logits, (size_t)B * T * V), worst);
 
 	lspo_model_free(m);
 	free(params); free(out); free(logits);

@@ -13,7 +13,7 @@
 
 #include "common.h"
 #include "engine/model.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 struct golden {
 	int hdr[6];             /* magic, version, B, T, V, nsteps */
@@ -43,17 +43,6 @@ static int read_golden(const char *path, struct golden *g)
 	return ok ? 0 : -1;
 }
 
-/* max |a - b| over a tensor, relative to max |b| of that tensor. */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double worst = 0, scale = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		worst = d > worst || isnan(d) ? (isnan(d) ? INFINITY : d) : worst;
-		scale = fmax(scale, fabs((double)b[i]));
-	}
-	return worst / (scale > 0 ? scale : 1);
-}
 
 /* Every tensor of the model's slab against the file's tensor of the same
  * name; the worst relative error. */
@@ -80,7 +69,7 @@ static double compare_by_name(const char *dir, const char *file, const struct mo
 		}
 		float *ref = malloc(n * sizeof(float));
 		st_read_f32(f, &f->tensors[k], ref);
-		double e = rel_err(slab + t->offset, ref, n);
+		double e = test_rel_err(slab + t->offset, ref, n);
 		CHECK(e <= tol, "%s: %s: relative error %.3g", path, t->name, e);
 		worst = fmax(worst, e);
 		free(ref);
@@ -207,7 +196,7 @@ static void check_model(const char *dir, enum lspo_family family)
 	CHECK(lspo_model_forward(m, gd.inputs, gd.targets, &loss) == LSPO_OK, "forward");
 	CHECK(fabs(loss - gd.loss) <= 1e-4 * fabs(gd.loss), "%s: loss %.7f, PyTorch %.7f", dir, loss, gd.loss);
 	lspo_model_get_logits(m, logits);
-	double elog = rel_err(logits, gd.logits, (size_t)B * T * V);
+	double elog = test_rel_err(logits, gd.logits, (size_t)B * T * V);
 	CHECK(elog <= 1e-4, "%s: logits relative error %.3g", dir, elog);
 
 	CHECK(lspo_model_forward_backward(m, gd.inputs, gd.targets, &loss, &norm) == LSPO_OK, "fwd+bwd");

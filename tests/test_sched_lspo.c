@@ -16,7 +16,7 @@
 
 #include "common.h"
 #include "gate.h"
-#include "sched/sched_lspo.h"
+#include "runtime/sched/sched_lspo.h"
 
 /* ------------------------------------------------------------------------ */
 /* Execution records                                                        */

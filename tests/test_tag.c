@@ -1,5 +1,5 @@
 /*
- * test_tag.c - task tags (src/tag.h): every stage's word, format and parse
+ * test_tag.c - task tags (src/runtime/tag.h): every stage's word, format and parse
  * as inverses of each other, names that are not tags rejected, and the
  * interning table: 10000+ distinct names, the same pointer for the same
  * text, strings that stay where they are while the table grows.
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "tag.h"
+#include "runtime/tag.h"
 
 static void test_stages(void)
 {

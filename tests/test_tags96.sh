@@ -47,10 +47,10 @@ import collections, csv, re, sys
 path, name, nmats, L = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 mode = name.split("-")[-1]
 # Tasks that belong to the whole step, not to a layer (today's engine):
-# in steps, the gradient-norm clip scale; outside steps, also the fills
-# that zero the AdamW moments of every tensor (set_params).
+# the gradient-norm clip scale.  (The fills that zero the AdamW moments in
+# set_params, outside steps, carry their tensor's layer.)
 IN_STEPS = {"clip_scale:upd"}
-OUTSIDE = IN_STEPS | {"fill:upd"}
+OUTSIDE = IN_STEPS
 STAGES = {"fwd", "bwd", "proj", "offload", "upd", "upload", "apply",
           "check", "learn", "reproject", "recompute", "reduce"}
 bad = []

@@ -119,7 +119,7 @@ int cmd_selftest(int argc, char **argv)
 	       n, n, r.seconds, r.max_rel_err, rc ? "FAILED" : "OK");
 	lspo_ctx_destroy(ctx);
 	if (cfg.trace_dir)
-		printf("FxT trace in %s (convert: cd %s && starpu_fxt_tool -i prof_file_*)\n",
+		printf("FxT trace in %s (convert to a time-ordered paje.trace: scripts/paje-trace %s)\n",
 		       cfg.trace_dir, cfg.trace_dir);
 	return rc ? CLI_FAIL : CLI_OK;
 }

@@ -76,7 +76,9 @@ int cli_parse_float(const char *opt, const char *text, double lo, double hi, dou
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Visible even under -fvisibility=hidden: a SimGrid StarPU renames main to
+ * starpu_main and looks it up by name to start the simulation. */
+__attribute__((visibility("default"))) int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);

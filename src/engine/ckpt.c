@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 
 #include "internal.h"
-#include "atomic_file.h"
+#include "io/atomic_file.h"
 #include "engine/model.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 static char *join(const char *dir, const char *name)
 {

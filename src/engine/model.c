@@ -22,8 +22,8 @@
 
 #include "internal.h"
 #include "engine/model.h"
-#include "tag.h"
-#include "trace.h"
+#include "runtime/tag.h"
+#include "runtime/trace.h"
 #include "adamw.h"
 #include "fill.h"
 #include "gradnorm.h"
@@ -39,11 +39,24 @@ const char *model_name(struct lspo_model *m, const char *op, int layer, const ch
 	const char *name;
 	if (lspo_stage_parse(stage, &st)) {
 		lspo_error("task %s: unknown stage '%s'", op, stage ? stage : "(null)");
+		m->name_failed = 1;
 		return NULL;
 	}
-	if (!m->tags && lspo_tags_create(&m->tags))
-		return NULL;   /* logged */
-	return lspo_tags_name(m->tags, op, layer, st, &name) ? NULL : name;   /* logged */
+	if ((!m->tags && lspo_tags_create(&m->tags)) || lspo_tags_name(m->tags, op, layer, st, &name)) {
+		m->name_failed = 1;   /* logged; the step that submitted the task fails */
+		return NULL;
+	}
+	return name;
+}
+
+/* LSPO_ENOMEM if a task of the graph just submitted got no tag: the
+ * policy could not place it by its rules, so the step is not run as asked. */
+static int check_names(struct lspo_model *m)
+{
+	if (!m->name_failed)
+		return LSPO_OK;
+	m->name_failed = 0;
+	LSPO_FAIL(LSPO_ENOMEM, "out of memory for task tags: the step's tasks are not all tagged");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -323,8 +336,8 @@ static void copy_slab(starpu_data_handle_t *h, const struct model_layout *layout
 int lspo_model_set_params(struct lspo_model *m, const float *params)
 {
 	copy_slab(m->hp, &m->layout, m->params, (float *)params, 1);
-	const char *name = model_name(m, "fill", -1, "upd");
 	for (int i = 0; i < m->layout.ntensors; i++) {
+		const char *name = model_name(m, "fill", model_tensor_layer(m, i), "upd");
 		TRY(lspo_fill_submit(m->hm[i], 0.0f, 0, name));
 		TRY(lspo_fill_submit(m->hv[i], 0.0f, 0, name));
 	}
@@ -631,6 +644,7 @@ int lspo_model_forward_backward(struct lspo_model *m, const int32_t *inputs, con
 	TRY(set_batch(m, inputs, targets));
 	TRY(submit_forward_backward(m, 0.0f));
 	starpu_task_wait_for_all();
+	TRY(check_names(m));
 	*loss = mean_loss(m);
 	*grad_norm = read_norm(m);
 	return LSPO_OK;
@@ -651,6 +665,8 @@ int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int
 		rc = m->update(m, opt);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
+	if (!rc)
+		rc = check_names(m);
 	if (rc)
 		return rc;
 	stats->step = m->step;

@@ -139,6 +139,7 @@ struct lspo_model {
 	int step;                                      /* optimizer steps done */
 	int registered;
 	struct lspo_tags *tags;                        /* interned task names (tag.h) */
+	int name_failed;                               /* a task got no tag (model_name) */
 
 	/* Mode hooks (native: model_use_native). */
 	int (*prio_fwd)(struct lspo_model *m, int layer);

@@ -17,7 +17,7 @@
 #include "internal.h"
 #include "engine/model.h"
 #include "projector.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #define NAME_LEN 48
 enum { T_MODE, T_STEP };   /* the first two tensors of every state */

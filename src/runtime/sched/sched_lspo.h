@@ -85,7 +85,7 @@
 #include <starpu.h>
 
 #include "lspo.h"
-#include "tag.h"
+#include "runtime/tag.h"
 
 extern struct starpu_sched_policy lspo_sched_policy;
 
@@ -117,7 +117,7 @@ int lspo_sched_default_cut(int nlayers);
 int lspo_sched_auto_cut(int nlayers, const double *bwd_us, const double *pipe_us);
 
 /* The policy's options and what the running policy learned: a context's
- * state (struct lspo_ctx holds one, src/ctx.c).  lspo_sched_set_opts
+ * state (struct lspo_ctx holds one, src/runtime/ctx.c).  lspo_sched_set_opts
  * writes the running context's options, and remembers them for contexts
  * created later (options may be set before lspo_ctx_create). */
 struct lspo_sched_state {
@@ -133,7 +133,7 @@ struct lspo_sched_state {
 void lspo_sched_state_init(struct lspo_sched_state *s);
 void lspo_sched_state_destroy(struct lspo_sched_state *s);
 
-/* The running context's state (src/ctx.c): set before starpu_init, cleared
+/* The running context's state (src/runtime/ctx.c): set before starpu_init, cleared
  * after starpu_shutdown; NULL when no context runs. */
 struct lspo_sched_state *lspo_ctx_sched_state(void);
 

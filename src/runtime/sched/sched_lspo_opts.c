@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "sched/sched_lspo.h"
+#include "runtime/sched/sched_lspo.h"
 
 #define OPT_MAX (1 << 20)
 

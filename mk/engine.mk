@@ -1,3 +1,4 @@
+# engine: src/engine/ (the step engine, modes, training state) and src/models/ (one file per family).
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
 liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
 	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \

@@ -918,7 +918,7 @@ int lspo_trace_flush(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Life cycle (src/ctx.c)                                                   */
+/* Life cycle (src/runtime/ctx.c)                                                   */
 
 static int mkdir_p(const char *dir)
 {

@@ -27,7 +27,7 @@
 #endif
 
 #include "internal.h"
-#include "sched/sched_lspo.h"
+#include "runtime/sched/sched_lspo.h"
 #include "trace.h"
 
 struct lspo_ctx {
@@ -222,7 +222,7 @@ void lspo_ctx_describe(const struct lspo_ctx *ctx, FILE *out)
 	        major, minor, release, fxt, cuda, ctx->sched);
 	if (lspo_ctx_simulated(ctx))
 		fprintf(out, "simulation (SimGrid): kernels do not run; task times are estimates "
-		        "(src/sim_cost.c), losses are not computed\n");
+		        "(src/runtime/sim_cost.c), losses are not computed\n");
 	fprintf(out, "%d CPU worker(s), %d CUDA worker(s), %u memory node(s)\n",
 	        ctx->ncpus, ctx->ncuda, starpu_memory_nodes_get_count());
 	for (unsigned w = 0; w < starpu_worker_get_count(); w++) {

@@ -2,7 +2,7 @@
  * trace.h - per-task timelines and step summaries from StarPU's profiling
  * information (every build, FxT or not), written as DIR/tasks.csv and
  * DIR/summary.txt, and the bus ledger.  Each lspo_ctx owns one struct
- * lspo_trace (recorder and ledger); only src/ctx.c creates, starts, ends
+ * lspo_trace (recorder and ledger); only src/runtime/ctx.c creates, starts, ends
  * and frees it.  Users see lspo_trace_* in lspo.h: those, the StarPU hooks
  * and lspo_bus_totals find the recorder of the running context through
  * lspo_ctx_trace().
@@ -19,7 +19,7 @@ int lspo_trace_create(struct lspo_trace **out);
 /* After lspo_trace_end, or when StarPU never started.  NULL is a no-op. */
 void lspo_trace_free(struct lspo_trace *t);
 
-/* The running context's recorder (src/ctx.c): set before starpu_init,
+/* The running context's recorder (src/runtime/ctx.c): set before starpu_init,
  * cleared after starpu_shutdown; NULL when no context runs. */
 struct lspo_trace *lspo_ctx_trace(void);
 
