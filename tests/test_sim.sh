@@ -9,7 +9,8 @@
 #   - native moves nothing but those, under the lspo policy;
 #   - the lspo policy keeps the GPU busy in lsp mode and hides the offload
 #     (trace summary: GPU busy >= 85 % with 4 layers, transfers hidden >= 50 %),
-#     and lsp's step is shorter than zero's.
+#     and lsp's step is shorter than zero's;
+#   - a Llama-family model's zero and lsp move their analytic volume too.
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,5 +81,23 @@ dmdas_ms=$(awk -F, 'NR == 4 { print $5 }' "$out/lsp-dmdas.csv")
 # a few percent of each other, either way (bench/RESULTS.md has the 124M and
 # 774M comparison).
 echo "step 3 of lsp: lspo policy $lsp_ms ms, dmdas $dmdas_ms ms (simulated)"
+
+# A Llama-family model (grouped-query attention, untied head, (out, in)
+# weights): zero and lsp move their analytic volume too; lsp compresses its
+# seven maps per block.
+"$lspo" init --family llama --vocab 256 --n-positions $T --n-embd 256 --n-layer 4 --n-head 4 --n-kv-head 2 \
+  --intermediate 384 --out "$out/llama" > /dev/null 2>&1 || { echo "FAILED: llama init"; fail=1; }
+for mode in zero lsp; do
+  name=llama-$mode
+  "$lspo" train --model "$out/llama" --data "$out/tok.bin" --steps 5 --batch $B --seq $T --check-freq 0 \
+    --mode $mode --lsp-d 64 --lsp-r 8 --log "$out/$name.csv" > "$out/$name.out" 2> "$out/$name.err" \
+    || { echo "FAILED: lspo train llama $mode"; tail -n 5 "$out/$name.err"; fail=1; continue; }
+  v=$(volume $name)
+  lo_d=$(steady_min $name 7) hi_d=$(steady $name 7) lo_h=$(steady_min $name 8) hi_h=$(steady $name 8)
+  echo "$name: analytic $v B each way; steady steps d2h $lo_d..$hi_d B, h2d $lo_h..$hi_h B"
+  check "$name d2h = analytic + step outputs" "[ $lo_d -ge $v ] && [ $hi_d -le $((v + slack_d2h)) ]"
+  check "$name h2d = analytic + step inputs" "[ $lo_h -ge $v ] && [ $hi_h -le $((v + slack_h2d)) ]"
+done
+check "llama lsp moves 4 d^2 per map, 7 maps per block" "[ $(volume llama-lsp) -eq $((4 * 7 * 4 * 64 * 64)) ]"
 [ $fail -eq 0 ] && echo "test_sim: all checks passed"
 exit $fail
