@@ -78,6 +78,10 @@ expect 2 "--vocab" "integer" -- init --vocab abc --out "$out/x"
 expect 2 "--n-head" "required" -- init --vocab 5 --n-positions 4 --n-embd 4 --n-layer 1 --out "$out/x"
 expect 2 "--n-head" "divisible" -- init --vocab 5 --n-positions 4 --n-embd 4 --n-layer 1 --n-head 3 --out "$out/x"
 expect 2 "--config-json" "exclusive" -- init --config-json "$out/good/config.json" --vocab 5 --out "$out/x"
+expect 2 "--family" "mistral" -- init --family mistral $sizes --out "$out/x"
+expect 2 "--intermediate" "required for llama" -- init --family llama $sizes --out "$out/x"
+expect 2 "--n-kv-head" "llama and qwen2" -- init $sizes --n-kv-head 2 --out "$out/x"
+expect 2 "num_key_value_heads (3)" "llama model" -- init --family llama $sizes --intermediate 48 --n-kv-head 3 --out "$out/x"
 expect 2 "--out" "required" -- init $sizes
 expect 2 "init" "unknown" -- init --bogus
 expect 2 "--bytes" "tokeniser" -- tokenize "$out/text.txt" "$out/x.bin"
@@ -86,6 +90,7 @@ expect 2 "check" "nothing to check" -- check
 # --- training states (--resume) -------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do cat "$out/text.txt"; done > "$out/long.txt"
 "$lspo" tokenize --bytes "$out/long.txt" "$out/long.bin" > /dev/null || { echo "FAIL: tokenize long"; fail=1; }
+expect 2 "--lsp-targets" "unknown target 'q' for gpt2" -- train --model "$out/good" --data "$out/long.bin" --batch 2 --seq 16 --mode lsp --lsp-targets q
 lsp="--data $out/long.bin --batch 2 --seq 16 --mode lsp --lsp-d 16 --lsp-r 4"
 "$lspo" train --model "$out/good" $lsp --steps 2 --save "$out/run" > /dev/null 2>&1 || { echo "FAIL: train --save"; fail=1; }
 # the manifest names the option that differs from the saved run's
