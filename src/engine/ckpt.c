@@ -26,13 +26,6 @@ static char *join(const char *dir, const char *name)
 	return p;
 }
 
-/* The layout of cfg, refusing configs whose slab size overflows size_t. */
-static int layout_for(const struct lspo_model_config *cfg, struct lspo_model_config *c,
-                      struct model_layout *lay)
-{
-	return model_layout_for(cfg, c, lay);
-}
-
 /* ---------------------------------------------------------------------- */
 /* config.json                                                            */
 
@@ -338,7 +331,7 @@ int lspo_ckpt_save(const char *dir, const struct lspo_model_config *cfg, const f
 {
 	struct lspo_model_config c;
 	struct model_layout lay;
-	int rc = layout_for(cfg, &c, &lay);
+	int rc = model_layout_for(cfg, &c, &lay);
 	if (rc)
 		return rc;
 	struct st_out_tensor *ts = calloc((size_t)lay.ntensors, sizeof(*ts));
@@ -677,7 +670,7 @@ int lspo_ckpt_load_params(const char *dir, const struct lspo_model_config *cfg, 
 	struct lspo_model_config c;
 	struct model_layout lay;
 	struct ckpt_files cf;
-	int rc = layout_for(cfg, &c, &lay);
+	int rc = model_layout_for(cfg, &c, &lay);
 	if (rc)
 		return rc;
 	if (!params) {

@@ -72,8 +72,9 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 	if (m->nacts == m->cap_acts) {
 		int cap = m->cap_acts ? 2 * m->cap_acts : 256;
 		starpu_data_handle_t *p = realloc(m->acts, (size_t)cap * sizeof(*p));
-		if (!p) {   /* unregistered handles are reported by the first submit */
+		if (!p) {   /* build() reports it */
 			*h = NULL;
+			m->act_failed = 1;
 			return;
 		}
 		m->acts = p;
@@ -221,9 +222,8 @@ static int build(struct lspo_model *m)
 	m->registered = 1;
 	register_host_data(m);
 	TRY(register_activations(m));
-	for (int i = 0; i < m->nacts; i++)
-		if (!m->acts[i])
-			LSPO_FAIL(LSPO_ENOMEM, "cannot register the model's activations");
+	if (m->act_failed)
+		LSPO_FAIL(LSPO_ENOMEM, "cannot register the model's activations");
 	model_use_native(m);
 	return LSPO_OK;
 }

@@ -128,6 +128,7 @@ struct lspo_model {
 	/* Activation handles, unregistered by the engine. */
 	starpu_data_handle_t *acts;
 	int nacts, cap_acts;
+	int act_failed;                                /* out of memory registering one */
 	/* CPU-only runs cut large products into `split` row blocks, one per CPU
 	 * worker, so that every core works (BLAS itself stays single-threaded). */
 	int split;

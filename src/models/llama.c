@@ -153,7 +153,6 @@ struct llama {
 	starpu_data_handle_t rope;
 	/* Gradients of activations, reused by every block. */
 	starpu_data_handle_t dres, dln, datt, dq, dk, dv, dh, dgate, dup;
-	int first_tensor_of_block;                     /* tensor index of block 0's first tensor */
 	int head;                                      /* the head's weight: lm_head or the embedding */
 	int final_norm;
 };
@@ -201,7 +200,6 @@ static int build(struct lspo_model *m)
 		if (!s || !(s->blocks = calloc(c->n_layer, sizeof(*s->blocks))))
 			LSPO_FAIL(LSPO_ENOMEM, "llama: cannot allocate the activations");
 		TRY(rope_table(m, s));
-		s->first_tensor_of_block = 1;
 		s->final_norm = layout_find(&m->layout, "model.norm.weight");
 		s->head = c->tie_word_embeddings ? 0 : layout_find(&m->layout, "lm_head.weight");
 	}
