@@ -764,6 +764,61 @@ int lspo_st_check_finite(const char *path);
 uint32_t lspo_crc32c(uint32_t crc, const void *data, size_t n);
 int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 
+/* ------------------------------------------------------------------------ */
+/* Memory: the analytic footprint of a run, and what StarPU allocated       */
+/* (issue 13).                                                              */
+
+/* What decides a run's footprint.  Options other parts of the engine own are
+ * parameters here, so that `lspo plan` covers them. */
+struct lspo_footprint_opts {
+	enum lspo_mode mode;
+	int batch, seq;          /* B, T of one (micro-)batch */
+	int lsp_d, lsp_r;        /* lsp: subspace size (capped per matrix), non-zeros per row */
+	int lsp_shared;          /* lsp: one projector pair per role and shape */
+	unsigned lsp_targets;    /* lsp: roles compressed (lspo_lsp_targets_parse); 0: all of a block */
+	int freeze_dense;        /* lsp: the other parameters stay fixed */
+	int offload_bf16;        /* zero: gradients and weights cross the bus in bf16 */
+	int dtype_bf16;          /* weights and activations stored in bf16 on the accelerator */
+	int checkpoint_every;    /* 0: every activation kept; K: block inputs every K blocks, recomputed */
+	int grad_accum;          /* micro-batches per optimizer step (0 or 1: none) */
+};
+/* Bytes, by kind, on the accelerator (where a CPU-only run computes: main
+ * memory), and the host memory the engine and the mode keep. */
+struct lspo_footprint {
+	double weights, gradients, optimizer, activations, projectors, workspace;
+	double device;           /* the sum of the six */
+	double host;
+};
+/* native, B 4, T 64, lsp d 256, r 8, the rest off. */
+struct lspo_footprint_opts lspo_footprint_opts_default(void);
+/* From the model's layout alone (no StarPU); LSPO_EINVAL naming what is wrong. */
+int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footprint_opts *opts,
+                   struct lspo_footprint *out);
+
+/* What StarPU allocated, sampled when tasks start and end and at step ends
+ * (starpu_memory_get_total - starpu_memory_get_available: the bytes StarPU
+ * allocated on the node through its allocator: replicas of data, scratch
+ * buffers; memory the application allocated itself, e.g. lspo's host slabs,
+ * is not in it).  Evicted and refetched bytes are per accelerator node: a
+ * refetch is host->device traffic of the step beyond what its tasks needed
+ * once (data not resident at the step's start, or written elsewhere since
+ * the node last had it); evicted bytes are the refetched ones plus the data
+ * a node held during the step, unchanged elsewhere, that it no longer holds
+ * at the step's end. */
+#define LSPO_MEM_MAXNODES 8
+struct lspo_mem_stats {
+	int nnodes;
+	char name[LSPO_MEM_MAXNODES][32];        /* StarPU's node name, e.g. "NUMA 0", "CUDA 0" */
+	int accel[LSPO_MEM_MAXNODES];            /* 1: an accelerator's memory, 0: main memory */
+	double total[LSPO_MEM_MAXNODES];         /* bytes StarPU may use there (-1: unknown) */
+	double peak_step[LSPO_MEM_MAXNODES];     /* peak allocated during the last step */
+	double peak_run[LSPO_MEM_MAXNODES];      /* peak since StarPU started */
+	double evicted, refetched;               /* of the last step, all accelerator nodes */
+	double needed;                           /* host->device bytes the last step needed */
+};
+/* Fills `out` (zeros when no context runs). */
+void lspo_mem_get(struct lspo_mem_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,3 +44,6 @@ check_PROGRAMS += tests/test_trace_cp
 TESTS += tests/test_trace_cp
 TESTS += tests/test_paje.sh
 dist_check_SCRIPTS += tests/test_paje.sh
+
+# --- memory (issue 13): peaks per memory node, evictions per step
+liblspo_la_SOURCES += src/runtime/memstat.c src/runtime/memstat.h

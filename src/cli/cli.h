@@ -18,6 +18,9 @@ int cmd_tokenize(int argc, char **argv);  /* cmd_data.c */
 int cmd_check(int argc, char **argv);     /* cmd_data.c */
 int cmd_encode(int argc, char **argv);    /* cmd_tok.c */
 int cmd_decode(int argc, char **argv);    /* cmd_tok.c */
+int cmd_plan(int argc, char **argv);      /* cmd_plan.c */
+/* The footprint's line, and with gpu_mem_mib > 0 whether it fits (cmd_plan.c). */
+void cli_print_footprint(const struct lspo_footprint *f, long gpu_mem_mib);
 /* `lspo tokenize --tokenizer` (cmd_tok.c): files as documents, or JSONL
  * prompt/response records with the prompt masked out of the loss. */
 int cli_tokenize_text(const char *tokdir, char **in, int nin, const char *out, int bos, int eos,

@@ -838,7 +838,54 @@ static int check_val_length(struct run *r, const struct run_opts *o, size_t trai
 	return CLI_USAGE;
 }
 
-#define LOG_HEADER "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d"
+/* The peak StarPU allocated on the node where the step computes: the
+ * accelerator when there is one, else main memory (of the step, or of the
+ * run with run = 1). */
+static double device_peak(const struct lspo_mem_stats *m, int run)
+{
+	double peak[2] = { 0, 0 };   /* main memory, accelerators */
+	int accel = 0;
+	for (int n = 0; n < m->nnodes; n++) {
+		double p = run ? m->peak_run[n] : m->peak_step[n];
+		int a = m->accel[n] != 0;
+		peak[a] = p > peak[a] ? p : peak[a];
+		accel |= a;
+	}
+	return peak[accel];
+}
+
+/* The analytic footprint of this run (lspo plan's), before the first step. */
+static void print_footprint(const struct run *r, const struct run_opts *o)
+{
+	struct lspo_footprint_opts fo = lspo_footprint_opts_default();
+	fo.mode = o->off.mode;
+	fo.batch = (int)o->batch;
+	fo.seq = (int)o->seq;
+	fo.lsp_d = o->off.lsp_d;
+	fo.lsp_r = o->off.lsp_r;
+	fo.lsp_shared = o->off.lsp_shared;
+	fo.freeze_dense = o->off.freeze_dense;
+	fo.offload_bf16 = o->off.offload_bf16;
+	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &fo.lsp_targets))
+		fo.lsp_targets = 0;
+	struct lspo_footprint f;
+	if (!lspo_footprint(&r->cfg, &fo, &f))
+		cli_print_footprint(&f, o->gpu_mem);
+}
+
+/* Per memory node, the peak StarPU allocated during the run. */
+static void print_run_memory(void)
+{
+	struct lspo_mem_stats m;
+	lspo_mem_get(&m);
+	printf("memory peak (StarPU's allocations):");
+	for (int n = 0; n < m.nnodes; n++)
+		printf("%s %s %.1f MiB%s", n ? "," : "", m.name[n], m.peak_run[n] / 1048576.0,
+		       m.total[n] > 0 ? "" : " (not counted)");
+	printf("\n");
+}
+
+#define LOG_HEADER "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d,peak_device_bytes,evicted_bytes,refetched_bytes"
 
 static int train(int argc, char **argv)
 {
@@ -903,6 +950,7 @@ static int train(int argc, char **argv)
 	lspo_model_offload_volume(r.model, &vd2h, &vh2d);
 	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
+	print_footprint(&r, &o);
 	fflush(stdout);
 	double last_save = now_s();
 	long bad = 0;
@@ -923,13 +971,20 @@ static int train(int argc, char **argv)
 		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
 		double tps = (double)o.batch * o.seq / st.seconds;
-		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
-		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
-		       st.bytes_h2d / 1e6);
+		struct lspo_mem_stats mem;
+		lspo_mem_get(&mem);
+		double peak = device_peak(&mem, 0);
+		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB"
+		       " | peak %.1f MiB", st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps,
+		       st.bytes_d2h / 1e6, st.bytes_h2d / 1e6, peak / 1048576.0);
+		if (mem.evicted > 0 || mem.refetched > 0)
+			printf(" (evicted %.2f MB, refetched %.2f MB)", mem.evicted / 1e6, mem.refetched / 1e6);
+		printf("\n");
 		fflush(stdout);
 		if (r.log) {
-			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
-			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d);
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f,%.0f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
+			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d, peak, mem.evicted,
+			        mem.refetched);
 			if (job_log_flush(o.log, r.log))
 				goto out;
 		}
@@ -974,6 +1029,7 @@ static int train(int argc, char **argv)
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
 			goto out;
 	}
+	print_run_memory();
 	if (start >= o.steps)
 		printf("nothing to do: the checkpoint is at step %ld, --steps %ld\n", start, o.steps);
 	if (has_val && start < o.steps && validate(&r, &o, train_end, o.steps))

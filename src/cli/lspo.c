@@ -22,6 +22,7 @@ static const struct {
 	{ "info", cmd_info, "print StarPU's workers, features and the policies lspo accepts" },
 	{ "selftest", cmd_selftest, "run a small checked task graph of lspo codelets" },
 	{ "train", cmd_train, "train a GPT-2, Llama or Qwen2 checkpoint on a token shard" },
+	{ "plan", cmd_plan, "the memory a training run needs, and whether it fits (runs nothing)" },
 	{ "eval", cmd_eval, "validation loss and perplexity of a checkpoint" },
 	{ "init", cmd_init, "write a randomly initialised checkpoint (HF layout)" },
 	{ "tokenize", cmd_tokenize, "turn a file into an llm.c token shard" },

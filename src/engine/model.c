@@ -24,6 +24,7 @@
 #include "engine/model.h"
 #include "runtime/tag.h"
 #include "runtime/trace.h"
+#include "runtime/memstat.h"
 #include "adamw.h"
 #include "fill.h"
 #include "gradnorm.h"
@@ -665,6 +666,7 @@ int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int
 		rc = m->update(m, opt);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
+	lspo_mem_step_end();          /* its memory peaks, evicted and refetched bytes */
 	if (!rc)
 		rc = check_names(m);
 	if (rc)

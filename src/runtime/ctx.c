@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "runtime/sched/sched_lspo.h"
 #include "trace.h"
+#include "memstat.h"
 
 struct lspo_ctx {
 	struct starpu_conf conf;
@@ -151,6 +152,7 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 		ctx_free(ctx);
 		return rc;
 	}
+	lspo_mem_wrap_policy(&ctx->conf.sched_policy);   /* memory peaks, evictions (memstat.h) */
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 	openblas_set_num_threads(1);
 #endif
@@ -168,6 +170,7 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	if (cfg->profiling)
 		starpu_profiling_status_set(STARPU_PROFILING_ENABLE);
 	lspo_trace_started(ctx->trace);   /* profiling on when tracing */
+	lspo_mem_started();
 #ifdef LSPO_USE_CUDA
 	if (ctx->ncuda > 0) {
 		starpu_cublas_init();
@@ -184,6 +187,7 @@ void lspo_ctx_destroy(struct lspo_ctx *ctx)
 		return;
 	starpu_task_wait_for_all();
 	lspo_trace_end(ctx->trace, 1);   /* DIR/tasks.csv, DIR/summary.txt */
+	lspo_mem_stopped();
 #ifdef LSPO_USE_CUDA
 	if (ctx->cublas)
 		starpu_cublas_shutdown();

@@ -32,6 +32,7 @@
 #include "internal.h"
 #include "tag.h"
 #include "trace.h"
+#include "memstat.h"
 
 /* ------------------------------------------------------------------------ */
 /* Records                                                                  */
@@ -310,6 +311,7 @@ static int new_seg(struct lspo_trace *t, int step, double t0)
 
 void lspo_trace_mark_step(int step)
 {
+	lspo_mem_mark(step);   /* memstat.h: evictions are counted per step */
 	struct lspo_trace *t = lspo_ctx_trace();
 	if (!t || !t->on)
 		return;
@@ -778,6 +780,7 @@ static int write_summary(const struct lspo_trace *t, const char *path, const siz
 	      "# critical path: the longest chain of dependent tasks of the step by measured duration;\n"
 	      "#   dependencies rebuilt from the tasks' handles and access modes in job-id (submission) order\n"
 	      "#   (read-after-write, write-after-read, write-after-write), within the step.\n", f);
+	lspo_mem_print_legend(f);
 
 	struct group_stats *tot = calloc(1, sizeof(*tot)), *st = calloc(1, sizeof(*st));
 	size_t *grp = malloc((n + 1) * sizeof(*grp));
@@ -811,6 +814,7 @@ static int write_summary(const struct lspo_trace *t, const char *path, const siz
 		print_workers(f, st, st->wall);
 		print_bytes(f, sg->bus.bytes);
 		print_transfers(f, st, sg->bus.model_us, sg->bus.transfers);
+		lspo_mem_print_step(f, sg->step);   /* memstat.h */
 		print_chain(t, f, grp, st);
 		free(st->pred);
 		st->pred = NULL;
@@ -843,6 +847,7 @@ static int write_summary(const struct lspo_trace *t, const char *path, const siz
 		fprintf(f, "  critical path: %.3f ms summed over steps = %.1f%% of wall; longest %.3f ms (step %d)\n",
 		        tot->cp * 1e-3, tot->wall > 0 ? 100.0 * tot->cp / tot->wall : 0.0, cp_max * 1e-3,
 		        cp_max_step);
+		lspo_mem_print_step(f, 0);
 		fprintf(f, "\noutside training steps: %zu tasks\n", outside);
 		print_bytes(f, obytes);
 		if (t->dropped)

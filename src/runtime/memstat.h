@@ -1,0 +1,34 @@
+/*
+ * memstat.h - memory of a run as StarPU sees it (issue 13): the peak bytes
+ * StarPU allocated on each memory node, per step and per run, and the bytes
+ * an accelerator evicted and fetched again in a step.  Users read it with
+ * lspo_mem_get (lspo.h); the context (ctx.c), the step marks (trace.c) and
+ * the engine's step (model.c) drive it.  StarPU runs once per process, so
+ * the state is the process's.
+ */
+#ifndef LSPO_MEMSTAT_H
+#define LSPO_MEMSTAT_H
+
+#include <starpu.h>
+
+/* Before starpu_init: replaces *policy by a copy whose exec hooks sample
+ * memory and follow data, then call the original hooks. */
+void lspo_mem_wrap_policy(struct starpu_sched_policy **policy);
+/* After starpu_init succeeded / before starpu_shutdown. */
+void lspo_mem_started(void);
+void lspo_mem_stopped(void);
+
+/* A mark of trace.c: step > 0 opens a training step (after its inputs were
+ * written), step <= 0 work outside steps (the data followed so far is
+ * forgotten: handles may be unregistered there). */
+void lspo_mem_mark(int step);
+/* After the step's tasks ended: its peaks, evicted and refetched bytes. */
+void lspo_mem_step_end(void);
+
+/* summary.txt (trace.c): the legend of the memory lines, and the line of
+ * a step (step 0: the run's peaks). */
+#include <stdio.h>
+void lspo_mem_print_legend(FILE *f);
+void lspo_mem_print_step(FILE *f, int step);
+
+#endif
