@@ -49,17 +49,20 @@ void cli_print_footprint(const struct lspo_footprint *f, long gpu_mem_mib)
 {
 	printf("accelerator footprint (analytic): weights %.1f MiB, gradients %.1f MiB, optimizer states "
 	       "%.1f MiB, activations %.1f MiB, projectors %.1f MiB, workspace %.1f MiB; total %.1f MiB "
-	       "(%.0f B); host %.1f MiB\n", mib(f->weights), mib(f->gradients), mib(f->optimizer),
-	       mib(f->activations), mib(f->projectors), mib(f->workspace), mib(f->device), f->device,
-	       mib(f->host));
+	       "(%.0f B), %.1f MiB as StarPU allocates it on an accelerator; host %.1f MiB\n", mib(f->weights),
+	       mib(f->gradients), mib(f->optimizer), mib(f->activations), mib(f->projectors), mib(f->workspace),
+	       mib(f->device), f->device, mib(f->allocated), mib(f->host));
+	printf("footprint bytes: weights %.0f gradients %.0f optimizer %.0f activations %.0f projectors %.0f "
+	       "workspace %.0f device %.0f allocated %.0f lazy %.0f host %.0f\n", f->weights, f->gradients,
+	       f->optimizer, f->activations, f->projectors, f->workspace, f->device, f->allocated, f->lazy, f->host);
 	if (gpu_mem_mib > 0) {
 		double cap = (double)gpu_mem_mib * 1048576.0;
-		if (f->device <= cap)
-			printf("fits: yes, %.1f of %ld MiB (%.1f MiB left)\n", mib(f->device), gpu_mem_mib,
-			       mib(cap - f->device));
+		double need = f->allocated > f->device ? f->allocated : f->device;
+		if (need <= cap)
+			printf("fits: yes, %.1f of %ld MiB (%.1f MiB left)\n", mib(need), gpu_mem_mib, mib(cap - need));
 		else
 			printf("fits: no, needs %.1f MiB, %.1f MiB more than %ld MiB (StarPU will evict and fetch "
-			       "again, or fail)\n", mib(f->device), mib(f->device - cap), gpu_mem_mib);
+			       "again, or fail)\n", mib(need), mib(need - cap), gpu_mem_mib);
 	}
 }
 

@@ -42,25 +42,59 @@ struct lspo_footprint_opts lspo_footprint_opts_default(void)
 	                                     .lsp_r = d.lsp_r, .grad_accum = 1 };
 }
 
-/* Floats of one block's activations and of the shared ones (activation
- * gradients, embedding output, final norm), as the family registers them. */
-static void activation_floats(const struct lspo_model_config *c, double N, double nstats, double *per_block,
-                              double *shared)
+/* StarPU's allocator (1.3, datawizard/malloc.c) serves an accelerator's
+ * allocations of at most 4 MiB from 32 MiB chunks in 16 KiB blocks, and
+ * counts whole chunks against the node's memory; larger ones exactly. */
+#define CHUNK (32.0 * 1048576.0)
+#define CHUNK_ALLOC_MAX (CHUNK / 8)
+#define CHUNK_BLOCK (16.0 * 1024.0)
+
+struct acc {
+	double small_blocks;     /* bytes of small allocations, rounded up to blocks */
+	double big;              /* bytes of large allocations */
+};
+
+/* `count` handles of `bytes` each, of the kind `*kind`, on the accelerator. */
+static void add(struct acc *a, double *kind, double bytes, double count)
+{
+	if (bytes <= 0 || count <= 0)
+		return;
+	*kind += bytes * count;
+	if (bytes <= CHUNK_ALLOC_MAX)
+		a->small_blocks += count * CHUNK_BLOCK * (double)(long long)((bytes + CHUNK_BLOCK - 1) / CHUNK_BLOCK);
+	else
+		a->big += bytes * count;
+}
+
+/* One block's activations (`per_block` times) and the shared ones
+ * (activation gradients, embedding output, final norm), handle by handle
+ * as the family registers them, `eb` bytes per element. */
+static void activations(const struct lspo_model_config *c, double N, double nstats, double per_block,
+                        double eb, struct acc *a, double *kind)
 {
 	double C = c->n_embd, I = c->n_inner;
 	if (c->family == LSPO_FAMILY_GPT2) {
-		/* ln1 (+ mean, rstd), qkv, atty, lse, attproj, res2, ln2 (+ mean, rstd),
-		 * fch, fch_gelu, fcproj, res3 */
-		*per_block = N * (C + 2 + 3 * C + C + C + C + C + 2 + 2 * I + C + C) + nstats;
-		/* encoded, lnf (+ mean, rstd), dres, dln, datty, dqkv, dfch, dfch_gelu */
-		*shared = N * (C + C + 2 + C + C + C + 3 * C + 2 * I);
+		/* ln1, mean, rstd, qkv, atty, lse, attproj, res2, ln2, mean, rstd, fch, fch_gelu, fcproj, res3 */
+		const double blk[] = { N * C, N, N, 3 * N * C, N * C, nstats, N * C, N * C, N * C, N, N, N * I,
+		                       N * I, N * C, N * C };
+		/* encoded, lnf, mean, rstd, dres, dln, datty, dqkv, dfch, dfch_gelu */
+		const double sh[] = { N * C, N * C, N, N, N * C, N * C, N * C, 3 * N * C, N * I, N * I };
+		for (size_t i = 0; i < sizeof(blk) / sizeof(blk[0]); i++)
+			add(a, kind, eb * blk[i], per_block);
+		for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++)
+			add(a, kind, eb * sh[i], 1);
 		return;
 	}
 	double Q = (double)c->n_head * c->head_dim, K = (double)c->n_kv_head * c->head_dim;
 	/* r1, rstd1, q, k, v, att, lse, attproj, res2, r2, rstd2, gate, up, h, down, res3 */
-	*per_block = N * (C + 1 + Q + 2 * K + Q + C + C + C + 1 + 3 * I + C + C) + nstats;
+	const double blk[] = { N * C, N, N * Q, N * K, N * K, N * Q, nstats, N * C, N * C, N * C, N, N * I, N * I,
+	                       N * I, N * C, N * C };
 	/* x0, rf, rstdf, dres, dln, datt, dq, dk, dv, dh, dgate, dup */
-	*shared = N * (C + C + 1 + C + C + Q + Q + 2 * K + 3 * I);
+	const double sh[] = { N * C, N * C, N, N * C, N * C, N * Q, N * Q, N * K, N * K, N * I, N * I, N * I };
+	for (size_t i = 0; i < sizeof(blk) / sizeof(blk[0]); i++)
+		add(a, kind, eb * blk[i], per_block);
+	for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++)
+		add(a, kind, eb * sh[i], 1);
 }
 
 static int any_bias(const struct model_layout *l)
@@ -73,12 +107,12 @@ static int any_bias(const struct model_layout *l)
 
 /* lsp: what the compressed maps keep; marks their weights in `target`. */
 static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_opts *o, unsigned targets,
-                      double N, char *target, struct lspo_footprint *f)
+                      double N, char *target, struct acc *a, struct lspo_footprint *f, double *scratch)
 {
-	double max_n = 0;
-	/* shared pairs: one per (role, in, out); at most nlinears of them */
+	/* shared pairs: one per (role, in, out) */
 	int *seen = calloc((size_t)l->nlinears + 1, 3 * sizeof(int));
 	int nseen = 0;
+	double dmax = 0;
 	for (int i = 0; i < l->nlinears; i++) {
 		const struct model_linear *L = &l->linears[i];
 		if (!(targets & (1u << L->role)))
@@ -87,31 +121,32 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 		double d = o->lsp_d < L->in ? o->lsp_d : L->in;
 		d = d < L->out ? d : L->out;
 		double r = o->lsp_r < d ? o->lsp_r : d;
-		f->activations += 4.0 * d * N;                 /* A = P^T X^T, (d, N) */
-		f->gradients += 4.0 * d * d;                   /* G_hat, formed on the accelerator */
-		f->optimizer += 4.0 * d * d;                   /* Delta, applied there */
-		f->host += 4.0 * 4.0 * d * d;                  /* G_hat, Delta, M, V */
-		max_n = L->out > max_n ? L->out : max_n;
-		int fresh = 1;
-		if (o->lsp_shared && seen) {
-			for (int k = 0; k < nseen && fresh; k++)
-				fresh = !(seen[3 * k] == L->role && seen[3 * k + 1] == L->in && seen[3 * k + 2] == L->out);
-			if (fresh) {
-				seen[3 * nseen] = L->role;
-				seen[3 * nseen + 1] = L->in;
-				seen[3 * nseen + 2] = L->out;
-				nseen++;
-			}
+		dmax = d > dmax ? d : dmax;
+		add(a, &f->activations, 4.0 * d * N, 1);     /* A = P^T X^T, (d, N) */
+		add(a, &f->gradients, 4.0 * d * d, 1);       /* G_hat, formed on the accelerator */
+		add(a, &f->optimizer, 4.0 * d * d, 1);       /* Delta, applied there */
+		f->host += 4.0 * 4.0 * d * d;                /* G_hat, Delta, M, V */
+		int fresh = 1, k;
+		for (k = 0; seen && k < nseen && fresh; k++)
+			fresh = !(seen[3 * k] == L->role && seen[3 * k + 1] == L->in && seen[3 * k + 2] == L->out);
+		if (seen && fresh) {
+			seen[3 * nseen] = L->role;
+			seen[3 * nseen + 1] = L->in;
+			seen[3 * nseen + 2] = L->out;
+			nseen++;
+			/* proj_apply's scratch (d, out), one per shape */
+			add(a, &f->workspace, 4.0 * d * L->out, 1);
+			*scratch = 4.0 * d * L->out > *scratch ? 4.0 * d * L->out : *scratch;
 		}
-		if (fresh) {   /* P (in, r) and Q (out, r): int32 indices and float values */
-			f->projectors += 8.0 * r * ((double)L->in + L->out);
+		if (fresh || !o->lsp_shared) {   /* P (in, r), Q (out, r): int32 indices, float values */
+			add(a, &f->projectors, 4.0 * r * L->in, 2);
+			add(a, &f->projectors, 4.0 * r * L->out, 2);
 			f->host += 8.0 * r * ((double)L->in + L->out);
 		}
 	}
 	free(seen);
-	/* scratch of project_bwd (d, N) and of proj_apply (d, out) */
-	double d = o->lsp_d;
-	f->workspace += 4.0 * d * N + 4.0 * d * max_n;
+	add(a, &f->workspace, 4.0 * dmax * N, 1);        /* project_bwd's scratch (d, N) */
+	*scratch = 4.0 * dmax * N > *scratch ? 4.0 * dmax * N : *scratch;
 }
 
 int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footprint_opts *o,
@@ -156,63 +191,71 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 	}
 
 	struct lspo_footprint *f = out;
-	double N = (double)o->batch * o->seq, P = (double)l.nfloats;
-	double wb = o->dtype_bf16 ? 2.0 : 4.0;        /* bytes of a weight or activation on the accelerator */
-	f->host = 16.0 * P;                           /* the engine's slabs: parameters, gradients, m, v */
+	struct acc a = { 0, 0 };
+	double scratch = 8.0 * 256;              /* the largest scratch buffer (sumsq's at least) */
+	double N = (double)o->batch * o->seq;
+	double eb = o->dtype_bf16 ? 2.0 : 4.0;   /* bytes of a weight or activation on the accelerator */
+	f->host = 16.0 * (double)l.nfloats;      /* the engine's slabs: parameters, gradients, m, v */
 
-	/* Activations, logits and losses (one micro-batch). */
-	double per_block, shared;
-	activation_floats(&c, N, N * c.n_head, &per_block, &shared);
-	double blocks = c.n_layer * per_block;
+	/* Activations (one micro-batch): every block's, or with checkpointing
+	 * the kept block inputs and one segment's; logits and losses in fp32. */
+	double per_block = c.n_layer;
 	if (o->checkpoint_every > 0) {
 		int k = o->checkpoint_every < c.n_layer ? o->checkpoint_every : c.n_layer;
-		double kept = (double)((c.n_layer + k - 1) / k);
-		blocks = kept * N * c.n_embd + k * per_block;
+		per_block = k;
+		add(&a, &f->activations, eb * N * c.n_embd, (c.n_layer + k - 1) / k);
 	}
-	f->activations = wb * (blocks + shared) + 4.0 * (N * c.vocab_size + N);   /* logits, losses in fp32 */
+	activations(&c, N, N * c.n_head, per_block, eb, &a, &f->activations);
+	add(&a, &f->activations, 4.0 * N * c.vocab_size, 1);
+	add(&a, &f->activations, 4.0 * N, 1);
 
-	/* Weights, gradients, optimizer states by mode. */
-	double master = o->dtype_bf16 ? 4.0 * P : 0;   /* fp32 masters beside bf16 weights */
-	switch (o->mode) {
-	case LSPO_MODE_NATIVE:
-		f->weights = wb * P + master;
-		f->gradients = wb * P;
-		f->optimizer = 8.0 * P;
-		break;
-	case LSPO_MODE_ZERO:
-		/* the backward writes each gradient on the accelerator and it moves
-		 * to the host; AdamW runs there on the masters */
-		f->weights = wb * P;
-		f->gradients = wb * P;
-		if (o->offload_bf16 && !o->dtype_bf16) {   /* fp32 working weights + bf16 copies crossing */
-			f->weights += 2.0 * P;
-			f->gradients += 2.0 * P;
-		}
-		break;
-	case LSPO_MODE_LSP: {
-		lsp_parts(&l, o, targets, N, target, f);
-		f->weights = wb * P;
-		for (int i = 0; i < l.ntensors; i++) {
-			double n = (double)l.tensors[i].rows * l.tensors[i].cols;
-			if (o->dtype_bf16 && target[i])
-				f->weights += 4.0 * n;                   /* fp32 master where the apply runs */
-			if (target[i] || o->freeze_dense)
-				continue;
+	if (o->mode == LSPO_MODE_LSP)
+		lsp_parts(&l, o, targets, N, target, &a, f, &scratch);
+	/* Weights, gradients, optimizer states by mode, tensor by tensor. */
+	for (int i = 0; i < l.ntensors; i++) {
+		double n = (double)l.tensors[i].rows * l.tensors[i].cols;
+		switch (o->mode) {
+		case LSPO_MODE_NATIVE:       /* everything on the accelerator */
+			add(&a, &f->weights, eb * n, 1);
 			if (o->dtype_bf16)
-				f->weights += 4.0 * n;
-			f->gradients += wb * n;                      /* dense parameters: AdamW on the accelerator */
-			f->optimizer += 8.0 * n;
+				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master */
+			add(&a, &f->gradients, eb * n, 1);
+			add(&a, &f->optimizer, 4.0 * n, 2);
+			break;
+		case LSPO_MODE_ZERO:         /* gradients leave, AdamW on the host's masters */
+			add(&a, &f->weights, eb * n, 1);
+			add(&a, &f->gradients, eb * n, 1);
+			if (o->offload_bf16 && !o->dtype_bf16) {   /* fp32 working weights, bf16 copies crossing */
+				add(&a, &f->weights, 2.0 * n, 1);
+				add(&a, &f->gradients, 2.0 * n, 1);
+			}
+			break;
+		case LSPO_MODE_LSP:
+			add(&a, &f->weights, eb * n, 1);
+			if (o->dtype_bf16 && (target[i] || !o->freeze_dense))
+				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master where the update is applied */
+			if (!target[i] && !o->freeze_dense) { /* dense: AdamW on the accelerator */
+				add(&a, &f->gradients, eb * n, 1);
+				add(&a, &f->optimizer, 4.0 * n, 2);
+			}
+			break;
 		}
-		break;
-	}
 	}
 
 	/* Inputs and constants: tokens, targets; the ones of biased products;
-	 * Llama's rotary table; the norm partials and clip; sumsq scratch. */
-	f->workspace += 8.0 * N + (any_bias(&l) ? 8.0 * N : 0) + 8.0 * l.ntensors + 8.0 + 8.0 * 256;
+	 * Llama's rotary table; the norm partials, the clip pair, sumsq's scratch. */
+	add(&a, &f->workspace, 4.0 * N, 2);
+	if (any_bias(&l))
+		add(&a, &f->workspace, 4.0 * N, 2);
 	if (c.family != LSPO_FAMILY_GPT2)
-		f->workspace += 4.0 * o->seq * c.head_dim;
+		add(&a, &f->workspace, 4.0 * o->seq * c.head_dim, 1);
+	add(&a, &f->workspace, 8.0, l.ntensors);
+	add(&a, &f->workspace, 8.0, 1);
+	add(&a, &f->workspace, 8.0 * 256, 1);
+	/* A CPU worker's scratch is freed after its task: one at a time. */
+	f->lazy = f->activations + scratch;
 	f->device = f->weights + f->gradients + f->optimizer + f->activations + f->projectors + f->workspace;
+	f->allocated = a.big + CHUNK * (double)(long long)((a.small_blocks + CHUNK - 1) / CHUNK);
 	free(target);
 	layout_free(&l);
 	return LSPO_OK;

@@ -337,10 +337,18 @@ static void copy_slab(starpu_data_handle_t *h, const struct model_layout *layout
 int lspo_model_set_params(struct lspo_model *m, const float *params)
 {
 	copy_slab(m->hp, &m->layout, m->params, (float *)params, 1);
+	/* The moments start at zero in host memory, their home: zeroed by a
+	 * task, they would take accelerator memory (8 bytes per parameter)
+	 * in the modes whose optimizer runs on the host. */
 	for (int i = 0; i < m->layout.ntensors; i++) {
-		const char *name = model_name(m, "fill", model_tensor_layer(m, i), "upd");
-		TRY(lspo_fill_submit(m->hm[i], 0.0f, 0, name));
-		TRY(lspo_fill_submit(m->hv[i], 0.0f, 0, name));
+		const struct model_tensor *t = &m->layout.tensors[i];
+		size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
+		starpu_data_acquire(m->hm[i], STARPU_W);
+		memset(m->m + t->offset, 0, bytes);
+		starpu_data_release(m->hm[i]);
+		starpu_data_acquire(m->hv[i], STARPU_W);
+		memset(m->v + t->offset, 0, bytes);
+		starpu_data_release(m->hv[i]);
 	}
 	m->step = 0;
 	return m->after_set_params ? m->after_set_params(m) : LSPO_OK;
