@@ -22,3 +22,5 @@ EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-ste
 # Memory footprint (issue 13): `lspo plan` and the line train prints.
 liblspo_la_SOURCES += src/engine/footprint.c
 lspo_SOURCES += src/cli/cmd_plan.c
+TESTS += tests/test_mem.sh
+dist_check_SCRIPTS += tests/test_mem.sh

@@ -24,7 +24,7 @@ check "train exits 0" "[ $? -eq 0 ]"
 check "one line per step" "[ \$(grep -c '^step ' '$out/train.out') -eq 6 ]"
 check "step line fields" "grep -q '^step     6 | loss [0-9.]* | lr 1.000e-03 | norm [0-9.]* | .* ms | .* tok/s' '$out/train.out'"
 check "validation printed" "grep -q '^val step 6: loss [0-9.]*, perplexity' '$out/train.out'"
-check "CSV header and rows" "[ \"\$(head -n1 '$out/log.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d' ] && [ \$(wc -l < '$out/log.csv') -eq 7 ]"
+check "CSV header and rows" "[ \"\$(head -n1 '$out/log.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d,peak_device_bytes,evicted_bytes,refetched_bytes' ] && [ \$(wc -l < '$out/log.csv') -eq 7 ]"
 check "checkpoint saved" "[ -s '$out/trained/model.safetensors' ] && [ -s '$out/trained/config.json' ]"
 
 "$lspo" eval --model "$out/trained" --data "$out/tok.bin" --batch 2 --seq 16 --batches 3 > "$out/eval.out" 2>&1
@@ -63,7 +63,7 @@ check "per-pair lines at both checks" "[ $npair -ge 2 ] && [ \$((npair % 2)) -eq
 check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome' ]"
 check "checks CSV: one row per pair line, steps 1 and 4" "[ \$(tail -n +2 '$out/lsp.csv.checks.csv' | wc -l) -eq $npair ] && [ \"\$(tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f1 | sort -u | tr '\n' ' ')\" = '1 4 ' ]"
 check "checks CSV outcomes" "! tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f13 | grep -qvE '^(kept|learned|rejected-kept|rejected-random)$'"
-check "step log keeps its columns" "[ \"\$(head -n1 '$out/lsp.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d' ] && [ \$(wc -l < '$out/lsp.csv') -eq 5 ]"
+check "step log keeps its columns" "[ \"\$(head -n1 '$out/lsp.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d,peak_device_bytes,evicted_bytes,refetched_bytes' ] && [ \$(wc -l < '$out/lsp.csv') -eq 5 ]"
 
 # The apply's gain sqrt(m n) / (|P| |Q|) is exactly 1 for sign projectors
 # with r = 4 (values +-1/2): --lsp-plain-apply changes nothing there, and
