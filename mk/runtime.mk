@@ -47,3 +47,4 @@ dist_check_SCRIPTS += tests/test_paje.sh
 
 # --- memory (issue 13): peaks per memory node, evictions per step
 liblspo_la_SOURCES += src/runtime/memstat.c src/runtime/memstat.h
+liblspo_la_SOURCES += src/runtime/sched/sched_lspo_mem.c

@@ -62,6 +62,7 @@ static struct {
 	long long h2d0;            /* bus ledger at the step's opening */
 	double peak_step[NODES], peak_run[NODES];
 	struct lspo_mem_stats last;
+	int was_short;             /* a step of this run evicted */
 	struct lspo_mem_stats *hist;   /* per step, for the trace summary */
 	int *hist_step;
 	size_t nhist, caphist;
@@ -245,6 +246,7 @@ void lspo_mem_started(void)
 	memset(ms.peak_step, 0, sizeof(ms.peak_step));
 	memset(ms.peak_run, 0, sizeof(ms.peak_run));
 	memset(&ms.last, 0, sizeof(ms.last));
+	ms.was_short = 0;
 	ms.step = 0;
 	ms.on = 1;
 	for (unsigned n = 0; n < nnodes(); n++)
@@ -337,6 +339,7 @@ void lspo_mem_step_end(void)
 	s->needed = ms.needed;
 	s->refetched = refetched;
 	s->evicted = refetched + left;
+	ms.was_short |= s->evicted > 0;
 	if (ms.nhist == ms.caphist) {
 		size_t cap = ms.caphist ? 2 * ms.caphist : 64;
 		struct lspo_mem_stats *h = realloc(ms.hist, cap * sizeof(*h));
@@ -419,4 +422,30 @@ void lspo_mem_print_step(FILE *f, int step)
 		break;
 	}
 	pthread_mutex_unlock(&ms.lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* For the lspo policy                                                       */
+
+int lspo_mem_step(void)
+{
+	return ms.step;   /* an int read without the lock: a hint */
+}
+
+int lspo_mem_short_now(void)
+{
+	pthread_mutex_lock(&ms.lock);
+	int shrt = ms.on && ms.last.evicted > 0;
+	pthread_mutex_unlock(&ms.lock);
+	return shrt;
+}
+
+int lspo_mem_short(void)
+{
+	/* Not the peak against the cap: StarPU counts whole 32 MiB chunks, so
+	 * a run with room to spare may show its cap reached. */
+	pthread_mutex_lock(&ms.lock);
+	int shrt = ms.on && ms.was_short;
+	pthread_mutex_unlock(&ms.lock);
+	return shrt;
 }

@@ -25,6 +25,14 @@ void lspo_mem_mark(int step);
 /* After the step's tasks ended: its peaks, evicted and refetched bytes. */
 void lspo_mem_step_end(void);
 
+/* For the lspo policy: the training step running (0: none), and whether an
+ * accelerator's memory is short: a step of the run evicted (the footprint
+ * does not change from step to step, so it stays short). */
+int lspo_mem_step(void);
+int lspo_mem_short(void);
+/* The last step evicted. */
+int lspo_mem_short_now(void);
+
 /* summary.txt (trace.c): the legend of the memory lines, and the line of
  * a step (step 0: the run's peaks). */
 #include <stdio.h>

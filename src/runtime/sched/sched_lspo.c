@@ -264,6 +264,8 @@ static int push_task(struct starpu_task *task)
 		place = P_ACCEL;
 	else if (st == LSPO_STAGE_UPD && first_cpu >= 0)
 		place = P_CPU;
+	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_upd_on_cpu())
+		place = P_CPU;   /* memory short: optimizer states stay home (sched_lspo_mem.c) */
 	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu
 	        : first_acc >= 0 ? first_acc : first_cpu;   /* who would likely run it */
 
@@ -287,6 +289,7 @@ static int push_task(struct starpu_task *task)
 	 * as soon as it is ready, before a CPU worker is free to run the update. */
 	if (st == LSPO_STAGE_UPD && place == P_CPU && starpu_cuda_worker_get_count() > 0)
 		starpu_prefetch_task_input_for_prio(task, (unsigned)first_cpu, task->priority);
+	lspo_sched_mem_push(task, place == P_ACCEL ? first_acc : -1);   /* sched_lspo_mem.c */
 
 	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
 	refresh_opts(s);
@@ -460,6 +463,7 @@ static struct starpu_task *pop_task(unsigned ctx)
  * depended on it: a bwd stays "live" until that worker's next pop. */
 static void post_exec_hook(struct starpu_task *task, unsigned ctx)
 {
+	lspo_sched_mem_post_exec(task);   /* sched_lspo_mem.c */
 	uintptr_t v = ti(task);
 	if (!(v & TI_VALID) || ti_stage(v) != LSPO_STAGE_BWD)
 		return;

@@ -145,4 +145,12 @@ unsigned lspo_sched_opts_snapshot(struct lspo_sched_opts *out);
  * into the running context's state; lspo_sched_get_cut reads them. */
 void lspo_sched_publish(int nlayers_seen, int auto_cut);
 
+/* Memory awareness (sched_lspo_mem.c): called by push_task for a task placed
+ * on accelerator worker `accel_worker` (-1: not placed on one), and by the
+ * post-exec hook for every task. */
+void lspo_sched_mem_push(struct starpu_task *task, int accel_worker);
+void lspo_sched_mem_post_exec(struct starpu_task *task);
+/* 1: updates either kind of worker may run go to CPU workers (memory short). */
+int lspo_sched_mem_upd_on_cpu(void);
+
 #endif
