@@ -99,5 +99,62 @@ for mode in zero lsp; do
   check "$name h2d = analytic + step inputs" "[ $lo_h -ge $v ] && [ $hi_h -le $((v + slack_h2d)) ]"
 done
 check "llama lsp moves 4 d^2 per map, 7 maps per block" "[ $(volume llama-lsp) -eq $((4 * 7 * 4 * 64 * 64)) ]"
+
+# --- Memory (issue 13) --------------------------------------------------------
+# fp NAME FIELD ARGS...: a field of `lspo plan`'s "footprint bytes:" line
+fp() { name=$1 f=$2; shift 2; "$lspo" plan "$@" > "$out/$name.plan" 2>&1; sed -n "s/^footprint bytes:.* $f \([0-9]*\).*/\1/p" "$out/$name.plan"; }
+# Without a cap StarPU frees nothing during a run, so the accelerator's peak
+# is every handle its tasks touched: the analytic footprint as StarPU's
+# allocator counts it (allocations up to 4 MiB from 32 MiB chunks).
+for run in "native gpt2 --mode native" "zero gpt2 --mode zero" "zero-bf16 gpt2 --mode zero --offload-dtype bf16" \
+           "lsp gpt2 --mode lsp" "llama-zero llama --mode zero" "llama-lsp llama --mode lsp"; do
+  set -- $run
+  name=$1 dir=model; [ "$2" = llama ] && dir=llama; shift 2
+  [ -s "$out/$name.csv" ] || continue
+  want=$(fp "$name" allocated --model "$out/$dir" --batch $B --seq $T --lsp-d 64 --lsp-r 8 "$@")
+  peak=$(awk -F, 'NR == 4 { print $9 }' "$out/$name.csv")
+  ev=$(awk -F, 'NR > 1 { s += $10 + $11 } END { print s + 0 }' "$out/$name.csv")
+  echo "$name: accelerator peak ${peak:-?} B, footprint as allocated ${want:-?} B (exact $(sed -n 's/.* device \([0-9]*\).*/\1/p' "$out/$name.plan") B), evicted+refetched $ev B"
+  check "$name: peak = footprint within 5%" \
+    "awk 'BEGIN { p = ${peak:-0}; f = ${want:-1}; d = p - f; if (d < 0) d = -d; exit !(p > 0 && d <= 0.05 * f) }'"
+  check "$name: nothing evicted without a cap" "[ \"$ev\" = 0 ]"
+done
+
+# Under a cap the model does not fit (64 MiB; native needs 128 as allocated),
+# the memory-aware lspo policy is never slower than dmdas (median of steps
+# 3..6), and StarPU's evictions show in the log.
+cap=64
+median() { awk -F, 'NR >= 4 { print $5 }' "$out/$1.csv" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for mode in native zero lsp; do
+  for pol in lspo dmdas; do
+    name=cap-$mode-$pol
+    "$lspo" train --model "$out/model" --data "$out/tok.bin" --steps 6 --batch $B --seq $T --check-freq 0 \
+      --mode $mode --lsp-d 64 --lsp-r 8 --gpu-mem $cap --sched $pol --log "$out/$name.csv" > "$out/$name.out" 2>&1 \
+      || { echo "FAILED: $name"; tail -n 5 "$out/$name.out"; fail=1; }
+  done
+  lm=$(median cap-$mode-lspo) dm=$(median cap-$mode-dmdas)
+  ev_l=$(awk -F, 'NR >= 4 { s += $10 } END { print s + 0 }' "$out/cap-$mode-lspo.csv")
+  ev_d=$(awk -F, 'NR >= 4 { s += $10 } END { print s + 0 }' "$out/cap-$mode-dmdas.csv")
+  echo "$mode under $cap MiB: lspo ${lm:-?} ms, dmdas ${dm:-?} ms (simulated); evicted in steps 3..6: lspo $ev_l B, dmdas $ev_d B"
+  check "$mode under $cap MiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${lm:-1} + 0 > 0 && ${lm:-1} <= ${dm:-0}) }'"
+done
+check "native under $cap MiB: evictions reported" "[ \$(awk -F, 'NR > 1 { s += \$10 } END { print s + 0 }' '$out/cap-native-dmdas.csv') -gt 0 ]"
+check "native under $cap MiB: summary of step lines" "grep -q '^step     6 .* | peak 64.0 MiB (evicted ' '$out/cap-native-dmdas.out'"
+
+# GPT-2 774M, B 4 x T 1024 (config.json only: `lspo plan` reads nothing else):
+# in fp32 no mode fits 4 GiB (issue 13's starting point).  Whether lsp with
+# bf16 and activation checkpointing fits, and runs there without eviction,
+# is asserted once those options exist (--dtype, --checkpoint-activations);
+# until then the plan is printed.
+mkdir -p "$out/774M"
+printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}\n' \
+  > "$out/774M/config.json"
+for m in native zero lsp; do
+  "$lspo" plan --model "$out/774M" --mode $m --batch 4 --seq 1024 --lsp-d 512 --gpu-mem 4096 > "$out/774M-$m.plan" 2>&1
+  check "774M $m fp32 does not fit 4 GiB" "grep -q '^fits: no' '$out/774M-$m.plan'"
+done
+"$lspo" plan --model "$out/774M" --mode lsp --batch 4 --seq 1024 --lsp-d 512 --dtype bf16 --checkpoint-activations \
+  --gpu-mem 4096 > "$out/774M-small.plan" 2>&1
+echo "774M lsp, bf16, checkpointing, 4 GiB (analytic): $(grep '^fits:' "$out/774M-small.plan")"
 [ $fail -eq 0 ] && echo "test_sim: all checks passed"
 exit $fail

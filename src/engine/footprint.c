@@ -107,7 +107,8 @@ static int any_bias(const struct model_layout *l)
 
 /* lsp: what the compressed maps keep; marks their weights in `target`. */
 static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_opts *o, unsigned targets,
-                      double N, char *target, struct acc *a, struct lspo_footprint *f, double *scratch)
+                      double N, double eb, char *target, struct acc *a, struct lspo_footprint *f,
+                      double *scratch)
 {
 	/* shared pairs: one per (role, in, out) */
 	int *seen = calloc((size_t)l->nlinears + 1, 3 * sizeof(int));
@@ -122,7 +123,10 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 		d = d < L->out ? d : L->out;
 		double r = o->lsp_r < d ? o->lsp_r : d;
 		dmax = d > dmax ? d : dmax;
-		add(a, &f->activations, 4.0 * d * N, 1);     /* A = P^T X^T, (d, N) */
+		/* A = P^T X^T (d, N), kept from forward to backward; with
+		 * checkpointing only the recomputed segment's */
+		if (!o->checkpoint_every || L->layer < o->checkpoint_every)
+			add(a, &f->activations, eb * d * N, 1);
 		add(a, &f->gradients, 4.0 * d * d, 1);       /* G_hat, formed on the accelerator */
 		add(a, &f->optimizer, 4.0 * d * d, 1);       /* Delta, applied there */
 		f->host += 4.0 * 4.0 * d * d;                /* G_hat, Delta, M, V */
@@ -210,7 +214,7 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 	add(&a, &f->activations, 4.0 * N, 1);
 
 	if (o->mode == LSPO_MODE_LSP)
-		lsp_parts(&l, o, targets, N, target, &a, f, &scratch);
+		lsp_parts(&l, o, targets, N, eb, target, &a, f, &scratch);
 	/* Weights, gradients, optimizer states by mode, tensor by tensor. */
 	for (int i = 0; i < l.ntensors; i++) {
 		double n = (double)l.tensors[i].rows * l.tensors[i].cols;
