@@ -24,3 +24,4 @@ liblspo_la_SOURCES += src/engine/footprint.c
 lspo_SOURCES += src/cli/cmd_plan.c
 TESTS += tests/test_mem.sh
 dist_check_SCRIPTS += tests/test_mem.sh
+EXTRA_DIST += bench/capacity-table
