@@ -68,33 +68,41 @@ static void add(struct acc *a, double *kind, double bytes, double count)
 
 /* One block's activations (`per_block` times) and the shared ones
  * (activation gradients, embedding output, final norm), handle by handle
- * as the family registers them, `eb` bytes per element. */
+ * as the family registers them: `eb` bytes per element, except the norm
+ * statistics and attention's log-sum-exp, always fp32. */
 static void activations(const struct lspo_model_config *c, double N, double nstats, double per_block,
                         double eb, struct acc *a, double *kind)
 {
 	double C = c->n_embd, I = c->n_inner;
-	if (c->family == LSPO_FAMILY_GPT2) {
-		/* ln1, mean, rstd, qkv, atty, lse, attproj, res2, ln2, mean, rstd, fch, fch_gelu, fcproj, res3 */
-		const double blk[] = { N * C, N, N, 3 * N * C, N * C, nstats, N * C, N * C, N * C, N, N, N * I,
-		                       N * I, N * C, N * C };
-		/* encoded, lnf, mean, rstd, dres, dln, datty, dqkv, dfch, dfch_gelu */
-		const double sh[] = { N * C, N * C, N, N, N * C, N * C, N * C, 3 * N * C, N * I, N * I };
-		for (size_t i = 0; i < sizeof(blk) / sizeof(blk[0]); i++)
-			add(a, kind, eb * blk[i], per_block);
-		for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++)
-			add(a, kind, eb * sh[i], 1);
-		return;
-	}
 	double Q = (double)c->n_head * c->head_dim, K = (double)c->n_kv_head * c->head_dim;
-	/* r1, rstd1, q, k, v, att, lse, attproj, res2, r2, rstd2, gate, up, h, down, res3 */
-	const double blk[] = { N * C, N, N * Q, N * K, N * K, N * Q, nstats, N * C, N * C, N * C, N, N * I, N * I,
-	                       N * I, N * C, N * C };
-	/* x0, rf, rstdf, dres, dln, datt, dq, dk, dv, dh, dgate, dup */
-	const double sh[] = { N * C, N * C, N, N * C, N * C, N * Q, N * Q, N * K, N * K, N * I, N * I, N * I };
-	for (size_t i = 0; i < sizeof(blk) / sizeof(blk[0]); i++)
-		add(a, kind, eb * blk[i], per_block);
-	for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++)
-		add(a, kind, eb * sh[i], 1);
+	int gpt2 = c->family == LSPO_FAMILY_GPT2;
+	/* GPT-2: ln1, qkv, atty, attproj, res2, ln2, fch, fch_gelu, fcproj, res3;
+	 * Llama: r1, q, k, v, att, attproj, res2, r2, gate, up, h, down, res3 */
+	const double g_blk[] = { N * C, 3 * N * C, N * C, N * C, N * C, N * C, N * I, N * I, N * C, N * C };
+	const double l_blk[] = { N * C, N * Q, N * K, N * K, N * Q, N * C, N * C, N * C, N * I, N * I, N * I, N * C,
+	                         N * C };
+	/* GPT-2: ln1 mean, rstd, lse, ln2 mean, rstd; Llama: rstd1, lse, rstd2 */
+	const double g_stat[] = { N, N, nstats, N, N }, l_stat[] = { N, nstats, N };
+	/* GPT-2: encoded, lnf, dres, dln, datty, dqkv, dfch, dfch_gelu;
+	 * Llama: x0, rf, dres, dln, datt, dq, dk, dv, dh, dgate, dup */
+	const double g_sh[] = { N * C, N * C, N * C, N * C, N * C, 3 * N * C, N * I, N * I };
+	const double l_sh[] = { N * C, N * C, N * C, N * C, N * Q, N * Q, N * K, N * K, N * I, N * I, N * I };
+	/* GPT-2: lnf mean, rstd; Llama: rstdf */
+	const double g_shstat[] = { N, N }, l_shstat[] = { N };
+#define EACH(arr, bytes, count) \
+	for (size_t i_ = 0; i_ < sizeof(arr) / sizeof(arr[0]); i_++) add(a, kind, (bytes) * arr[i_], count)
+	if (gpt2) {
+		EACH(g_blk, eb, per_block);
+		EACH(g_stat, 4.0, per_block);
+		EACH(g_sh, eb, 1);
+		EACH(g_shstat, 4.0, 1);
+	} else {
+		EACH(l_blk, eb, per_block);
+		EACH(l_stat, 4.0, per_block);
+		EACH(l_sh, eb, 1);
+		EACH(l_shstat, 4.0, 1);
+	}
+#undef EACH
 }
 
 static int any_bias(const struct model_layout *l)
@@ -107,8 +115,7 @@ static int any_bias(const struct model_layout *l)
 
 /* lsp: what the compressed maps keep; marks their weights in `target`. */
 static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_opts *o, unsigned targets,
-                      double N, double eb, char *target, struct acc *a, struct lspo_footprint *f,
-                      double *scratch)
+                      double N, char *target, struct acc *a, struct lspo_footprint *f, double *scratch)
 {
 	/* shared pairs: one per (role, in, out) */
 	int *seen = calloc((size_t)l->nlinears + 1, 3 * sizeof(int));
@@ -123,10 +130,9 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 		d = d < L->out ? d : L->out;
 		double r = o->lsp_r < d ? o->lsp_r : d;
 		dmax = d > dmax ? d : dmax;
-		/* A = P^T X^T (d, N), kept from forward to backward; with
-		 * checkpointing only the recomputed segment's */
-		if (!o->checkpoint_every || L->layer < o->checkpoint_every)
-			add(a, &f->activations, eb * d * N, 1);
+		/* A = P^T X^T (d, N), fp32, kept from forward to backward (also
+		 * with checkpointing: a recompute does not project again) */
+		add(a, &f->activations, 4.0 * d * N, 1);
 		add(a, &f->gradients, 4.0 * d * d, 1);       /* G_hat, formed on the accelerator */
 		add(a, &f->optimizer, 4.0 * d * d, 1);       /* Delta, applied there */
 		f->host += 4.0 * 4.0 * d * d;                /* G_hat, Delta, M, V */
@@ -202,7 +208,8 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 	f->host = 16.0 * (double)l.nfloats;      /* the engine's slabs: parameters, gradients, m, v */
 
 	/* Activations (one micro-batch): every block's, or with checkpointing
-	 * the kept block inputs and one segment's; logits and losses in fp32. */
+	 * every K blocks (engine/recompute.c) K blocks' slots reused by every
+	 * segment, plus the output each segment keeps for the next. */
 	double per_block = c.n_layer;
 	if (o->checkpoint_every > 0) {
 		int k = o->checkpoint_every < c.n_layer ? o->checkpoint_every : c.n_layer;
@@ -210,11 +217,11 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 		add(&a, &f->activations, eb * N * c.n_embd, (c.n_layer + k - 1) / k);
 	}
 	activations(&c, N, N * c.n_head, per_block, eb, &a, &f->activations);
-	add(&a, &f->activations, 4.0 * N * c.vocab_size, 1);
-	add(&a, &f->activations, 4.0 * N, 1);
+	add(&a, &f->activations, eb * N * c.vocab_size, 1);   /* logits, then dlogits */
+	add(&a, &f->activations, 4.0 * N, 1);                 /* losses */
 
 	if (o->mode == LSPO_MODE_LSP)
-		lsp_parts(&l, o, targets, N, eb, target, &a, f, &scratch);
+		lsp_parts(&l, o, targets, N, target, &a, f, &scratch);
 	/* Weights, gradients, optimizer states by mode, tensor by tensor. */
 	for (int i = 0; i < l.ntensors; i++) {
 		double n = (double)l.tensors[i].rows * l.tensors[i].cols;
@@ -222,24 +229,25 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 		case LSPO_MODE_NATIVE:       /* everything on the accelerator */
 			add(&a, &f->weights, eb * n, 1);
 			if (o->dtype_bf16)
-				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master */
-			add(&a, &f->gradients, eb * n, 1);
+				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master, bf16 working copy */
+			add(&a, &f->gradients, 4.0 * n, 1);
 			add(&a, &f->optimizer, 4.0 * n, 2);
 			break;
 		case LSPO_MODE_ZERO:         /* gradients leave, AdamW on the host's masters */
 			add(&a, &f->weights, eb * n, 1);
-			add(&a, &f->gradients, eb * n, 1);
-			if (o->offload_bf16 && !o->dtype_bf16) {   /* fp32 working weights, bf16 copies crossing */
-				add(&a, &f->weights, 2.0 * n, 1);
+			add(&a, &f->gradients, 4.0 * n, 1);
+			if (o->offload_bf16) {                    /* bf16 copies crossing the bus */
 				add(&a, &f->gradients, 2.0 * n, 1);
+				if (!o->dtype_bf16)
+					add(&a, &f->weights, 2.0 * n, 1);  /* the bf16 copy of the fp32 working weights */
 			}
 			break;
 		case LSPO_MODE_LSP:
 			add(&a, &f->weights, eb * n, 1);
-			if (o->dtype_bf16 && (target[i] || !o->freeze_dense))
+			if (o->dtype_bf16)
 				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master where the update is applied */
 			if (!target[i] && !o->freeze_dense) { /* dense: AdamW on the accelerator */
-				add(&a, &f->gradients, eb * n, 1);
+				add(&a, &f->gradients, 4.0 * n, 1);
 				add(&a, &f->optimizer, 4.0 * n, 2);
 			}
 			break;
