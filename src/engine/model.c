@@ -544,6 +544,9 @@ static int set_batch(struct lspo_model *m, const int32_t *inputs, const int32_t 
 	memcpy(m->tgt_buf, targets, (size_t)m->N * sizeof(int32_t));
 	starpu_data_release(m->targets_flat);
 	starpu_data_release(m->targets);
+	lspo_mem_host_wrote(m->tokens);   /* memstat.h: accelerators' copies are stale */
+	lspo_mem_host_wrote(m->targets);
+	lspo_mem_host_wrote(m->targets_flat);
 	return LSPO_OK;
 }
 

@@ -13,18 +13,20 @@
  * transfers without FxT, so a step's refetches are found from its
  * host->device bytes (the bus ledger) minus the bytes its tasks needed:
  * during a step the hooks follow every handle a task uses (not scratch):
- * a write on any node makes other nodes' copies stale (host writes
- * outside tasks happen between steps, when the opening asks StarPU); a read on an accelerator node needs the data's bytes
- * unless that node already holds the current version, as it did when
- * the step opened (asked from StarPU then) or since a task there used it.
+ * a write on any node makes other nodes' copies stale, and so does a
+ * write of the host outside tasks (the engine tells: lspo_mem_host_wrote); a read on an accelerator node needs the data's bytes
+ * unless that node already holds the current version, as it did at the
+ * previous step's end (asked from StarPU then) or since a task there used
+ * it.
  * Anything moved beyond that was moved because the node had dropped a copy
  * it held: refetched.  Evicted bytes add the copies a node held in the
  * step, current and unused elsewhere, that it no longer holds at the end.
  *
- * Handles are followed only inside training steps and asked about only
- * while they are sure to be registered: at the step's end (used in it) and
- * at the next step's opening (used in the previous step, with no work
- * outside steps in between: lspo_mem_mark(0) forgets everything).
+ * Handles enter the table only inside training steps, and StarPU is asked
+ * about them only at the step's end, for those used in it: then they are
+ * sure to be registered (work between steps may unregister others, and
+ * lspo_mem_mark(0) forgets everything).  Between steps, task writes to
+ * followed handles still count.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -180,6 +182,9 @@ static int holds(struct ment *e, unsigned node)
 /* ------------------------------------------------------------------------ */
 /* Hooks                                                                     */
 
+/* Inside a step every handle a task uses is followed; outside steps only
+ * the writes to handles already followed count (their copies elsewhere go
+ * stale), and nothing new is added. */
 static void follow(struct starpu_task *task)
 {
 	int worker = starpu_worker_get_id();
@@ -190,9 +195,17 @@ static void follow(struct starpu_task *task)
 		int mode = (int)STARPU_TASK_GET_MODE(task, i);
 		if (!(mode & (STARPU_R | STARPU_W)))
 			continue;   /* scratch: registered and dropped by the task's submitter */
-		struct ment *e = insert(STARPU_TASK_GET_HANDLE(task, i));
-		if (!e)
-			return;
+		struct ment *e = ms.step > 0 ? insert(STARPU_TASK_GET_HANDLE(task, i)) : find(STARPU_TASK_GET_HANDLE(task, i));
+		if (!e) {
+			if (ms.step > 0)
+				return;   /* out of memory: this task is not followed */
+			continue;
+		}
+		if (ms.step <= 0) {
+			if (mode & STARPU_W)
+				e->wver++;
+			continue;
+		}
 		e->seen = ms.step;
 		if (accel && (mode & STARPU_R) && !(e->valid[node] && e->vver[node] == e->wver))
 			ms.needed += (double)e->size;
@@ -211,8 +224,7 @@ static void mem_pre_exec(struct starpu_task *task, unsigned sched_ctx)
 	pthread_mutex_lock(&ms.lock);
 	if (ms.on) {
 		sample();
-		if (ms.step > 0)
-			follow(task);
+		follow(task);
 	}
 	pthread_mutex_unlock(&ms.lock);
 	if (ms.orig_pre)
@@ -288,24 +300,21 @@ void lspo_mem_mark(int step)
 	if (step <= 0) {
 		forget();
 	} else {
-		/* What each accelerator holds now: every entry was used in the
-		 * previous step, so its handle is registered. */
-		for (size_t i = 0; i < ms.cap; i++) {
-			struct ment *e = &ms.tab[i];
-			if (!e->h)
-				continue;
-			for (unsigned n = 0; n < nnodes(); n++)
-				if (is_accel(n)) {
-					e->valid[n] = (unsigned char)holds(e, n);
-					e->vver[n] = e->wver;
-				}
-		}
 		ms.needed = 0;
 		ms.h2d0 = h2d;
 		memset(ms.peak_step, 0, sizeof(ms.peak_step));
 		sample();
 	}
 	ms.step = step;
+	pthread_mutex_unlock(&ms.lock);
+}
+
+void lspo_mem_host_wrote(starpu_data_handle_t h)
+{
+	pthread_mutex_lock(&ms.lock);
+	struct ment *e = ms.on ? find(h) : NULL;
+	if (e)
+		e->wver++;
 	pthread_mutex_unlock(&ms.lock);
 }
 
@@ -323,10 +332,17 @@ void lspo_mem_step_end(void)
 		struct ment *e = &ms.tab[i];
 		if (!e->h || e->seen != ms.step)
 			continue;
-		for (unsigned n = 0; n < nnodes(); n++)
-			if (is_accel(n) && e->used_on[n] == ms.step && e->valid[n] && e->vver[n] == e->wver
-			    && !holds(e, n))
+		for (unsigned n = 0; n < nnodes(); n++) {
+			if (!is_accel(n))
+				continue;
+			int held = holds(e, n);
+			if (e->used_on[n] == ms.step && e->valid[n] && e->vver[n] == e->wver && !held)
 				left += (double)e->size;
+			/* what the node holds when the next step opens, unless
+			 * written meanwhile (wver moves) */
+			e->valid[n] = (unsigned char)held;
+			e->vver[n] = e->wver;
+		}
 	}
 	double moved = (double)(h2d - ms.h2d0);
 	double refetched = moved > ms.needed ? moved - ms.needed : 0;

@@ -18,10 +18,12 @@ void lspo_mem_wrap_policy(struct starpu_sched_policy **policy);
 void lspo_mem_started(void);
 void lspo_mem_stopped(void);
 
-/* A mark of trace.c: step > 0 opens a training step (after its inputs were
- * written), step <= 0 work outside steps (the data followed so far is
- * forgotten: handles may be unregistered there). */
+/* A mark of trace.c: step > 0 opens a training step, step <= 0 work
+ * outside steps (the data followed so far is forgotten). */
 void lspo_mem_mark(int step);
+/* The host wrote h outside a task (starpu_data_acquire W): copies on the
+ * accelerators are stale. */
+void lspo_mem_host_wrote(starpu_data_handle_t h);
 /* After the step's tasks ended: its peaks, evicted and refetched bytes. */
 void lspo_mem_step_end(void);
 
