@@ -52,6 +52,7 @@ struct run {
 	double loss[STEPS], norm[STEPS];
 	float *params;
 	int nacts;
+	size_t act_floats;   /* host memory of the activations when products are split (CPU-only runs) */
 };
 
 /* STEPS steps of micro micro-batches of rows (per micro-batch K B / micro),
@@ -69,6 +70,7 @@ static void run(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int m
 	CHECK(lspo_model_set_params(m, p0) == LSPO_OK && lspo_model_set_mode(m, &o) == LSPO_OK, "mode %d", mode);
 	CHECK(lspo_model_set_checkpointing(m, ckpt) == LSPO_OK && lspo_model_checkpointing(m) == ckpt, "ckpt %d", ckpt);
 	r->nacts = m->nacts;
+	r->act_floats = m->split > 1 ? m->act_size : 0;
 	struct lspo_optim opt = lspo_optim_default();
 	opt.lr = 2e-3f;
 	opt.weight_decay = 0.01f;
@@ -144,9 +146,14 @@ static void check_ckpt(struct lspo_ctx *ctx, const struct lspo_model_config *cfg
 			/* 3 blocks: every block keeps its output, shares the rest (1 set); every 2: 2 sets */
 			CHECK(every1.nacts < every2.nacts && every2.nacts < plain.nacts, "%s: %d, %d, %d activation handles",
 			      fam, every1.nacts, every2.nacts, plain.nacts);
+			CHECK(every1.act_floats <= every2.act_floats && every2.act_floats <= plain.act_floats
+			      && (!plain.act_floats || every1.act_floats < plain.act_floats),
+			      "%s: activation slabs of %zu, %zu, %zu floats", fam, every1.act_floats, every2.act_floats,
+			      plain.act_floats);
 			printf("%-6s %-6s %d micro-batch(es): checkpointed every 1 and 2 blocks = plain, bit for bit "
-			       "(%d, %d, %d activation handles)\n", fam, mode_names[modes[i]], micro, every1.nacts,
-			       every2.nacts, plain.nacts);
+			       "(%d, %d, %d activation handles; %zu, %zu, %zu floats of host activations)\n", fam,
+			       mode_names[modes[i]], micro, every1.nacts, every2.nacts, plain.nacts, every1.act_floats,
+			       every2.act_floats, plain.act_floats);
 			free(plain.params);
 			free(every1.params);
 			free(every2.params);
