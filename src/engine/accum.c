@@ -1,9 +1,9 @@
 /*
  * accum.c - gradient accumulation: K micro-batches per optimizer step.
  *
- * A step of K micro-batches submits K forward-backward passes, then the
- * mode's after_backward, the norm and the update once, all in one task
- * graph with the step's one wait.  The gradients add up where they are
+ * A step of K micro-batches submits K forward-backward passes, then (in
+ * model.c's step) the mode's after_backward, the norm and the update once,
+ * all in one task graph with the step's one wait.  The gradients add up where they are
  * formed: the first micro-batch writes them as a step without accumulation
  * does, the others run the same graph with model->accumulating set, which
  * turns each gradient's first write into an addition (model_grad_beta: the
@@ -116,7 +116,7 @@ int model_accum_set_batches(struct lspo_model *m, const int32_t *inputs, const i
 	return LSPO_OK;
 }
 
-int model_accum_submit(struct lspo_model *m, int K, float clip)
+int model_accum_submit(struct lspo_model *m, int K)
 {
 	starpu_data_handle_t tokens = m->tokens, targets = m->targets, flat = m->targets_flat, losses = m->losses;
 	int rc = LSPO_OK;
@@ -134,9 +134,7 @@ int model_accum_submit(struct lspo_model *m, int K, float clip)
 	m->targets = targets;
 	m->targets_flat = flat;
 	m->losses = losses;
-	if (!rc && m->after_backward)
-		rc = m->after_backward(m);
-	return rc ? rc : model_submit_norm(m, clip);
+	return rc;
 }
 
 /* The sum in the order of one batch of K B rows, over its targets. */

@@ -620,12 +620,18 @@ int model_submit_gradients(struct lspo_model *m)
 	return submit_gradients(m);
 }
 
-static int submit_forward_backward(struct lspo_model *m, float clip)
+/* What follows a step's gradients (of one batch or of K micro-batches). */
+static int submit_after_gradients(struct lspo_model *m, float clip)
 {
-	TRY(submit_gradients(m));
 	if (m->after_backward)
 		TRY(m->after_backward(m));
 	return model_submit_norm(m, clip);
+}
+
+static int submit_forward_backward(struct lspo_model *m, float clip)
+{
+	TRY(submit_gradients(m));
+	return submit_after_gradients(m, clip);
 }
 
 int model_dense_grads(struct lspo_model *m, const int32_t *inputs, const int32_t *targets)
@@ -671,7 +677,9 @@ static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t
 	m->step++;
 	starpu_iteration_push(m->step);
 	lspo_trace_mark_step(m->step);
-	int rc = micro > 1 ? model_accum_submit(m, micro, opt->clip) : submit_forward_backward(m, opt->clip);
+	int rc = micro > 1 ? model_accum_submit(m, micro) : submit_gradients(m);
+	if (!rc)
+		rc = submit_after_gradients(m, opt->clip);
 	if (!rc)
 		rc = m->update(m, opt);
 	starpu_iteration_pop();

@@ -270,10 +270,11 @@ int model_recompute(struct lspo_model *m, int layer);
 int model_register_activations(struct lspo_model *m);
 int model_submit_gradients(struct lspo_model *m);       /* forward, loss, backward of the batch */
 /* accum.c for the step: the K micro-batches' inputs (K B, T) into their own
- * handles; their forward and backward, gradients summed, then the mode's
- * after_backward and the norm; the mean loss of the K micro-batches. */
+ * handles; their forward and backward, gradients summed (model.c's step
+ * then submits what follows the gradients once); the mean loss of the K
+ * micro-batches. */
 int model_accum_set_batches(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int K);
-int model_accum_submit(struct lspo_model *m, int K, float clip);
+int model_accum_submit(struct lspo_model *m, int K);
 double model_accum_mean_loss(struct lspo_model *m, int K);
 void model_accum_free(struct lspo_model *m);
 
