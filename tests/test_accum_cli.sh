@@ -68,7 +68,7 @@ train ckpt2b gpt2 --batch 4 --mode lsp --lsp-d 8 --lsp-r 2 --checkpoint-activati
 check "checkpointing every block: same steps" "[ -n \"\$(steps plain)\" ] && [ \"\$(steps ckpt1)\" = \"\$(steps plain)\" ]"
 check "checkpointing every 2 blocks: same steps" "[ \"\$(steps ckpt2)\" = \"\$(steps plain)\" ]"
 check "checkpointing every 2 blocks under dmdas: same steps" "[ \"\$(steps ckpt2b)\" = \"\$(steps plain)\" ]"
-check "checkpointing announced" "grep -q '^activation checkpointing: the input of every 1 block' '$out/ckpt1.out' && grep -q 'every 2 block' '$out/ckpt2.out' && grep -q 'every 2 block' '$out/ckpt2b.out'"
+check "checkpointing announced" "grep -q '^activation checkpointing: segments of 1 block' '$out/ckpt1.out' && grep -q 'segments of 2 block' '$out/ckpt2.out' && grep -q 'segments of 2 block' '$out/ckpt2b.out'"
 nrec=$(grep -c ',recompute,' "$out/ckpt1.trace/tasks.csv" 2>/dev/null)
 check "recompute tasks in the trace ($nrec), of blocks 0 and 1 only" "[ \${nrec:-0} -gt 0 ] && ! grep ',recompute,' '$out/ckpt1.trace/tasks.csv' | cut -d, -f3 | grep -qv '^[01]\$'"
 check "no recompute task without checkpointing" "! grep -q ',recompute,' '$out/plain.trace/tasks.csv'"

@@ -55,9 +55,10 @@ static const char train_help[] =
 	"  --batch B          sequences per step, or per micro-batch with --grad-accum (default 4)\n"
 	"  --grad-accum K     K micro-batches of B per optimizer step, gradients summed: one\n"
 	"                     offload and one update per step, as a batch of K B (default 1)\n"
-	"  --checkpoint-activations [K]   keep only the input of every K-th block (default\n"
-	"                     K 1) and recompute the rest in the backward: less accelerator\n"
-	"                     memory, the same losses, about one forward more per step\n"
+	"  --checkpoint-activations [K]   keep only the inputs of segments of K blocks\n"
+	"                     (default 1: each block's input) and recompute the rest in the\n"
+	"                     backward: less accelerator memory, the same losses, about one\n"
+	"                     forward more per step\n"
 	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
 	"  --lr LR            AdamW learning rate (default 3e-4)\n"
 	"  --warmup N         linear warmup over the first N steps (default 0)\n"
@@ -929,8 +930,8 @@ static int train(int argc, char **argv)
 		printf("gradient accumulation: %ld micro-batches of %ld sequences per optimizer step\n", o.grad_accum,
 		       o.batch);
 	if (o.ckpt_every)
-		printf("activation checkpointing: the input of every %ld block(s) kept, the rest recomputed in "
-		       "the backward\n", o.ckpt_every);
+		printf("activation checkpointing: segments of %ld block(s), only their inputs kept, the rest "
+		       "recomputed in the backward\n", o.ckpt_every);
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
