@@ -118,21 +118,26 @@ static void register_host_data(struct lspo_model *m)
 /* ------------------------------------------------------------------------ */
 /* Split products (CPU-only runs)                                            */
 
-/* Row blocks (by_cols 0) or column blocks of h, planned on first use. */
+/* Row blocks (by_cols 0) or column blocks of h, planned on first use.  Each
+ * plan is allocated once, so the children returned stay where they are
+ * while later calls add plans (callers hold two or three at a time). */
 static starpu_data_handle_t *plan(struct lspo_model *m, starpu_data_handle_t h, int by_cols)
 {
 	for (int i = 0; i < m->nplans; i++)
-		if (m->plans[i].parent == h && m->plans[i].by_cols == by_cols)
-			return m->plans[i].children;
+		if (m->plans[i]->parent == h && m->plans[i]->by_cols == by_cols)
+			return m->plans[i]->children;
 	if (m->nplans == m->max_plans) {
 		int cap = m->max_plans ? 2 * m->max_plans : 64;
-		struct model_plan *p = realloc(m->plans, (size_t)cap * sizeof(*p));
-		if (!p)
+		struct model_plan **pp = realloc(m->plans, (size_t)cap * sizeof(*pp));
+		if (!pp)
 			return NULL;   /* the product then runs as one task */
-		m->plans = p;
+		m->plans = pp;
 		m->max_plans = cap;
 	}
-	struct model_plan *p = &m->plans[m->nplans++];
+	struct model_plan *p = malloc(sizeof(*p));
+	if (!p)
+		return NULL;
+	m->plans[m->nplans++] = p;
 	struct starpu_data_filter f = {
 		.filter_func = by_cols ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
 		.nchildren = (unsigned)m->split,
@@ -269,8 +274,11 @@ int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg,
 
 static void unregister_all(struct lspo_model *m)
 {
-	for (int i = 0; i < m->nplans; i++)
-		starpu_data_partition_clean(m->plans[i].parent, (unsigned)m->split, m->plans[i].children);
+	for (int i = 0; i < m->nplans; i++) {
+		starpu_data_partition_clean(m->plans[i]->parent, (unsigned)m->split, m->plans[i]->children);
+		free(m->plans[i]);
+	}
+	m->nplans = 0;
 	for (int i = 0; i < m->layout.ntensors; i++) {
 		starpu_data_unregister(m->hp[i]);
 		starpu_data_unregister(m->hg[i]);

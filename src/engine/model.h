@@ -135,7 +135,7 @@ struct lspo_model {
 	int counting;                                  /* model_act only counts floats */
 	float *act_slab;                               /* host memory of activations when split */
 	size_t act_used, act_size;
-	struct model_plan *plans;
+	struct model_plan **plans;                     /* each allocated once (model.c plan) */
 	int nplans, max_plans;
 	int step;                                      /* optimizer steps done */
 	int registered;

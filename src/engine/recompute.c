@@ -71,11 +71,13 @@ static void drop_activation_plans(struct lspo_model *m)
 	for (int i = 0; i < m->nplans; i++) {
 		int act = 0;
 		for (int a = 0; a < m->nacts && !act; a++)
-			act = m->acts[a] == m->plans[i].parent;
-		if (act)
-			starpu_data_partition_clean(m->plans[i].parent, (unsigned)m->split, m->plans[i].children);
-		else
+			act = m->acts[a] == m->plans[i]->parent;
+		if (act) {
+			starpu_data_partition_clean(m->plans[i]->parent, (unsigned)m->split, m->plans[i]->children);
+			free(m->plans[i]);
+		} else {
 			m->plans[kept++] = m->plans[i];
+		}
 	}
 	m->nplans = kept;
 }
