@@ -266,6 +266,11 @@ int model_block_keeps_output(const struct lspo_model *m, int layer);
  * forward again (stage "recompute"). */
 int model_recompute(struct lspo_model *m, int layer);
 
+/* Floats of the activations the model registers with its current
+ * checkpointing (logits, losses, the family's): the analytic activation
+ * footprint, in float elements. */
+size_t model_activation_floats(struct lspo_model *m);
+
 /* model.c for recompute.c and accum.c. */
 int model_register_activations(struct lspo_model *m);
 int model_submit_gradients(struct lspo_model *m);       /* forward, loss, backward of the batch */

@@ -118,3 +118,16 @@ int lspo_model_checkpointing(const struct lspo_model *m)
 {
 	return m->ckpt_every;
 }
+
+size_t model_activation_floats(struct lspo_model *m)
+{
+	size_t size = m->act_size;
+	int counting = m->counting;
+	m->act_size = 0;
+	m->counting = 1;
+	model_register_activations(m);   /* counts only: registers nothing, changes no handle */
+	size_t n = m->act_size;
+	m->act_size = size;
+	m->counting = counting;
+	return n;
+}

@@ -143,8 +143,9 @@ static int build(struct lspo_model *m)
 	for (int l = 0; l < m->cfg.n_layer; l++) {
 		struct block_acts *a = &g->blocks[l];
 		int slot = model_block_slot(m, l);   /* checkpointing: the shared set (recompute.c) */
-		if (slot != l) {
-			*a = g->blocks[slot];
+		if (slot != l) {   /* (a counting pass leaves the registered handles alone) */
+			if (!m->counting)
+				*a = g->blocks[slot];
 			if (model_block_keeps_output(m, l))
 				model_act(m, &a->res3, N, C);
 			continue;

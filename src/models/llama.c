@@ -207,8 +207,9 @@ static int build(struct lspo_model *m)
 	for (int l = 0; l < c->n_layer; l++) {
 		struct block_acts *a = &s->blocks[l];
 		int slot = model_block_slot(m, l);   /* checkpointing: the shared set (recompute.c) */
-		if (slot != l) {
-			*a = s->blocks[slot];
+		if (slot != l) {   /* (a counting pass leaves the registered handles alone) */
+			if (!m->counting)
+				*a = s->blocks[slot];
 			if (model_block_keeps_output(m, l))
 				model_act(m, &a->res3, N, C);
 			continue;
