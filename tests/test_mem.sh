@@ -70,13 +70,19 @@ bad "missing checkpoint" 1 "no readable config.json" --model "$out/nothing"
 bad "sequence beyond the context" 1 "exceeds the model's context" --model "$out/gpt2" --seq 65
 
 # --- the peak StarPU reports against the footprint (one CPU worker) ---------
-for case in "gpt2 native" "gpt2 lsp" "llama native" "llama lsp"; do
+# With checkpointing (engine/recompute.c: K block slots, one kept output per
+# segment) and gradient accumulation the same holds.
+"$lspo" init --vocab 256 --n-positions 64 --n-embd 64 --n-layer 4 --n-head 4 --out "$out/gpt2-4" > /dev/null \
+  || { echo "init failed"; exit 1; }
+for case in "gpt2 native" "gpt2 lsp" "llama native" "llama lsp" "gpt2-4 native --checkpoint-activations 1" \
+            "gpt2-4 lsp --checkpoint-activations 3" "llama lsp --checkpoint-activations 1 --grad-accum 2"; do
   set -- $case
-  name=$1-$2
-  "$lspo" plan --model "$out/$1" --mode $2 --batch 2 --seq 32 --lsp-d 16 --lsp-r 4 > "$out/$name.plan"
+  model=$1 mode=$2; shift 2
+  name=$model-$mode${1:+-ckpt$2}${3:+-accum$4}
+  "$lspo" plan --model "$out/$model" --mode $mode --batch 2 --seq 32 --lsp-d 16 --lsp-r 4 "$@" > "$out/$name.plan"
   lazy=$(field lazy "$out/$name.plan")
-  "$lspo" train --model "$out/$1" --data "$out/tok.bin" --steps 2 --batch 2 --seq 32 --mode $2 --lsp-d 16 \
-    --lsp-r 4 --check-freq 0 --ncpus 1 --log "$out/$name.csv" > "$out/$name.out" 2>&1 \
+  "$lspo" train --model "$out/$model" --data "$out/tok.bin" --steps 2 --batch 2 --seq 32 --mode $mode --lsp-d 16 \
+    --lsp-r 4 --check-freq 0 --ncpus 1 --log "$out/$name.csv" "$@" > "$out/$name.out" 2>&1 \
     || { echo "FAILED: train $name"; tail -n 3 "$out/$name.out"; fail=1; continue; }
   peak=$(awk -F, 'NR == 3 { print $9 }' "$out/$name.csv")
   echo "$name: StarPU's peak in main memory ${peak:-?} B, footprint (activations + scratch) $lazy B"

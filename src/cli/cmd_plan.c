@@ -98,13 +98,17 @@ int cmd_plan(int argc, char **argv)
 		case P_FREEZE: fo.freeze_dense = 1; break;
 		case P_ODTYPE: bad = dtype_is_bf16("--offload-dtype", optarg, &fo.offload_bf16); break;
 		case P_DTYPE: bad = dtype_is_bf16("--dtype", optarg, &fo.dtype_bf16); break;
-		case P_CKPT:
+		case P_CKPT: {   /* optional K: --checkpoint-activations=K or --checkpoint-activations K */
+			const char *k = optarg;
+			if (!k && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+				k = argv[optind++];
 			fo.checkpoint_every = 1;
-			if (optarg) {
-				bad = cli_parse_int("--checkpoint-activations", optarg, 1, 1L << 20, &v);
+			if (k) {
+				bad = cli_parse_int("--checkpoint-activations", k, 1, 1L << 20, &v);
 				fo.checkpoint_every = (int)v;
 			}
 			break;
+		}
 		case P_ACCUM: bad = cli_parse_int("--grad-accum", optarg, 1, 1L << 20, &v); fo.grad_accum = (int)v; break;
 		case P_HELP: fputs(plan_help, stdout); return CLI_OK;
 		default:

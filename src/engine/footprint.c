@@ -214,7 +214,8 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 	if (o->checkpoint_every > 0) {
 		int k = o->checkpoint_every < c.n_layer ? o->checkpoint_every : c.n_layer;
 		per_block = k;
-		add(&a, &f->activations, eb * N * c.n_embd, (c.n_layer + k - 1) / k);
+		/* the kept outputs replace the last slot's output (never written) */
+		add(&a, &f->activations, eb * N * c.n_embd, (c.n_layer + k - 1) / k - 1);
 	}
 	activations(&c, N, N * c.n_head, per_block, eb, &a, &f->activations);
 	add(&a, &f->activations, eb * N * c.vocab_size, 1);   /* logits, then dlogits */
