@@ -60,7 +60,7 @@ check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out
 check "lsp run with --log" "[ $? -eq 0 ]"
 npair=$(grep -c '^  pair [0-9]* ([0-9]*x[0-9]*, d [0-9]*, [0-9]* matri[a-z]*): error [0-9.]* -> [0-9.]*.*|G^|/|G| [0-9.]* -> [0-9.]* (random ~[0-9.]*), [a-z-]*$' "$out/lsp.out")
 check "per-pair lines at both checks" "[ $npair -ge 2 ] && [ \$((npair % 2)) -eq 0 ]"
-check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome' ]"
+check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome,effective_step' ]"
 check "checks CSV: one row per pair line, steps 1 and 4" "[ \$(tail -n +2 '$out/lsp.csv.checks.csv' | wc -l) -eq $npair ] && [ \"\$(tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f1 | sort -u | tr '\n' ' ')\" = '1 4 ' ]"
 check "checks CSV outcomes" "! tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f13 | grep -qvE '^(kept|learned|rejected-kept|rejected-random)$'"
 check "step log keeps its columns" "[ \"\$(head -n1 '$out/lsp.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d' ] && [ \$(wc -l < '$out/lsp.csv') -eq 5 ]"

@@ -23,6 +23,8 @@ struct run_opts {
 	long save_every, keep, max_bad_steps;
 	double save_every_min;
 	int resume_override, resume_auto;
+	int lsp_learn_async;      /* --lsp-learn async (issue 12) */
+	long lsp_learn_lag;       /* --lsp-learn-lag: steps from a check to its effect */
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
 };
@@ -33,7 +35,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .lsp_learn_lag = 2, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
 }
 
@@ -75,6 +77,12 @@ static const char train_help[] =
 	"                     so projectors stay random (default 100)\n"
 	"  --lsp-calib-batches N   lsp: calibration batches per check, gradients summed (default 4)\n"
 	"  --lsp-learn-iters N --lsp-learn-lr LR   lsp: projector learning (default 100, 0.1)\n"
+	"  --lsp-learn MODE   lsp: sync (default): a check learns its projectors before the\n"
+	"                     next step; async: training goes on with the current projectors\n"
+	"                     while workers learn new ones beside the next K steps' tasks;\n"
+	"                     they take effect (moments re-projected) before step s + K for\n"
+	"                     the check before step s (LOG.checks.csv: effective_step)\n"
+	"  --lsp-learn-lag K  lsp, async: that K (default 2)\n"
 	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
 	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
 	"  --lsp-eps-inside-sqrt   lsp: subspace Adam in the reference code's form\n"
@@ -124,7 +132,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD };
+       O_MAXBAD, O_LSPLEARN, O_LSPLAG };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -145,7 +153,8 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -223,6 +232,12 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 			else return cli_usage_error(cmd, "--lsp-init: expected gaussian or sign, got '%s'", optarg);
 			break;
 		case O_LSPSHARED: o->off.lsp_shared = 1; break;
+		case O_LSPLEARN:
+			if (!strcmp(optarg, "sync")) o->lsp_learn_async = 0;
+			else if (!strcmp(optarg, "async")) o->lsp_learn_async = 1;
+			else return cli_usage_error(cmd, "--lsp-learn: expected sync or async, got '%s'", optarg);
+			break;
+		case O_LSPLAG: bad = cli_parse_int("--lsp-learn-lag", optarg, 1, 1 << 20, &o->lsp_learn_lag); break;
 		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
 		case O_PLAIN: o->off.lsp_plain_apply = 1; break;
 		case O_FREEZE: o->off.freeze_dense = 1; break;
@@ -294,6 +309,7 @@ struct run {
 	long saved_step;          /* of the last checkpoint written or read, else -1 */
 	char *run_json;           /* the manifest's "run": what must match on resume */
 	char *config_json;        /* the effective options, saved as train_config.json */
+	long check_step;          /* lsp, async: the step of the check learning in the background */
 };
 
 static void run_free(struct run *r)
@@ -489,8 +505,11 @@ static int validate(struct run *r, const struct run_opts *o, size_t train_end, l
 	return rc;
 }
 
+static int report_check(const struct run_opts *o, const struct lspo_lsp_check *report, long step, long effective);
+
 /* lsp: the projector check on a held-out calibration batch (the validation
- * data, else a batch drawn from the training data with another seed). */
+ * data, else a batch drawn from the training data with another seed);
+ * async: started, its report comes when it takes effect (lsp_learn_step). */
 static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, long step)
 {
 	struct lspo_loader *ld = NULL;
@@ -505,7 +524,9 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		rc = next_batch(ld, bt, in + b * bt, tg + b * bt, NULL);
 	struct lspo_lsp_check rep;
 	if (!rc)
-		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
+		rc = o->lsp_learn_async
+		     ? lspo_model_lsp_check_start(r->model, in, tg, (int)nb, (int)o->lsp_learn_lag, &rep)
+		     : lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
 	lspo_loader_free(ld);
 	free(in);
 	free(tg);
@@ -513,16 +534,50 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		fprintf(stderr, "lspo: the projector check before step %ld failed\n", step);
 		return CLI_FAIL;
 	}
+	if (o->lsp_learn_async) {
+		printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches); "
+		       "learning in the background, in effect before step %ld\n", step, rep.err_before,
+		       rep.nmatrices, nb, step + o->lsp_learn_lag);
+		r->check_step = step;
+		return CLI_OK;
+	}
 	printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches), "
 	       "%d pair(s) learned and accepted, %d rejected, %d replaced, error now %.3f\n", step,
 	       rep.err_before, rep.nmatrices, nb, rep.accepted, rep.rejected, rep.refreshed, rep.err_after);
+	return report_check(o, &rep, step, step);
+}
+
+/* lsp, async: the background learning's share of step `step`, or its
+ * publication before it. */
+static int lsp_learn_step(struct run *r, const struct run_opts *o, long step)
+{
+	struct lspo_lsp_check rep;
+	int published;
+	if (lspo_model_lsp_learn_advance(r->model, &published, &rep)) {
+		fprintf(stderr, "lspo: the background projector learning before step %ld failed\n", step);
+		return CLI_FAIL;
+	}
+	if (!published)
+		return CLI_OK;
+	printf("lsp check before step %ld took effect before step %ld: projector error %.3f on %d matrices, "
+	       "%d pair(s) learned and accepted, %d rejected, %d replaced, error now %.3f\n", r->check_step,
+	       step, rep.err_before, rep.nmatrices, rep.accepted, rep.rejected, rep.refreshed, rep.err_after);
+	return report_check(o, &rep, r->check_step, step);
+}
+
+/* The per-pair lines of a check made before step `step`, in effect before
+ * step `effective`, and LOG.checks.csv's rows. */
+static int report_check(const struct run_opts *o, const struct lspo_lsp_check *report, long step, long effective)
+{
+	const struct lspo_lsp_check rep = *report;
+	int rc;
 	/* per pair (issue 15): the mean above can hide a pair that keeps nothing of its gradient */
 	FILE *csv = NULL;
 	char *path = NULL;
 	if (o->log && strcmp(o->log, "/dev/null")) {
 		if (asprintf(&path, "%s.checks.csv", o->log) < 0
 		    || job_log_open(path, "step,pair,m,n,d,matrices,err_before,err_after,err_candidate,"
-		                    "captured_before,captured_after,captured_random,outcome", step - 1, &csv)) {
+		                    "captured_before,captured_after,captured_random,outcome,effective_step", step - 1, &csv)) {
 			free(path);
 			return CLI_FAIL;
 		}
@@ -542,9 +597,9 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 			        "almost nothing\n", step, c->pair, c->m, c->n, c->d, c->captured_after,
 			        c->captured_random);
 		if (csv)
-			fprintf(csv, "%ld,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s\n", step, c->pair, c->m, c->n,
-			        c->d, c->nmatrices, c->err_before, c->err_after, c->err_candidate, c->captured_before,
-			        c->captured_after, c->captured_random, what);
+			fprintf(csv, "%ld,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s,%ld\n", step, c->pair, c->m,
+			        c->n, c->d, c->nmatrices, c->err_before, c->err_after, c->err_candidate,
+			        c->captured_before, c->captured_after, c->captured_random, what, effective);
 	}
 	rc = CLI_OK;
 	if (csv) {
@@ -612,6 +667,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 		                        "freeze-dense", o->off.freeze_dense);
 		if (lsp && o->lsp_targets)
 			json_object_set_new(lsp, "lsp-targets", json_string(o->lsp_targets));
+		if (lsp && o->lsp_learn_async)   /* async losses differ from sync ones */
+			json_object_set_new(lsp, "lsp-learn-lag", json_integer(o->lsp_learn_lag));
 		if (!lsp || json_object_update(tr, lsp)) {
 			json_decref(tr);
 			tr = NULL;
@@ -917,6 +974,8 @@ static int train(int argc, char **argv)
 		struct lspo_step_stats st;
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && lsp_check(&r, &o, train_end, s))
+			goto out;
+		if (o.off.mode == LSPO_MODE_LSP && o.lsp_learn_async && lsp_learn_step(&r, &o, s))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		if (next_batch(r.train_loader, (size_t)o.batch * o.seq, r.inputs, r.targets, NULL)

@@ -1,0 +1,9 @@
+# lsp-learn: projector checks and learning as StarPU tasks (issue 12):
+# calibration sums, pair errors, Adam iterations of the learning, moment
+# re-projection and publication, one chain per pair (src/engine/lsp_learn.c).
+liblspo_la_SOURCES += src/engine/lsp_learn.c src/engine/lsp_learn.h \
+	codelets/calib_add.c codelets/calib_add.h \
+	codelets/proj_error.c codelets/proj_error.h \
+	codelets/proj_learn.c codelets/proj_learn.h \
+	codelets/proj_publish.c codelets/proj_publish.h
+CUDA_SOURCES += codelets/calib_add.cu
