@@ -7,3 +7,5 @@ liblspo_la_SOURCES += src/engine/lsp_learn.c src/engine/lsp_learn.h \
 	codelets/proj_learn.c codelets/proj_learn.h \
 	codelets/proj_publish.c codelets/proj_publish.h
 CUDA_SOURCES += codelets/calib_add.cu
+check_PROGRAMS += tests/test_sched_learn
+TESTS += tests/test_sched_learn
