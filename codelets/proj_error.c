@@ -1,8 +1,7 @@
 /*
  * proj_error.c - the relative error (and captured part) of a projector pair
  * on one gradient: codelet, perfmodel and submit helper around
- * lspo_proj_error_one (projector_learn.c).  CPU only: a check evaluates each
- * pair once per calibration gradient; learning (proj_learn) is the bulk.
+ * lspo_proj_error_one (projector_learn.c).  CUDA side in proj_error.cu.
  */
 #include <stdlib.h>
 
@@ -49,6 +48,7 @@ static struct starpu_perfmodel proj_error_model = {
 struct starpu_codelet cl_proj_error = {
 	.cpu_funcs = { proj_error_cpu_codelet },
 	.cpu_funcs_name = { "proj_error_cpu_codelet" },
+	LSPO_CUDA_FUNC(proj_error_cuda)
 	.nbuffers = 7,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW | STARPU_COMMUTE, STARPU_SCRATCH },
 	.model = &proj_error_model,

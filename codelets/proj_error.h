@@ -24,6 +24,7 @@ struct lspo_proj_error_args {
 	int d;         /* the pair's subspace size */
 };
 
+void proj_error_cuda(void *buffers[], void *cl_arg);
 extern struct starpu_codelet cl_proj_error;
 
 /* Submits the error of the pair (pidx, pval: (m, r); qidx, qval: (n, r);

@@ -1,7 +1,7 @@
 /*
  * proj_learn.c - one Adam iteration of a projector pair's learning on one
  * gradient: codelet, perfmodel and submit helper around
- * lspo_proj_learn_one (projector_learn.c).  CPU only for now.
+ * lspo_proj_learn_one (projector_learn.c).  CUDA side in proj_learn.cu.
  */
 #include <stdlib.h>
 
@@ -40,6 +40,7 @@ static struct starpu_perfmodel proj_learn_model = {
 struct starpu_codelet cl_proj_learn = {
 	.cpu_funcs = { proj_learn_cpu_codelet },
 	.cpu_funcs_name = { "proj_learn_cpu_codelet" },
+	LSPO_CUDA_FUNC(proj_learn_cuda)
 	.nbuffers = 7,
 	.modes = { STARPU_R, STARPU_RW, STARPU_R, STARPU_RW, STARPU_R, STARPU_RW, STARPU_SCRATCH },
 	.model = &proj_learn_model,

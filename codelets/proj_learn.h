@@ -29,6 +29,7 @@ struct lspo_proj_learn_args {
 	struct lspo_proj_learn_opts opts; /* lr, beta1, beta2, eps (iters unused) */
 };
 
+void proj_learn_cuda(void *buffers[], void *cl_arg);
 extern struct starpu_codelet cl_proj_learn;
 
 /* Submits Adam step t of the pair's values on G (m, n) R: pidx, qidx R,

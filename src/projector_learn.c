@@ -277,7 +277,7 @@ static void learn_step(struct lspo_proj *p, const float *G, struct learn_ws *w, 
 size_t lspo_proj_error_work(int m, int n, int d)
 {
 	size_t a = ws_floats(m, n, d, 0), b = (size_t)2 * d * n + (size_t)d * d;
-	return a > b ? a : b;
+	return (a > b ? a : b) + 16;   /* + the CUDA kernel's norms (codelets/proj_ell.cuh) */
 }
 
 void lspo_proj_error_one(const struct lspo_proj *p, const float *G, float *work, double *err,
@@ -292,7 +292,7 @@ void lspo_proj_error_one(const struct lspo_proj *p, const float *G, float *work,
 
 size_t lspo_proj_learn_work(int m, int n, int d, int r)
 {
-	return ws_floats(m, n, d, 1) + (size_t)(m + n) * r;
+	return ws_floats(m, n, d, 1) + (size_t)(m + n) * r + 16;   /* + as lspo_proj_error_work */
 }
 
 void lspo_proj_learn_one(struct lspo_proj *p, const float *G, float *work, float *mom, int t,

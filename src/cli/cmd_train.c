@@ -24,7 +24,8 @@ struct run_opts {
 	double save_every_min;
 	int resume_override, resume_auto;
 	int lsp_learn_async;      /* --lsp-learn async (issue 12) */
-	long lsp_learn_lag;       /* --lsp-learn-lag: steps from a check to its effect */
+	long lsp_learn_lag;       /* --lsp-learn-lag: steps from a check to its effect; 0: half of
+	                             --check-freq (at least 1) */
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
 };
@@ -35,7 +36,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .lsp_learn_lag = 2, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
 }
 
@@ -82,7 +83,7 @@ static const char train_help[] =
 	"                     while workers learn new ones beside the next K steps' tasks;\n"
 	"                     they take effect (moments re-projected) before step s + K for\n"
 	"                     the check before step s (LOG.checks.csv: effective_step)\n"
-	"  --lsp-learn-lag K  lsp, async: that K (default 2)\n"
+	"  --lsp-learn-lag K  lsp, async: that K (default: half of --check-freq, at least 1)\n"
 	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
 	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
 	"  --lsp-eps-inside-sqrt   lsp: subspace Adam in the reference code's form\n"
@@ -288,6 +289,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
 	if (o->off.lsp_r > o->off.lsp_d)
 		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
+	if (o->lsp_learn_lag == 0)   /* issue 12: a fixed lag, so losses stay deterministic */
+		o->lsp_learn_lag = o->check_freq / 2 > 1 ? o->check_freq / 2 : 1;
 	o->off.seed = (uint64_t)o->seed;
 	o->ctx.cuda_mem_mib = o->gpu_mem;
 	return sched_options(cmd, o);
