@@ -8,5 +8,5 @@ liblspo_la_SOURCES += src/engine/lsp_learn.c src/engine/lsp_learn.h \
 	codelets/proj_publish.c codelets/proj_publish.h
 CUDA_SOURCES += codelets/calib_add.cu codelets/proj_error.cu codelets/proj_learn.cu
 EXTRA_DIST += codelets/proj_ell.cuh
-check_PROGRAMS += tests/test_sched_learn
-TESTS += tests/test_sched_learn
+check_PROGRAMS += tests/test_sched_learn tests/test_proj_tasks
+TESTS += tests/test_sched_learn tests/test_proj_tasks
