@@ -10,3 +10,4 @@ CUDA_SOURCES += codelets/calib_add.cu codelets/proj_error.cu codelets/proj_learn
 EXTRA_DIST += codelets/proj_ell.cuh
 check_PROGRAMS += tests/test_sched_learn tests/test_proj_tasks
 TESTS += tests/test_sched_learn tests/test_proj_tasks
+EXTRA_DIST += bench/idle-share
