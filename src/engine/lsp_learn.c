@@ -388,9 +388,11 @@ int lsp_learn_advance(struct lspo_model *m, int *published, struct lspo_lsp_chec
 		return LSPO_OK;
 	if (l->slices == l->lag) {
 		*published = 1;
+		lspo_trace_mark_step(0);   /* traces: between steps, as the check */
 		return publish(m, l, report);
 	}
 	l->slices++;
+	lspo_trace_mark_step(m->step + 1);   /* traces: the slice belongs to the coming step */
 	for (int i = 0; i < l->njobs; i++) {
 		struct pair_job *j = &l->jobs[i];
 		if (!j->learning)
