@@ -107,7 +107,7 @@ static int delay_of(const struct lspo_sched_opts *o, enum lspo_stage st)
 static int is_accel_stage(enum lspo_stage st)
 {
 	return st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_PROJ ||
-	       st == LSPO_STAGE_APPLY;
+	       st == LSPO_STAGE_APPLY || st == LSPO_STAGE_RECOMPUTE;
 }
 
 static int is_pipeline_stage(enum lspo_stage st)
@@ -305,8 +305,8 @@ static int push_task(struct starpu_task *task)
 		c = C_FWD;
 	} else if (st == LSPO_STAGE_LEARN) {
 		c = C_IDLE;
-	} else if (st == LSPO_STAGE_BWD) {
-		c = C_BWD;
+	} else if (st == LSPO_STAGE_BWD || st == LSPO_STAGE_RECOMPUTE) {
+		c = C_BWD;   /* a checkpointed block's forward again, on the backward's path */
 	} else if (is_pipeline_stage(st) && layer >= 0) {
 		int deep = layer >= cut_in_use(s);
 		if (!deep)
