@@ -78,6 +78,13 @@ cut -d, -f1,2 "$out/async1.csv" > "$out/async1.loss"; cut -d, -f1,2 "$out/async2
 check "async: deterministic losses" "[ \$(wc -l < '$out/async1.loss') -eq 5 ] && cmp -s '$out/async1.loss' '$out/async2.loss'"
 "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 1 --mode lsp --lsp-learn later > /dev/null 2> "$out/bad.err"
 check "--lsp-learn later refused" "[ $? -eq 2 ] && grep -q 'lsp-learn: expected sync or async' '$out/bad.err'"
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 1 --mode lsp --lsp-learn async --check-freq 3 \
+  --lsp-learn-lag 4 > /dev/null 2> "$out/bad.err"
+check "--lsp-learn-lag above --check-freq refused" "[ $? -eq 2 ] && grep -q 'lsp-learn-lag 4 exceeds --check-freq 3' '$out/bad.err'"
+# lag = check-freq: each check takes effect just before the next one starts (steps 1 -> 3 -> 5)
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 6 --batch 2 --seq 16 --lr 1e-3 --mode lsp \
+  --lsp-d 16 --lsp-r 4 --check-freq 2 --lsp-learn async --lsp-learn-lag 2 --log "$out/async3.csv" > "$out/async3.out" 2>&1
+check "async, lag = check-freq" "[ $? -eq 0 ] && [ \"\$(tail -n +2 '$out/async3.csv.checks.csv' | cut -d, -f1,14 | sort -u | tr '\n' ' ')\" = '1,3 3,5 ' ]"
 
 # The apply's gain sqrt(m n) / (|P| |Q|) is exactly 1 for sign projectors
 # with r = 4 (values +-1/2): --lsp-plain-apply changes nothing there, and

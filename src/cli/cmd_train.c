@@ -318,6 +318,9 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
 	if (o->lsp_learn_lag == 0)   /* issue 12: a fixed lag, so losses stay deterministic */
 		o->lsp_learn_lag = o->check_freq / 2 > 1 ? o->check_freq / 2 : 1;
+	if (o->lsp_learn_async && o->check_freq > 0 && o->lsp_learn_lag > o->check_freq)
+		return cli_usage_error(cmd, "--lsp-learn-lag %ld exceeds --check-freq %ld: a check would start "
+		                       "before the last one took effect", o->lsp_learn_lag, o->check_freq);
 	o->off.seed = (uint64_t)o->seed;
 	o->ctx.cuda_mem_mib = o->gpu_mem;
 	return sched_options(cmd, o);
@@ -1015,10 +1018,13 @@ static int train(int argc, char **argv)
 			goto out;
 		}
 		struct lspo_step_stats st;
-		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
-		    && lsp_check(&r, &o, train_end, s))
+		/* async: a check's learning is handed out before each step, and one
+		 * due now takes effect before a new check starts */
+		int async = o.off.mode == LSPO_MODE_LSP && o.lsp_learn_async;
+		if (async && lsp_learn_step(&r, &o, s))
 			goto out;
-		if (o.off.mode == LSPO_MODE_LSP && o.lsp_learn_async && lsp_learn_step(&r, &o, s))
+		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
+		    && (lsp_check(&r, &o, train_end, s) || (async && lsp_learn_step(&r, &o, s))))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		if (next_batch(r.train_loader, (size_t)o.grad_accum * o.batch * o.seq, r.inputs, r.targets, NULL)
