@@ -4,6 +4,7 @@
  * submit helpers.  The CUDA kernels are in residual.cu.
  */
 #include "internal.h"
+#include "bf16.h"
 #include "residual.h"
 #include "gpt2_ops_util.h"
 
@@ -55,10 +56,15 @@ static void accumulate_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(residual_fwd_model, "lspo_residual_fwd");
 LSPO_PERFMODEL(accumulate_model, "lspo_accumulate");
 
+static void residual_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(residual_fwd_cpu_codelet, b, a);
+}
+
 struct starpu_codelet cl_residual_fwd = {
-	.cpu_funcs = { residual_fwd_cpu_codelet },
-	.cpu_funcs_name = { "residual_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(residual_forward_cuda)
+	.cpu_funcs = { residual_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "residual_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(residual_forward_cuda_any)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &residual_fwd_model,
@@ -66,10 +72,15 @@ struct starpu_codelet cl_residual_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void accumulate_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(accumulate_cpu_codelet, b, a);
+}
+
 struct starpu_codelet cl_accumulate = {
-	.cpu_funcs = { accumulate_cpu_codelet },
-	.cpu_funcs_name = { "accumulate_cpu_codelet" },
-	LSPO_CUDA_FUNC(accumulate_cuda)
+	.cpu_funcs = { accumulate_cpu_codelet_any },
+	.cpu_funcs_name = { "accumulate_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(accumulate_cuda_any)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_RW },
 	.model = &accumulate_model,

@@ -206,15 +206,15 @@ static int build(struct lspo_model *m)
 	int N = m->N, C = c->n_embd, Q = c->n_head * c->head_dim, K = c->n_kv_head * c->head_dim, I = c->n_inner;
 	for (int l = 0; l < c->n_layer; l++) {
 		struct block_acts *a = &s->blocks[l];
-		model_act(m, &a->r1, N, C); model_act(m, &a->rstd1, 1, N);
+		model_act(m, &a->r1, N, C); model_act_f32(m, &a->rstd1, 1, N);
 		model_act(m, &a->q, N, Q); model_act(m, &a->k, N, K); model_act(m, &a->v, N, K);
-		model_act(m, &a->att, N, Q); model_act(m, &a->lse, 1, m->B * c->n_head * m->T);
+		model_act(m, &a->att, N, Q); model_act_f32(m, &a->lse, 1, m->B * c->n_head * m->T);
 		model_act(m, &a->attproj, N, C); model_act(m, &a->res2, N, C);
-		model_act(m, &a->r2, N, C); model_act(m, &a->rstd2, 1, N);
+		model_act(m, &a->r2, N, C); model_act_f32(m, &a->rstd2, 1, N);
 		model_act(m, &a->gate, N, I); model_act(m, &a->up, N, I); model_act(m, &a->h, N, I);
 		model_act(m, &a->down, N, C); model_act(m, &a->res3, N, C);
 	}
-	model_act(m, &s->x0, N, C); model_act(m, &s->rf, N, C); model_act(m, &s->rstdf, 1, N);
+	model_act(m, &s->x0, N, C); model_act(m, &s->rf, N, C); model_act_f32(m, &s->rstdf, 1, N);
 	model_act(m, &s->dres, N, C); model_act(m, &s->dln, N, C); model_act(m, &s->datt, N, Q);
 	model_act(m, &s->dq, N, Q); model_act(m, &s->dk, N, K); model_act(m, &s->dv, N, K);
 	model_act(m, &s->dh, N, I); model_act(m, &s->dgate, N, I); model_act(m, &s->dup, N, I);

@@ -1,0 +1,224 @@
+/*
+ * bf16.cu - bf16 operands of the fp32 codelets on CUDA workers (bf16.h):
+ * float32 copies from cudaMallocAsync on the worker's stream, widened from
+ * bf16 (exact), the op's fp32 CUDA function on them, its outputs rounded
+ * back to nearest even, the copies freed on the stream: all asynchronous.
+ */
+#include <starpu.h>
+
+#ifdef STARPU_USE_CUDA
+#include "bf16.h"
+#include "attention.h"
+#include "embedding.h"
+#include "encoder.h"
+#include "fill.h"
+#include "gelu.h"
+#include "gqa_attention.h"
+#include "layernorm.h"
+#include "project_bwd.h"
+#include "project_fwd.h"
+#include "residual.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "swiglu.h"
+#include "xent.h"
+
+/* (rows, cols) with leading dimension ld <-> contiguous float32. */
+static __global__ void widen_kernel(float *dst, const uint16_t *src, int rows, int cols, int ld)
+{
+	size_t n = (size_t)rows * cols;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = __uint_as_float((uint32_t)src[(i / cols) * ld + i % cols] << 16);
+}
+
+static __global__ void narrow_kernel(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+	size_t n = (size_t)rows * cols;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[(i / cols) * ld + i % cols] = lspo_bf16_round_bits(__float_as_uint(src[i]));
+}
+
+static int blocks(size_t n)
+{
+	size_t b = (n + 255) / 256;
+	return (int)(b < 4096 ? (b ? b : 1) : 4096);
+}
+
+static void check(cudaError_t err)
+{
+	if (err != cudaSuccess)
+		STARPU_CUDA_REPORT_ERROR(err);
+}
+
+extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *cl_arg)
+{
+	struct starpu_task *task = starpu_task_get_current();
+	int n = task ? STARPU_TASK_GET_NBUFFERS(task) : 0, any = 0;
+	for (int i = 0; i < n && !any; i++)
+		any = lspo_bf16_buffer(buffers[i]);
+	if (!any) {
+		fn(buffers, cl_arg);
+		return;
+	}
+	cudaStream_t stream = starpu_cuda_get_local_stream();
+	struct starpu_matrix_interface copy[STARPU_NMAXBUFS];
+	void *bufs[STARPU_NMAXBUFS];
+	float *f32[STARPU_NMAXBUFS];
+	STARPU_ASSERT_MSG(n <= STARPU_NMAXBUFS, "lspo_bf16_cuda_call: %d buffers", n);
+	for (int i = 0; i < n; i++) {
+		bufs[i] = buffers[i];
+		f32[i] = NULL;
+		if (!lspo_bf16_buffer(buffers[i]))
+			continue;
+		const struct starpu_matrix_interface *mi = (const struct starpu_matrix_interface *)buffers[i];
+		size_t elems = (size_t)mi->nx * mi->ny;
+		check(cudaMallocAsync((void **)&f32[i], (elems ? elems : 1) * sizeof(float), stream));
+		if ((STARPU_TASK_GET_MODE(task, i) & STARPU_R) && elems) {
+			widen_kernel<<<blocks(elems), 256, 0, stream>>>(f32[i], (const uint16_t *)mi->ptr, (int)mi->ny,
+			                                                (int)mi->nx, (int)mi->ld);
+			check(cudaGetLastError());
+		}
+		copy[i] = *mi;
+		copy[i].ptr = copy[i].dev_handle = (uintptr_t)f32[i];
+		copy[i].offset = 0;
+		copy[i].ld = mi->nx;
+		copy[i].elemsize = sizeof(float);
+		copy[i].allocsize = elems * sizeof(float);
+		bufs[i] = &copy[i];
+	}
+	fn(bufs, cl_arg);
+	for (int i = 0; i < n; i++) {
+		if (!f32[i])
+			continue;
+		const struct starpu_matrix_interface *mi = (const struct starpu_matrix_interface *)buffers[i];
+		size_t elems = (size_t)mi->nx * mi->ny;
+		if ((STARPU_TASK_GET_MODE(task, i) & STARPU_W) && elems) {
+			narrow_kernel<<<blocks(elems), 256, 0, stream>>>((uint16_t *)mi->ptr, f32[i], (int)mi->ny,
+			                                                 (int)mi->nx, (int)mi->ld);
+			check(cudaGetLastError());
+		}
+		check(cudaFreeAsync(f32[i], stream));
+	}
+}
+
+/* Each op's fp32 CUDA function through the conversion. */
+extern "C" void attention_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(attention_forward_cuda, b, a);
+}
+
+extern "C" void attention_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(attention_backward_cuda, b, a);
+}
+
+extern "C" void embedding_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(embedding_forward_cuda, b, a);
+}
+
+extern "C" void embedding_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(embedding_backward_cuda, b, a);
+}
+
+extern "C" void encoder_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(encoder_forward_cuda, b, a);
+}
+
+extern "C" void encoder_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(encoder_backward_cuda, b, a);
+}
+
+extern "C" void fill_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(fill_cuda, b, a);
+}
+
+extern "C" void gelu_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(gelu_forward_cuda, b, a);
+}
+
+extern "C" void gelu_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(gelu_backward_cuda, b, a);
+}
+
+extern "C" void gqa_attention_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(gqa_attention_forward_cuda, b, a);
+}
+
+extern "C" void gqa_attention_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(gqa_attention_backward_cuda, b, a);
+}
+
+extern "C" void layernorm_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(layernorm_forward_cuda, b, a);
+}
+
+extern "C" void layernorm_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(layernorm_backward_cuda, b, a);
+}
+
+extern "C" void project_fwd_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(project_fwd_cuda, b, a);
+}
+
+extern "C" void project_bwd_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(project_bwd_cuda, b, a);
+}
+
+extern "C" void residual_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(residual_forward_cuda, b, a);
+}
+
+extern "C" void accumulate_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(accumulate_cuda, b, a);
+}
+
+extern "C" void rmsnorm_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(rmsnorm_forward_cuda, b, a);
+}
+
+extern "C" void rmsnorm_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(rmsnorm_backward_cuda, b, a);
+}
+
+extern "C" void rope_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(rope_cuda, b, a);
+}
+
+extern "C" void swiglu_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(swiglu_forward_cuda, b, a);
+}
+
+extern "C" void swiglu_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(swiglu_backward_cuda, b, a);
+}
+
+extern "C" void xent_forward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(xent_forward_cuda, b, a);
+}
+
+extern "C" void xent_backward_cuda_any(void *b[], void *a)
+{
+	lspo_bf16_cuda_call(xent_backward_cuda, b, a);
+}
+#endif
