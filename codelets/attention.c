@@ -195,7 +195,7 @@ static struct starpu_perfmodel attention_bwd_model = {
 
 static void attention_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(attention_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(attention_fwd_cpu_codelet, &cl_attention_fwd, b, a);
 }
 
 struct starpu_codelet cl_attention_fwd = {
@@ -211,7 +211,7 @@ struct starpu_codelet cl_attention_fwd = {
 
 static void attention_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(attention_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(attention_bwd_cpu_codelet, &cl_attention_bwd, b, a);
 }
 
 struct starpu_codelet cl_attention_bwd = {

@@ -30,10 +30,25 @@ static void narrow(const struct starpu_matrix_interface *mi, const float *src)
 			dst[(size_t)r * mi->ld + c] = lspo_bf16_from_f32(src[(size_t)r * mi->nx + c]);
 }
 
-void lspo_bf16_cpu_call(lspo_kernel_func fn, void *buffers[], void *cl_arg)
+int lspo_bf16_nbuffers(const struct starpu_codelet *cl)
 {
 	struct starpu_task *task = starpu_task_get_current();
-	int n = task ? STARPU_TASK_GET_NBUFFERS(task) : 0, any = 0;
+	if (task)
+		return STARPU_TASK_GET_NBUFFERS(task);
+	return cl->nbuffers == STARPU_VARIABLE_NBUFFERS ? 3 : cl->nbuffers;
+}
+
+int lspo_bf16_mode(const struct starpu_codelet *cl, int i)
+{
+	struct starpu_task *task = starpu_task_get_current();
+	if (task)
+		return (int)STARPU_TASK_GET_MODE(task, i);
+	return cl->nbuffers == STARPU_VARIABLE_NBUFFERS ? (int)STARPU_RW : (int)cl->modes[i];
+}
+
+void lspo_bf16_cpu_call(lspo_kernel_func fn, const struct starpu_codelet *cl, void *buffers[], void *cl_arg)
+{
+	int n = lspo_bf16_nbuffers(cl), any = 0;
 	for (int i = 0; i < n && !any; i++)
 		any = lspo_bf16_buffer(buffers[i]);
 	if (!any) {
@@ -54,7 +69,7 @@ void lspo_bf16_cpu_call(lspo_kernel_func fn, void *buffers[], void *cl_arg)
 		ok = f32[i] != NULL;
 		if (!ok)
 			break;
-		if (STARPU_TASK_GET_MODE(task, i) & STARPU_R)
+		if (lspo_bf16_mode(cl, i) & STARPU_R)
 			widen(f32[i], mi);
 		copy[i] = *mi;
 		copy[i].ptr = copy[i].dev_handle = (uintptr_t)f32[i];
@@ -65,13 +80,12 @@ void lspo_bf16_cpu_call(lspo_kernel_func fn, void *buffers[], void *cl_arg)
 		bufs[i] = &copy[i];
 	}
 	if (!ok) {   /* a codelet cannot return an error: stop, as StarPU does */
-		fprintf(stderr, "lspo: %s: out of memory for the float32 copies of bf16 operands\n",
-		        task && task->name ? task->name : "task");
+		fprintf(stderr, "lspo: %s: out of memory for the float32 copies of bf16 operands\n", cl->name);
 		abort();
 	}
 	fn(bufs, cl_arg);
 	for (int i = 0; i < n; i++)
-		if (f32[i] && (STARPU_TASK_GET_MODE(task, i) & STARPU_W))
+		if (f32[i] && (lspo_bf16_mode(cl, i) & STARPU_W))
 			narrow(buffers[i], f32[i]);
 	for (int i = 0; i < n; i++)
 		free(f32[i]);

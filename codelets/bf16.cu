@@ -15,6 +15,7 @@
 #include "gelu.h"
 #include "gqa_attention.h"
 #include "layernorm.h"
+#include "matmul.h"
 #include "project_bwd.h"
 #include "project_fwd.h"
 #include "residual.h"
@@ -50,10 +51,10 @@ static void check(cudaError_t err)
 		STARPU_CUDA_REPORT_ERROR(err);
 }
 
-extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *cl_arg)
+extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, const struct starpu_codelet *cl, void *buffers[],
+                                    void *cl_arg)
 {
-	struct starpu_task *task = starpu_task_get_current();
-	int n = task ? STARPU_TASK_GET_NBUFFERS(task) : 0, any = 0;
+	int n = lspo_bf16_nbuffers(cl), any = 0;
 	for (int i = 0; i < n && !any; i++)
 		any = lspo_bf16_buffer(buffers[i]);
 	if (!any) {
@@ -73,7 +74,7 @@ extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *
 		const struct starpu_matrix_interface *mi = (const struct starpu_matrix_interface *)buffers[i];
 		size_t elems = (size_t)mi->nx * mi->ny;
 		check(cudaMallocAsync((void **)&f32[i], (elems ? elems : 1) * sizeof(float), stream));
-		if ((STARPU_TASK_GET_MODE(task, i) & STARPU_R) && elems) {
+		if ((lspo_bf16_mode(cl, i) & STARPU_R) && elems) {
 			widen_kernel<<<blocks(elems), 256, 0, stream>>>(f32[i], (const uint16_t *)mi->ptr, (int)mi->ny,
 			                                                (int)mi->nx, (int)mi->ld);
 			check(cudaGetLastError());
@@ -92,7 +93,7 @@ extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *
 			continue;
 		const struct starpu_matrix_interface *mi = (const struct starpu_matrix_interface *)buffers[i];
 		size_t elems = (size_t)mi->nx * mi->ny;
-		if ((STARPU_TASK_GET_MODE(task, i) & STARPU_W) && elems) {
+		if ((lspo_bf16_mode(cl, i) & STARPU_W) && elems) {
 			narrow_kernel<<<blocks(elems), 256, 0, stream>>>((uint16_t *)mi->ptr, f32[i], (int)mi->ny,
 			                                                 (int)mi->nx, (int)mi->ld);
 			check(cudaGetLastError());
@@ -104,121 +105,121 @@ extern "C" void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *
 /* Each op's fp32 CUDA function through the conversion. */
 extern "C" void attention_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(attention_forward_cuda, b, a);
+	lspo_bf16_cuda_call(attention_forward_cuda, &cl_attention_fwd, b, a);
 }
 
 extern "C" void attention_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(attention_backward_cuda, b, a);
+	lspo_bf16_cuda_call(attention_backward_cuda, &cl_attention_bwd, b, a);
 }
 
 extern "C" void embedding_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(embedding_forward_cuda, b, a);
+	lspo_bf16_cuda_call(embedding_forward_cuda, &cl_embedding_fwd, b, a);
 }
 
 extern "C" void embedding_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(embedding_backward_cuda, b, a);
+	lspo_bf16_cuda_call(embedding_backward_cuda, &cl_embedding_bwd, b, a);
 }
 
 extern "C" void encoder_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(encoder_forward_cuda, b, a);
+	lspo_bf16_cuda_call(encoder_forward_cuda, &cl_encoder_fwd, b, a);
 }
 
 extern "C" void encoder_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(encoder_backward_cuda, b, a);
+	lspo_bf16_cuda_call(encoder_backward_cuda, &cl_encoder_bwd, b, a);
 }
 
 extern "C" void fill_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(fill_cuda, b, a);
+	lspo_bf16_cuda_call(fill_cuda, &cl_fill, b, a);
 }
 
 extern "C" void gelu_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(gelu_forward_cuda, b, a);
+	lspo_bf16_cuda_call(gelu_forward_cuda, &cl_gelu_fwd, b, a);
 }
 
 extern "C" void gelu_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(gelu_backward_cuda, b, a);
+	lspo_bf16_cuda_call(gelu_backward_cuda, &cl_gelu_bwd, b, a);
 }
 
 extern "C" void gqa_attention_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(gqa_attention_forward_cuda, b, a);
+	lspo_bf16_cuda_call(gqa_attention_forward_cuda, &cl_gqa_attention_fwd, b, a);
 }
 
 extern "C" void gqa_attention_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(gqa_attention_backward_cuda, b, a);
+	lspo_bf16_cuda_call(gqa_attention_backward_cuda, &cl_gqa_attention_bwd, b, a);
 }
 
 extern "C" void layernorm_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(layernorm_forward_cuda, b, a);
+	lspo_bf16_cuda_call(layernorm_forward_cuda, &cl_layernorm_fwd, b, a);
 }
 
 extern "C" void layernorm_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(layernorm_backward_cuda, b, a);
+	lspo_bf16_cuda_call(layernorm_backward_cuda, &cl_layernorm_bwd, b, a);
 }
 
 extern "C" void project_fwd_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(project_fwd_cuda, b, a);
+	lspo_bf16_cuda_call(project_fwd_cuda, &cl_project_fwd, b, a);
 }
 
 extern "C" void project_bwd_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(project_bwd_cuda, b, a);
+	lspo_bf16_cuda_call(project_bwd_cuda, &cl_project_bwd, b, a);
 }
 
 extern "C" void residual_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(residual_forward_cuda, b, a);
+	lspo_bf16_cuda_call(residual_forward_cuda, &cl_residual_fwd, b, a);
 }
 
 extern "C" void accumulate_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(accumulate_cuda, b, a);
+	lspo_bf16_cuda_call(accumulate_cuda, &cl_accumulate, b, a);
 }
 
 extern "C" void rmsnorm_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(rmsnorm_forward_cuda, b, a);
+	lspo_bf16_cuda_call(rmsnorm_forward_cuda, &cl_rmsnorm_fwd, b, a);
 }
 
 extern "C" void rmsnorm_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(rmsnorm_backward_cuda, b, a);
+	lspo_bf16_cuda_call(rmsnorm_backward_cuda, &cl_rmsnorm_bwd, b, a);
 }
 
 extern "C" void rope_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(rope_cuda, b, a);
+	lspo_bf16_cuda_call(rope_cuda, &cl_rope, b, a);
 }
 
 extern "C" void swiglu_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(swiglu_forward_cuda, b, a);
+	lspo_bf16_cuda_call(swiglu_forward_cuda, &cl_swiglu_fwd, b, a);
 }
 
 extern "C" void swiglu_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(swiglu_backward_cuda, b, a);
+	lspo_bf16_cuda_call(swiglu_backward_cuda, &cl_swiglu_bwd, b, a);
 }
 
 extern "C" void xent_forward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(xent_forward_cuda, b, a);
+	lspo_bf16_cuda_call(xent_forward_cuda, &cl_xent_fwd, b, a);
 }
 
 extern "C" void xent_backward_cuda_any(void *b[], void *a)
 {
-	lspo_bf16_cuda_call(xent_backward_cuda, b, a);
+	lspo_bf16_cuda_call(xent_backward_cuda, &cl_xent_fwdbwd, b, a);
 }
 #endif

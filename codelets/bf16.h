@@ -71,14 +71,20 @@ int lspo_bf16_buffer(void *buf);
 
 typedef void (*lspo_kernel_func)(void *buffers[], void *cl_arg);
 
-/* Runs the fp32 codelet function fn of the current task: bf16 buffers are
- * widened into float32 copies (read modes), fn runs on them, and the copies
- * of written buffers are rounded back.  Without a current task (a kernel
- * called directly by a test) every buffer counts as read and written. */
-void lspo_bf16_cpu_call(lspo_kernel_func fn, void *buffers[], void *cl_arg);
+/* Runs fn, the fp32 function of codelet cl, on the current task's buffers:
+ * bf16 buffers are widened into float32 copies (those the task reads), fn
+ * runs on them, and the copies of buffers it writes are rounded back.
+ * Without a current task (a kernel called directly by a test) the number
+ * and modes of the buffers are cl's (a variable count: matmul's A, B, C,
+ * C read and written). */
+void lspo_bf16_cpu_call(lspo_kernel_func fn, const struct starpu_codelet *cl, void *buffers[], void *cl_arg);
 /* The same on the worker's CUDA stream (codelets/bf16.cu), float32 copies
  * from cudaMallocAsync. */
-void lspo_bf16_cuda_call(lspo_kernel_func fn, void *buffers[], void *cl_arg);
+void lspo_bf16_cuda_call(lspo_kernel_func fn, const struct starpu_codelet *cl, void *buffers[], void *cl_arg);
+
+/* Buffers and modes of the current task, else cl's (see above). */
+int lspo_bf16_nbuffers(const struct starpu_codelet *cl);
+int lspo_bf16_mode(const struct starpu_codelet *cl, int i);
 
 /* The CUDA functions of the ops, through lspo_bf16_cuda_call (bf16.cu). */
 void attention_forward_cuda_any(void *b[], void *a);

@@ -55,7 +55,7 @@ LSPO_PERFMODEL(embedding_bwd_model, "lspo_embedding_bwd");
 
 static void embedding_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(embedding_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(embedding_fwd_cpu_codelet, &cl_embedding_fwd, b, a);
 }
 
 struct starpu_codelet cl_embedding_fwd = {
@@ -71,7 +71,7 @@ struct starpu_codelet cl_embedding_fwd = {
 
 static void embedding_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(embedding_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(embedding_bwd_cpu_codelet, &cl_embedding_bwd, b, a);
 }
 
 struct starpu_codelet cl_embedding_bwd = {

@@ -78,7 +78,7 @@ LSPO_PERFMODEL(encoder_bwd_model, "lspo_encoder_bwd");
 
 static void encoder_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(encoder_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(encoder_fwd_cpu_codelet, &cl_encoder_fwd, b, a);
 }
 
 struct starpu_codelet cl_encoder_fwd = {
@@ -94,7 +94,7 @@ struct starpu_codelet cl_encoder_fwd = {
 
 static void encoder_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(encoder_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(encoder_bwd_cpu_codelet, &cl_encoder_bwd, b, a);
 }
 
 struct starpu_codelet cl_encoder_bwd = {

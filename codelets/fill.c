@@ -30,7 +30,7 @@ LSPO_PERFMODEL(fill_model, "lspo_fill");
 
 static void fill_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(fill_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(fill_cpu_codelet, &cl_fill, b, a);
 }
 
 struct starpu_codelet cl_fill = {

@@ -88,7 +88,7 @@ LSPO_PERFMODEL(gelu_bwd_model, "lspo_gelu_bwd");
 
 static void gelu_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(gelu_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(gelu_fwd_cpu_codelet, &cl_gelu_fwd, b, a);
 }
 
 struct starpu_codelet cl_gelu_fwd = {
@@ -104,7 +104,7 @@ struct starpu_codelet cl_gelu_fwd = {
 
 static void gelu_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(gelu_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(gelu_bwd_cpu_codelet, &cl_gelu_bwd, b, a);
 }
 
 struct starpu_codelet cl_gelu_bwd = {

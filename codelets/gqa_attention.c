@@ -251,7 +251,7 @@ static struct starpu_perfmodel gqa_attention_bwd_model = {
 
 static void gqa_attention_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(gqa_attention_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(gqa_attention_fwd_cpu_codelet, &cl_gqa_attention_fwd, b, a);
 }
 
 struct starpu_codelet cl_gqa_attention_fwd = {
@@ -272,7 +272,7 @@ static enum starpu_data_access_mode gqa_attention_bwd_modes[9] = {
 
 static void gqa_attention_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(gqa_attention_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(gqa_attention_bwd_cpu_codelet, &cl_gqa_attention_bwd, b, a);
 }
 
 struct starpu_codelet cl_gqa_attention_bwd = {

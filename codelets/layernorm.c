@@ -123,7 +123,7 @@ LSPO_PERFMODEL(layernorm_bwd_model, "lspo_layernorm_bwd");
 
 static void layernorm_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(layernorm_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(layernorm_fwd_cpu_codelet, &cl_layernorm_fwd, b, a);
 }
 
 struct starpu_codelet cl_layernorm_fwd = {
@@ -139,7 +139,7 @@ struct starpu_codelet cl_layernorm_fwd = {
 
 static void layernorm_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(layernorm_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(layernorm_bwd_cpu_codelet, &cl_layernorm_bwd, b, a);
 }
 
 struct starpu_codelet cl_layernorm_bwd = {

@@ -51,7 +51,7 @@ static struct starpu_perfmodel matmul_model = {
 
 static void matmul_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(matmul_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(matmul_cpu_codelet, &cl_matmul, b, a);
 }
 
 struct starpu_codelet cl_matmul = {

@@ -34,7 +34,7 @@ extern "C" void matmul_cuda(void *buffers[], void *cl_arg)
 {
 	void *A = buffers[0], *B = buffers[1], *C = buffers[2];
 	if (!lspo_bf16_buffer(A) || !lspo_bf16_buffer(B)) {
-		lspo_bf16_cuda_call(matmul_sgemm, buffers, cl_arg);
+		lspo_bf16_cuda_call(matmul_sgemm, &cl_matmul, buffers, cl_arg);
 		return;
 	}
 	const struct lspo_matmul_args *args = (const struct lspo_matmul_args *)cl_arg;

@@ -58,7 +58,7 @@ static struct starpu_perfmodel project_bwd_model = {
 
 static void project_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(project_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(project_bwd_cpu_codelet, &cl_project_bwd, b, a);
 }
 
 struct starpu_codelet cl_project_bwd = {

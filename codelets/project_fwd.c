@@ -113,7 +113,7 @@ static struct starpu_perfmodel project_fwd_model = {
 
 static void project_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(project_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(project_fwd_cpu_codelet, &cl_project_fwd, b, a);
 }
 
 struct starpu_codelet cl_project_fwd = {

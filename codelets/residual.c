@@ -58,7 +58,7 @@ LSPO_PERFMODEL(accumulate_model, "lspo_accumulate");
 
 static void residual_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(residual_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(residual_fwd_cpu_codelet, &cl_residual_fwd, b, a);
 }
 
 struct starpu_codelet cl_residual_fwd = {
@@ -74,7 +74,7 @@ struct starpu_codelet cl_residual_fwd = {
 
 static void accumulate_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(accumulate_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(accumulate_cpu_codelet, &cl_accumulate, b, a);
 }
 
 struct starpu_codelet cl_accumulate = {

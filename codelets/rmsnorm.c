@@ -105,7 +105,7 @@ LSPO_PERFMODEL(rmsnorm_bwd_model, "lspo_rmsnorm_bwd");
 
 static void rmsnorm_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(rmsnorm_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(rmsnorm_fwd_cpu_codelet, &cl_rmsnorm_fwd, b, a);
 }
 
 struct starpu_codelet cl_rmsnorm_fwd = {
@@ -121,7 +121,7 @@ struct starpu_codelet cl_rmsnorm_fwd = {
 
 static void rmsnorm_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(rmsnorm_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(rmsnorm_bwd_cpu_codelet, &cl_rmsnorm_bwd, b, a);
 }
 
 struct starpu_codelet cl_rmsnorm_bwd = {

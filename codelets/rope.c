@@ -55,7 +55,7 @@ LSPO_PERFMODEL(rope_model, "lspo_rope");
 
 static void rope_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(rope_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(rope_cpu_codelet, &cl_rope, b, a);
 }
 
 struct starpu_codelet cl_rope = {

@@ -80,7 +80,7 @@ LSPO_PERFMODEL(swiglu_bwd_model, "lspo_swiglu_bwd");
 
 static void swiglu_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(swiglu_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(swiglu_fwd_cpu_codelet, &cl_swiglu_fwd, b, a);
 }
 
 struct starpu_codelet cl_swiglu_fwd = {
@@ -96,7 +96,7 @@ struct starpu_codelet cl_swiglu_fwd = {
 
 static void swiglu_bwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(swiglu_bwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(swiglu_bwd_cpu_codelet, &cl_swiglu_bwd, b, a);
 }
 
 struct starpu_codelet cl_swiglu_bwd = {

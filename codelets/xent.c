@@ -114,7 +114,7 @@ LSPO_PERFMODEL(xent_fwdbwd_model, "lspo_xent_fwdbwd");
 
 static void xent_fwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(xent_fwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(xent_fwd_cpu_codelet, &cl_xent_fwd, b, a);
 }
 
 struct starpu_codelet cl_xent_fwd = {
@@ -130,7 +130,7 @@ struct starpu_codelet cl_xent_fwd = {
 
 static void xent_fwdbwd_cpu_codelet_any(void *b[], void *a)
 {
-	lspo_bf16_cpu_call(xent_fwdbwd_cpu_codelet, b, a);
+	lspo_bf16_cpu_call(xent_fwdbwd_cpu_codelet, &cl_xent_fwdbwd, b, a);
 }
 
 struct starpu_codelet cl_xent_fwdbwd = {

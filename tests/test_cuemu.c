@@ -49,6 +49,7 @@
 #include "rope.h"
 #include "swiglu.h"
 #include "gqa_attention.h"
+#include "bf16.h"
 
 /* The emulated entry points: tests/cuemu/cu2cpp renames f to cuemu_f. */
 #define EMULATED(f) void cuemu_##f(void *buffers[], void *cl_arg);
@@ -84,6 +85,8 @@ EMULATED(swiglu_backward_cuda)
 EMULATED(gqa_attention_forward_cuda)
 EMULATED(gqa_attention_backward_cuda)
 EMULATED(proj_apply_t_cuda)
+EMULATED(layernorm_forward_cuda_any)
+EMULATED(residual_forward_cuda_any)
 /* The mutants of the self-test (mk/cuemu.mk). */
 EMULATED(mut_barrier_sumsq_cuda)
 EMULATED(mut_smem_attention_forward_cuda)
@@ -539,6 +542,50 @@ static void case_matmul(void (*emu)(void *[], void *), int m, int n, int k, int 
 	       pad, beta);
 }
 
+/* A bf16 matrix of bf16-rounded U(-1, 1) values. */
+static void tc_bf16(struct tcase *c, int rows, int cols, int ld)
+{
+	uint16_t *p = tc_mat(c, U16, rows, cols, ld);
+	for (size_t i = 0; i < (size_t)rows * ld; i++)
+		p[i] = lspo_bf16_from_f32(test_uniform(&seed));
+}
+
+/* --dtype bf16 products: bf16 A and B through cublasGemmEx (C bf16 or
+ * float32), and float32 A with bf16 B and C through the float32 copies of
+ * lspo_bf16_cuda_call (cudaMallocAsync, widen and round kernels, strided). */
+static void case_matmul_bf16(int m, int n, int k, int ta, int tb, int pad, float beta, int a_f32, int c_f32)
+{
+	struct lspo_matmul_args a = { ta, tb, 1.25f, beta };
+	int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+	if (a_f32)
+		tc_mat(&tc, F32, ar, ac, ac + pad);
+	else
+		tc_bf16(&tc, ar, ac, ac + pad);
+	tc_bf16(&tc, br, bc, bc + 2 * pad);
+	if (c_f32)
+		tc_mat(&tc, F32, m, n, n + pad);
+	else
+		tc_bf16(&tc, m, n, n + pad);
+	tc_run(&tc, &cl_matmul, cuemu_matmul_cuda, &a, 1e-5, "matmul bf16 m=%d n=%d k=%d ta=%d tb=%d pad=%d beta=%g "
+	       "A %s C %s", m, n, k, ta, tb, pad, beta, a_f32 ? "f32" : "bf16", c_f32 ? "f32" : "bf16");
+}
+
+/* Other ops on bf16 operands: their float32 kernel between widen and round. */
+static void case_ops_bf16(int N, int C)
+{
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, N);
+	tc_f32(&tc, 1, N);
+	tc_run(&tc, &cl_layernorm_fwd, cuemu_layernorm_forward_cuda_any, NULL, 1e-5, "layernorm bf16 N=%d C=%d", N, C);
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_run(&tc, &cl_residual_fwd, cuemu_residual_forward_cuda_any, NULL, 0, "residual bf16 N=%d C=%d", N, C);
+}
+
 static void case_proj(int T, int m, int n, int d, int r)
 {
 	/* project_fwd: X (T, m), pidx/pval (m, r), A (d, T) */
@@ -800,6 +847,15 @@ static void all_cases(void)
 					for (int c = 0; c < nsizes; c++)
 						case_matmul(cuemu_matmul_cuda, sizes[a], sizes[b], sizes[c], ta, tb, (a + c) % 2,
 						            1.25f, (a + b + c) % 2 ? 0.5f : 0.0f);
+
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int v = 0; v < 3; v++) {   /* bf16 -> bf16, bf16 -> f32, f32 x bf16 -> bf16 */
+				case_matmul_bf16(33, 7, 127, ta, tb, (ta + tb) % 2, (ta + v) % 2 ? 0.5f : 0.0f, v == 2, v == 1);
+				case_matmul_bf16(1, 33, 7, ta, tb, 1, 0.0f, v == 2, v == 1);
+			}
+	case_ops_bf16(5, 96);
+	case_ops_bf16(64, 33);
 
 	/* test_proj_codelets_cuda's shapes: T, m, n, d, r */
 	static const int proj[][5] = {
