@@ -333,6 +333,21 @@ static void test_bytes(const struct lspo_model_config *cfg, const char *name)
 	      w[0], w[1]);
 	CHECK(a[1] * 2 > a[0] && a[1] < 0.55 * a[0], "%s activations: %zu bytes fp32, %zu bf16", name, a[0], a[1]);
 	printf("%s: stored weights %zu -> %zu bytes, activations %zu -> %zu bytes\n", name, w[0], w[1], a[0], a[1]);
+	/* zero: fp32 gradients down, bf16 weights up (bf16 both ways with --offload-dtype bf16). */
+	for (int ob = 0; ob < 2; ob++) {
+		struct lspo_model *m = build(ctx, cfg, LSPO_DTYPE_BF16, LSPO_MODE_NATIVE, params);
+		struct lspo_offload_opts o = lspo_offload_opts_default();
+		o.mode = LSPO_MODE_ZERO;
+		o.offload_bf16 = ob;
+		CHECK(lspo_model_set_mode(m, &o) == LSPO_OK, "zero");
+		double d2h, h2d, nf = (double)lspo_model_nparams(cfg);
+		lspo_model_offload_volume(m, &d2h, &h2d);
+		CHECK(d2h == (ob ? 2 : 4) * nf && h2d == 2 * nf, "%s zero bf16 (offload %s): volume %.0f down, %.0f up",
+		      name, ob ? "bf16" : "fp32", d2h, h2d);
+		lspo_model_stored_bytes(m, &w[1], &a[1]);
+		CHECK(w[1] * 2 == w[0], "%s zero: working weights %zu bytes", name, w[1]);
+		lspo_model_free(m);
+	}
 	free(params);
 	lspo_ctx_destroy(ctx);
 }
