@@ -93,8 +93,8 @@ static void test_rounding(void)
 		CHECK(lspo_bf16_from_f32(x) == ref_round(x), "round(%a) = 0x%04x, reference 0x%04x", (double)x,
 		      lspo_bf16_from_f32(x), ref_round(x));
 	}
-	CHECK(lspo_bf16_from_f32(bits_float(0x3f808000u)) == 0x3f80u && lspo_bf16_from_f32(bits_float(0x3f818000u)) == 0x3f82u,
-	      "ties to even");
+	CHECK(lspo_bf16_from_f32(bits_float(0x3f808000u)) == 0x3f80u
+	      && lspo_bf16_from_f32(bits_float(0x3f818000u)) == 0x3f82u, "ties to even");
 	CHECK(lspo_bf16_from_f32(bits_float(0x7f7f8000u)) == 0x7f80u, "overflow tie rounds to inf");
 	CHECK(isnan(lspo_bf16_to_f32(lspo_bf16_from_f32(bits_float(0x7f800001u)))), "signalling NaN stays NaN");
 	printf("rounding: %ld values bit for bit against the double reference\n", n);
@@ -237,7 +237,8 @@ static void test_codelets(void)
 		CHECK(fabs(((float *)rstd.p)[r] - rs) < 1e-5 * rs, "layernorm rstd row %d: %g, reference %g", r,
 		      ((float *)rstd.p)[r], rs);
 		for (int c = 0; c < C; c++)
-			ref[(size_t)r * C + c] = (mat_get(&x, (size_t)r * C + c) - mu) * rs * mat_get(&w, c) + mat_get(&b, c);
+			ref[(size_t)r * C + c] = (mat_get(&x, (size_t)r * C + c) - mu) * rs * mat_get(&w, c)
+			                         + mat_get(&b, c);
 	}
 	check_rounded("layernorm bf16", &y, ref, 0.97);
 
@@ -448,14 +449,15 @@ static void test_small_updates(void)
 			move32 = total;
 			continue;
 		}
-		CHECK(below >= 0.95 * len, "one step: %zu of %zu updates would survive bf16 rounding", len - below, len);
+		CHECK(below >= 0.95 * len, "one step: %zu of %zu updates would survive bf16 rounding", len - below,
+		      len);
 		CHECK(total > 0.5 * K * first, "after %d steps the weights moved %.3g, one step %.3g", K, total, first);
 		double cosine = dot / (total * sqrt(n32));
-		CHECK(cosine > 0.95 && fabs(total / move32 - 1) < 0.1, "bf16 moves vs fp32: cosine %.4f, norms %.3g, %.3g",
-		      cosine, total, move32);
+		CHECK(cosine > 0.95 && fabs(total / move32 - 1) < 0.1,
+		      "bf16 moves vs fp32: cosine %.4f, norms %.3g, %.3g", cosine, total, move32);
 		CHECK(changed16 > len / 20, "only %zu of %zu bf16 working weights changed", changed16, len);
-		printf("lsp small updates: %zu/%zu single updates lost if rounded into bf16 weights; after %d steps the masters "
-		       "moved %.3g (%.1f x one step; fp32 run %.3g, cosine %.4f); %zu bf16 weights changed\n",
+		printf("lsp small updates: %zu/%zu single updates lost if rounded into bf16 weights; after %d steps "
+		       "the masters moved %.3g (%.1f x one step; fp32 run %.3g, cosine %.4f); %zu bf16 weights changed\n",
 		       below, len, K, total, total / first, move32, cosine, changed16);
 	}
 	free(p0); free(p1); free(pk); free(d32);

@@ -851,7 +851,8 @@ static void all_cases(void)
 	for (int ta = 0; ta < 2; ta++)
 		for (int tb = 0; tb < 2; tb++)
 			for (int v = 0; v < 3; v++) {   /* bf16 -> bf16, bf16 -> f32, f32 x bf16 -> bf16 */
-				case_matmul_bf16(33, 7, 127, ta, tb, (ta + tb) % 2, (ta + v) % 2 ? 0.5f : 0.0f, v == 2, v == 1);
+				case_matmul_bf16(33, 7, 127, ta, tb, (ta + tb) % 2, (ta + v) % 2 ? 0.5f : 0.0f, v == 2,
+				                 v == 1);
 				case_matmul_bf16(1, 33, 7, ta, tb, 1, 0.0f, v == 2, v == 1);
 			}
 	case_ops_bf16(5, 96);

@@ -64,9 +64,10 @@ int model_bf16_refresh(struct lspo_model *m)
 {
 	int zero = m->mode_id == LSPO_MODE_ZERO;
 	uint32_t where = zero || starpu_cuda_worker_get_count() == 0 ? STARPU_CPU : STARPU_CUDA;
-	for (int i = 0; i < m->layout.ntensors; i++)
-		TRY(lspo_cast_f32_bf16_submit(m->hp[i], m->w16[i], where, 0,
-		                              model_name(m, "cast", model_tensor_layer(m, i), zero ? "upload" : "apply")));
+	for (int i = 0; i < m->layout.ntensors; i++) {
+		const char *name = model_name(m, "cast", model_tensor_layer(m, i), zero ? "upload" : "apply");
+		TRY(lspo_cast_f32_bf16_submit(m->hp[i], m->w16[i], where, 0, name));
+	}
 	return LSPO_OK;
 }
 

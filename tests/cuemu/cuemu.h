@@ -339,7 +339,8 @@ extern "C" cublasStatus_t cuemu_cublasGemmEx(cublasHandle_t h, cublasOperation_t
                                              cublasComputeType_t compute, cublasGemmAlgo_t algo,
                                              const char *file, int line);
 #define cublasGemmEx(h, ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, ctype, algo) \
-	cuemu_cublasGemmEx(h, ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, ctype, algo, __FILE__, __LINE__)
+	cuemu_cublasGemmEx(h, ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, ctype, algo, \
+	                   __FILE__, __LINE__)
 
 /* Stream-ordered allocation: a plain malloc and free (launches run at once). */
 extern "C" cudaError_t cuemu_cudaMallocAsync(void **p, size_t n, const char *file, int line);
