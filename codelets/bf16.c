@@ -30,9 +30,16 @@ static void narrow(const struct starpu_matrix_interface *mi, const float *src)
 			dst[(size_t)r * mi->ld + c] = lspo_bf16_from_f32(src[(size_t)r * mi->nx + c]);
 }
 
+/* The task the calling worker runs; NULL outside StarPU (a test calling a
+ * kernel directly: StarPU's thread-local keys do not exist then). */
+static struct starpu_task *current_task(void)
+{
+	return starpu_is_initialized() ? starpu_task_get_current() : NULL;
+}
+
 int lspo_bf16_nbuffers(const struct starpu_codelet *cl)
 {
-	struct starpu_task *task = starpu_task_get_current();
+	struct starpu_task *task = current_task();
 	if (task)
 		return STARPU_TASK_GET_NBUFFERS(task);
 	return cl->nbuffers == STARPU_VARIABLE_NBUFFERS ? 3 : cl->nbuffers;
@@ -40,7 +47,7 @@ int lspo_bf16_nbuffers(const struct starpu_codelet *cl)
 
 int lspo_bf16_mode(const struct starpu_codelet *cl, int i)
 {
-	struct starpu_task *task = starpu_task_get_current();
+	struct starpu_task *task = current_task();
 	if (task)
 		return (int)STARPU_TASK_GET_MODE(task, i);
 	return cl->nbuffers == STARPU_VARIABLE_NBUFFERS ? (int)STARPU_RW : (int)cl->modes[i];
