@@ -30,7 +30,8 @@ for model in gpt2 llama; do
   for mode in native zero "zero --offload-dtype bf16" "lsp --lsp-d 8 --lsp-r 2 --check-freq 2"; do
     # shellcheck disable=SC2086
     "$lspo" train --model "$out/$model" $run --dtype bf16 --mode $mode > "$out/run.out" 2> "$out/run.err"
-    check "$model --mode $mode --dtype bf16 trains" "[ $? -eq 0 ] && [ \$(grep -c '^step ' '$out/run.out') -eq 3 ]"
+    check "$model --mode $mode --dtype bf16 trains" "[ $? -eq 0 ] && [ \$(grep -c '^step ' '$out/run.out') -eq 3 ] \
+      && grep -q '^dtype bf16: working weights [0-9.]* MiB, activations [0-9.]* MiB' '$out/run.out'"
   done
 done
 

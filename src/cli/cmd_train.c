@@ -904,6 +904,12 @@ static int train(int argc, char **argv)
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
+	if (o.dt == LSPO_DTYPE_BF16) {
+		size_t wbytes, abytes;
+		lspo_model_stored_bytes(r.model, &wbytes, &abytes);
+		printf("dtype bf16: working weights %.2f MiB, activations %.2f MiB (bf16 but for fp32 statistics); "
+		       "masters, gradients and optimizer states fp32\n", wbytes / 1048576.0, abytes / 1048576.0);
+	}
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
