@@ -66,8 +66,9 @@ static int check_names(struct lspo_model *m)
 void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols)
 {
 	size_t n = (size_t)rows * cols, esz = m->bf16 && !m->act_f32 ? sizeof(uint16_t) : sizeof(float);
+	size_t floats = (n * esz + sizeof(float) - 1) / sizeof(float);   /* bf16: half */
 	if (m->counting) {
-		m->act_size += n;
+		m->act_size += floats;
 		return;
 	}
 	if (m->nacts == m->cap_acts) {
@@ -83,9 +84,9 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 	}
 	if (m->split < 2) {
 		lspo_matrix_register_elem(h, NULL, rows, cols, esz);
-	} else {   /* bf16 ones take half their counted floats */
+	} else {
 		lspo_matrix_register_elem(h, m->act_slab + m->act_used, rows, cols, esz);
-		m->act_used += (n * esz + sizeof(float) - 1) / sizeof(float);
+		m->act_used += floats;
 	}
 	m->acts[m->nacts++] = *h;
 }
