@@ -22,7 +22,6 @@
 #include "rmsnorm.h"
 #include "rope.h"
 #include "swiglu.h"
-#include "xent.h"
 
 /* (rows, cols) with leading dimension ld <-> contiguous float32. */
 static __global__ void widen_kernel(float *dst, const uint16_t *src, int rows, int cols, int ld)
@@ -211,15 +210,5 @@ extern "C" void swiglu_forward_cuda_any(void *b[], void *a)
 extern "C" void swiglu_backward_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(swiglu_backward_cuda, &cl_swiglu_bwd, b, a);
-}
-
-extern "C" void xent_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(xent_forward_cuda, &cl_xent_fwd, b, a);
-}
-
-extern "C" void xent_backward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(xent_backward_cuda, &cl_xent_fwdbwd, b, a);
 }
 #endif

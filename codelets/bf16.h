@@ -7,7 +7,8 @@
  * nearest bf16, ties to even, on store, once per task.  The matrix products
  * take bf16 operands directly (cublasGemmEx with CUBLAS_COMPUTE_32F, fp32
  * accumulation, one rounding of the result; on the CPU the same in
- * float32 through sgemm); every other op of the step goes through
+ * float32 through sgemm), and so do the CUDA kernels of the cross-entropy
+ * (no float32 copy of the (N, V) logits); every other op goes through
  * lspo_bf16_cpu_call / lspo_bf16_cuda_call, which hand the op's fp32 kernel
  * float32 copies of its bf16 buffers (transient, one task's operands) and
  * round its outputs back.  A task without bf16 buffers calls the kernel
@@ -109,8 +110,6 @@ void rmsnorm_backward_cuda_any(void *b[], void *a);
 void rope_cuda_any(void *b[], void *a);
 void swiglu_forward_cuda_any(void *b[], void *a);
 void swiglu_backward_cuda_any(void *b[], void *a);
-void xent_forward_cuda_any(void *b[], void *a);
-void xent_backward_cuda_any(void *b[], void *a);
 
 #ifdef __cplusplus
 }

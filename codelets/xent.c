@@ -120,7 +120,7 @@ static void xent_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_xent_fwd = {
 	.cpu_funcs = { xent_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "xent_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(xent_forward_cuda_any)
+	LSPO_CUDA_FUNC(xent_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &xent_fwd_model,
@@ -136,7 +136,7 @@ static void xent_fwdbwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_xent_fwdbwd = {
 	.cpu_funcs = { xent_fwdbwd_cpu_codelet_any },
 	.cpu_funcs_name = { "xent_fwdbwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(xent_backward_cuda_any)
+	LSPO_CUDA_FUNC(xent_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_RW, STARPU_R, STARPU_W },
 	.model = &xent_fwdbwd_model,

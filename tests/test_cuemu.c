@@ -98,8 +98,8 @@ int cuemu_selftest_rules(void);
  * Cases: buffers in two copies, the CPU function on one, the emulated CUDA
  * function on the other. */
 
-enum { F32, I32, F64, U16 };
-static const size_t type_size[] = { 4, 4, 8, 2 };
+enum { F32, I32, F64, U16, BF16 };   /* U16: compared bit for bit; BF16: as values */
+static const size_t type_size[] = { 4, 4, 8, 2, 2 };
 #define MAXBUF 320
 
 struct tbuf {
@@ -155,6 +155,8 @@ static void *tc_mat(struct tcase *c, int type, int rows, int cols, int ld)
 			((double *)b->data[0])[i] = test_uniform(&seed);
 		else if (type == U16)
 			((uint16_t *)b->data[0])[i] = (uint16_t)(test_uniform(&seed) * 32768.0f + 32768.0f);
+		else if (type == BF16)
+			((uint16_t *)b->data[0])[i] = lspo_bf16_from_f32(test_uniform(&seed));
 		else
 			((int32_t *)b->data[0])[i] = 0;
 	}
@@ -235,6 +237,9 @@ static double compare(const struct tbuf *b, double min_scale, int *pad_diff)
 			} else if (b->type == U16) {
 				x = ((const uint16_t *)c)[j];
 				y = ((const uint16_t *)e)[j];
+			} else if (b->type == BF16) {
+				x = lspo_bf16_to_f32(((const uint16_t *)c)[j]);
+				y = lspo_bf16_to_f32(((const uint16_t *)e)[j]);
 			} else {
 				x = ((const int32_t *)c)[j];
 				y = ((const int32_t *)e)[j];
@@ -542,12 +547,10 @@ static void case_matmul(void (*emu)(void *[], void *), int m, int n, int k, int 
 	       pad, beta);
 }
 
-/* A bf16 matrix of bf16-rounded U(-1, 1) values. */
-static void tc_bf16(struct tcase *c, int rows, int cols, int ld)
+/* A bf16 matrix of bf16-rounded U(-1, 1) values, compared as values. */
+static uint16_t *tc_bf16(struct tcase *c, int rows, int cols, int ld)
 {
-	uint16_t *p = tc_mat(c, U16, rows, cols, ld);
-	for (size_t i = 0; i < (size_t)rows * ld; i++)
-		p[i] = lspo_bf16_from_f32(test_uniform(&seed));
+	return tc_mat(c, BF16, rows, cols, ld);
 }
 
 /* --dtype bf16 products: bf16 A and B through cublasGemmEx (C bf16 or
@@ -642,6 +645,26 @@ static void case_xent(int B, int T, int V)
 		tc.min_scale = grad ? a.dloss : 1.0;
 		tc_run(&tc, grad ? &cl_xent_fwdbwd : &cl_xent_fwd, grad ? cuemu_xent_backward_cuda : cuemu_xent_forward_cuda,
 		       &a, 1e-4, "xent %s B=%d T=%d V=%d", grad ? "fwdbwd" : "fwd", B, T, V);
+	}
+}
+
+/* bf16 logits: the kernel loads bf16 and rounds dlogits on store; the CPU
+ * side computes on float32 copies.  Their float32 exps differ by an ulp, so
+ * a dlogit may round the other way: one bf16 spacing (2^-8 relative). */
+static void case_xent_bf16(int B, int T, int V)
+{
+	int N = B * T;
+	for (int grad = 0; grad < 2; grad++) {
+		struct lspo_xent_args a = { 1.0f / (float)N };
+		uint16_t *x = tc_bf16(&tc, N, V, V);
+		for (size_t i = 0; i < (size_t)N * V; i++)
+			x[i] = lspo_bf16_from_f32(4.0f * lspo_bf16_to_f32(x[i]));
+		int32_t *t = tc_ids(&tc, B, T, V);
+		t[0] = -1;                /* an ignored target */
+		tc_f32(&tc, 1, N);
+		tc.min_scale = grad ? a.dloss : 1.0;
+		tc_run(&tc, grad ? &cl_xent_fwdbwd : &cl_xent_fwd, grad ? cuemu_xent_backward_cuda : cuemu_xent_forward_cuda,
+		       &a, 1e-2, "xent bf16 %s B=%d T=%d V=%d", grad ? "fwdbwd" : "fwd", B, T, V);
 	}
 }
 
@@ -857,6 +880,8 @@ static void all_cases(void)
 			}
 	case_ops_bf16(5, 96);
 	case_ops_bf16(64, 33);
+	case_xent_bf16(2, 3, 50257);
+	case_xent_bf16(4, 5, 77);
 
 	/* test_proj_codelets_cuda's shapes: T, m, n, d, r */
 	static const int proj[][5] = {
