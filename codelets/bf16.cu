@@ -12,16 +12,13 @@
 #include "embedding.h"
 #include "encoder.h"
 #include "fill.h"
-#include "gelu.h"
 #include "gqa_attention.h"
 #include "layernorm.h"
 #include "matmul.h"
 #include "project_bwd.h"
 #include "project_fwd.h"
-#include "residual.h"
 #include "rmsnorm.h"
 #include "rope.h"
-#include "swiglu.h"
 
 /* (rows, cols) with leading dimension ld <-> contiguous float32. */
 static __global__ void widen_kernel(float *dst, const uint16_t *src, int rows, int cols, int ld)
@@ -137,16 +134,6 @@ extern "C" void fill_cuda_any(void *b[], void *a)
 	lspo_bf16_cuda_call(fill_cuda, &cl_fill, b, a);
 }
 
-extern "C" void gelu_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(gelu_forward_cuda, &cl_gelu_fwd, b, a);
-}
-
-extern "C" void gelu_backward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(gelu_backward_cuda, &cl_gelu_bwd, b, a);
-}
-
 extern "C" void gqa_attention_forward_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(gqa_attention_forward_cuda, &cl_gqa_attention_fwd, b, a);
@@ -177,16 +164,6 @@ extern "C" void project_bwd_cuda_any(void *b[], void *a)
 	lspo_bf16_cuda_call(project_bwd_cuda, &cl_project_bwd, b, a);
 }
 
-extern "C" void residual_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(residual_forward_cuda, &cl_residual_fwd, b, a);
-}
-
-extern "C" void accumulate_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(accumulate_cuda, &cl_accumulate, b, a);
-}
-
 extern "C" void rmsnorm_forward_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(rmsnorm_forward_cuda, &cl_rmsnorm_fwd, b, a);
@@ -200,15 +177,5 @@ extern "C" void rmsnorm_backward_cuda_any(void *b[], void *a)
 extern "C" void rope_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(rope_cuda, &cl_rope, b, a);
-}
-
-extern "C" void swiglu_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(swiglu_forward_cuda, &cl_swiglu_fwd, b, a);
-}
-
-extern "C" void swiglu_backward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(swiglu_backward_cuda, &cl_swiglu_bwd, b, a);
 }
 #endif

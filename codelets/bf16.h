@@ -7,8 +7,9 @@
  * nearest bf16, ties to even, on store, once per task.  The matrix products
  * take bf16 operands directly (cublasGemmEx with CUBLAS_COMPUTE_32F, fp32
  * accumulation, one rounding of the result; on the CPU the same in
- * float32 through sgemm), and so do the CUDA kernels of the cross-entropy
- * (no float32 copy of the (N, V) logits); every other op goes through
+ * float32 through sgemm); the CUDA kernels of the cross-entropy, gelu,
+ * swiglu and the residual adds load and store bf16 themselves (bf16.cuh),
+ * so no float32 copy of their operands exists; every other op goes through
  * lspo_bf16_cpu_call / lspo_bf16_cuda_call, which hand the op's fp32 kernel
  * float32 copies of its bf16 buffers (transient, one task's operands) and
  * round its outputs back.  A task without bf16 buffers calls the kernel
@@ -95,21 +96,15 @@ void embedding_backward_cuda_any(void *b[], void *a);
 void encoder_forward_cuda_any(void *b[], void *a);
 void encoder_backward_cuda_any(void *b[], void *a);
 void fill_cuda_any(void *b[], void *a);
-void gelu_forward_cuda_any(void *b[], void *a);
-void gelu_backward_cuda_any(void *b[], void *a);
 void gqa_attention_forward_cuda_any(void *b[], void *a);
 void gqa_attention_backward_cuda_any(void *b[], void *a);
 void layernorm_forward_cuda_any(void *b[], void *a);
 void layernorm_backward_cuda_any(void *b[], void *a);
 void project_fwd_cuda_any(void *b[], void *a);
 void project_bwd_cuda_any(void *b[], void *a);
-void residual_forward_cuda_any(void *b[], void *a);
-void accumulate_cuda_any(void *b[], void *a);
 void rmsnorm_forward_cuda_any(void *b[], void *a);
 void rmsnorm_backward_cuda_any(void *b[], void *a);
 void rope_cuda_any(void *b[], void *a);
-void swiglu_forward_cuda_any(void *b[], void *a);
-void swiglu_backward_cuda_any(void *b[], void *a);
 
 #ifdef __cplusplus
 }

@@ -94,7 +94,7 @@ static void gelu_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_gelu_fwd = {
 	.cpu_funcs = { gelu_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "gelu_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(gelu_forward_cuda_any)
+	LSPO_CUDA_FUNC(gelu_forward_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_W },
 	.model = &gelu_fwd_model,
@@ -110,7 +110,7 @@ static void gelu_bwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_gelu_bwd = {
 	.cpu_funcs = { gelu_bwd_cpu_codelet_any },
 	.cpu_funcs_name = { "gelu_bwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(gelu_backward_cuda_any)
+	LSPO_CUDA_FUNC(gelu_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &gelu_bwd_model,

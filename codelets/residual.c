@@ -64,7 +64,7 @@ static void residual_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_residual_fwd = {
 	.cpu_funcs = { residual_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "residual_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(residual_forward_cuda_any)
+	LSPO_CUDA_FUNC(residual_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &residual_fwd_model,
@@ -80,7 +80,7 @@ static void accumulate_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_accumulate = {
 	.cpu_funcs = { accumulate_cpu_codelet_any },
 	.cpu_funcs_name = { "accumulate_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(accumulate_cuda_any)
+	LSPO_CUDA_FUNC(accumulate_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_RW },
 	.model = &accumulate_model,

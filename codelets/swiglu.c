@@ -86,7 +86,7 @@ static void swiglu_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_swiglu_fwd = {
 	.cpu_funcs = { swiglu_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "swiglu_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(swiglu_forward_cuda_any)
+	LSPO_CUDA_FUNC(swiglu_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &swiglu_fwd_model,
@@ -102,7 +102,7 @@ static void swiglu_bwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_swiglu_bwd = {
 	.cpu_funcs = { swiglu_bwd_cpu_codelet_any },
 	.cpu_funcs_name = { "swiglu_bwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(swiglu_backward_cuda_any)
+	LSPO_CUDA_FUNC(swiglu_backward_cuda)
 	.nbuffers = 5,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W },
 	.model = &swiglu_bwd_model,

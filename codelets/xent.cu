@@ -9,21 +9,9 @@
 #include <starpu.h>
 
 #ifdef STARPU_USE_CUDA
-#include "bf16.h"
+#include "bf16.cuh"
 #include "xent.h"
 #include "gpt2_ops_util.cuh"
-
-/* Loads and stores of float32 or bf16 elements, computing in float32. */
-static __device__ __forceinline__ float load(const float *p, size_t i) { return p[i]; }
-static __device__ __forceinline__ void store(float *p, size_t i, float v) { p[i] = v; }
-static __device__ __forceinline__ float load(const uint16_t *p, size_t i)
-{
-	return __uint_as_float((uint32_t)p[i] << 16);
-}
-static __device__ __forceinline__ void store(uint16_t *p, size_t i, float v)
-{
-	p[i] = lspo_bf16_round_bits(__float_as_uint(v));
-}
 
 template <bool GRAD, typename E>
 static __global__ void xent_kernel(float *losses, E *dlogits, const E *logits,
@@ -38,13 +26,13 @@ static __global__ void xent_kernel(float *losses, E *dlogits, const E *logits,
 				losses[row] = 0.0f;
 			if (GRAD)
 				for (int j = threadIdx.x; j < V; j += blockDim.x)
-					store(dlogits, (size_t)row * V + j, 0.0f);
+					lspo_store(dlogits, (size_t)row * V + j, 0.0f);
 			continue;
 		}
-		float xt = threadIdx.x == 0 ? load(x, t) : 0.0f;  /* read before any in-place write */
+		float xt = threadIdx.x == 0 ? lspo_load(x, t) : 0.0f;  /* read before any in-place write */
 		float m = -INFINITY, s = 0.0f;
 		for (int j = threadIdx.x; j < V; j += blockDim.x) {
-			float v = load(x, j);
+			float v = lspo_load(x, j);
 			if (v > m) {
 				s = s * expf(m - v) + 1.0f;
 				m = v;
@@ -60,7 +48,7 @@ static __global__ void xent_kernel(float *losses, E *dlogits, const E *logits,
 			E *d = dlogits + (size_t)row * V;
 			float inv = 1.0f / S;
 			for (int j = threadIdx.x; j < V; j += blockDim.x)
-				store(d, j, (expf(load(x, j) - M) * inv - (j == t ? 1.0f : 0.0f)) * dloss);
+				lspo_store(d, j, (expf(lspo_load(x, j) - M) * inv - (j == t ? 1.0f : 0.0f)) * dloss);
 		}
 		__syncthreads();  /* the next row's reductions reuse `shared` */
 	}

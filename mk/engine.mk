@@ -8,6 +8,7 @@ CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
 # --dtype bf16: the bf16 working weights, and the codelets' bf16 loads and stores.
 liblspo_la_SOURCES += src/engine/dtype.c codelets/bf16.c codelets/bf16.h
 CUDA_SOURCES += codelets/bf16.cu
+EXTRA_DIST += codelets/bf16.cuh
 check_PROGRAMS += tests/test_bf16 tests/test_bf16_cuda
 TESTS += tests/test_bf16 tests/test_bf16_cuda tests/test_bf16_cli.sh
 dist_check_SCRIPTS += tests/test_bf16_cli.sh

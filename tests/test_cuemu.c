@@ -86,7 +86,6 @@ EMULATED(gqa_attention_forward_cuda)
 EMULATED(gqa_attention_backward_cuda)
 EMULATED(proj_apply_t_cuda)
 EMULATED(layernorm_forward_cuda_any)
-EMULATED(residual_forward_cuda_any)
 /* The mutants of the self-test (mk/cuemu.mk). */
 EMULATED(mut_barrier_sumsq_cuda)
 EMULATED(mut_smem_attention_forward_cuda)
@@ -573,7 +572,12 @@ static void case_matmul_bf16(int m, int n, int k, int ta, int tb, int pad, float
 	       "A %s C %s", m, n, k, ta, tb, pad, beta, a_f32 ? "f32" : "bf16", c_f32 ? "f32" : "bf16");
 }
 
-/* Other ops on bf16 operands: their float32 kernel between widen and round. */
+/* Ops on bf16 operands: layernorm's float32 kernel between widen and
+ * round; residual, accumulate, gelu and swiglu load and store bf16 in the
+ * kernel (a residual of mixed types through the float32 copies).  The sums
+ * are exact in float32, so they agree bit for bit; gelu's and swiglu's
+ * float32 tanh and exp differ from the CPU's by an ulp, so a result may
+ * round the other way: one bf16 spacing (2^-8 relative). */
 static void case_ops_bf16(int N, int C)
 {
 	tc_bf16(&tc, N, C, C);
@@ -583,10 +587,37 @@ static void case_ops_bf16(int N, int C)
 	tc_f32(&tc, 1, N);
 	tc_f32(&tc, 1, N);
 	tc_run(&tc, &cl_layernorm_fwd, cuemu_layernorm_forward_cuda_any, NULL, 1e-5, "layernorm bf16 N=%d C=%d", N, C);
+	for (int mixed = 0; mixed < 2; mixed++) {
+		if (mixed)
+			tc_f32(&tc, N, C);
+		else
+			tc_bf16(&tc, N, C, C);
+		tc_bf16(&tc, N, C, C);
+		tc_bf16(&tc, N, C, C);
+		tc_run(&tc, &cl_residual_fwd, cuemu_residual_forward_cuda, NULL, 0, "residual bf16%s N=%d C=%d",
+		       mixed ? " (a float32)" : "", N, C);
+	}
 	tc_bf16(&tc, N, C, C);
 	tc_bf16(&tc, N, C, C);
-	tc_bf16(&tc, N, C, C);
-	tc_run(&tc, &cl_residual_fwd, cuemu_residual_forward_cuda_any, NULL, 0, "residual bf16 N=%d C=%d", N, C);
+	tc_run(&tc, &cl_accumulate, cuemu_accumulate_cuda, NULL, 0, "accumulate bf16 N=%d C=%d", N, C);
+	for (int b = 0; b < 2; b++) {   /* gelu fwd, bwd */
+		uint16_t *x = tc_bf16(&tc, N, C, C);
+		for (size_t i = 0; i < (size_t)N * C; i++)
+			x[i] = lspo_bf16_from_f32(5.0f * lspo_bf16_to_f32(x[i]));
+		tc_bf16(&tc, N, C, C);
+		if (b)
+			tc_bf16(&tc, N, C, C);
+		tc.min_scale = 1.0;
+		tc_run(&tc, b ? &cl_gelu_bwd : &cl_gelu_fwd, b ? cuemu_gelu_backward_cuda : cuemu_gelu_forward_cuda, NULL,
+		       1e-2, "gelu %s bf16 N=%d C=%d", b ? "bwd" : "fwd", N, C);
+	}
+	for (int b = 0; b < 2; b++) {   /* swiglu fwd (gate, up, out), bwd (gate, up, dout, dgate, dup) */
+		for (int k = 0; k < (b ? 5 : 3); k++)
+			tc_bf16(&tc, N, C, C);
+		tc.min_scale = 1.0;
+		tc_run(&tc, b ? &cl_swiglu_bwd : &cl_swiglu_fwd, b ? cuemu_swiglu_backward_cuda : cuemu_swiglu_forward_cuda,
+		       NULL, 1e-2, "swiglu %s bf16 N=%d C=%d", b ? "bwd" : "fwd", N, C);
+	}
 }
 
 static void case_proj(int T, int m, int n, int d, int r)
