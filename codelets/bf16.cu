@@ -11,7 +11,6 @@
 #include "attention.h"
 #include "embedding.h"
 #include "encoder.h"
-#include "fill.h"
 #include "gqa_attention.h"
 #include "layernorm.h"
 #include "matmul.h"
@@ -127,11 +126,6 @@ extern "C" void encoder_forward_cuda_any(void *b[], void *a)
 extern "C" void encoder_backward_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(encoder_backward_cuda, &cl_encoder_bwd, b, a);
-}
-
-extern "C" void fill_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(fill_cuda, &cl_fill, b, a);
 }
 
 extern "C" void gqa_attention_forward_cuda_any(void *b[], void *a)

@@ -36,7 +36,7 @@ static void fill_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_fill = {
 	.cpu_funcs = { fill_cpu_codelet_any },
 	.cpu_funcs_name = { "fill_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(fill_cuda_any)
+	LSPO_CUDA_FUNC(fill_cuda)
 	.nbuffers = 1,
 	.modes = { STARPU_W },
 	.model = &fill_model,

@@ -450,6 +450,12 @@ static void case_fill(int rows, int cols, int ld, float value)
 	tc_run(&tc, &cl_fill, cuemu_fill_cuda, &value, 0, "fill %dx%d ld %d value %g", rows, cols, ld, value);
 }
 
+static void case_fill_bf16(int rows, int cols, int ld, float value)
+{
+	tc_mat(&tc, BF16, rows, cols, ld);
+	tc_run(&tc, &cl_fill, cuemu_fill_cuda, &value, 0, "fill bf16 %dx%d ld %d value %g", rows, cols, ld, value);
+}
+
 static void case_gelu_residual(int N, int C)
 {
 	/* gelu(x) for x ~ -5 is 0.5 x (1 + tanh(..)), 1 + tanh cancelling to
@@ -911,6 +917,9 @@ static void all_cases(void)
 			}
 	case_ops_bf16(5, 96);
 	case_ops_bf16(64, 33);
+	case_fill_bf16(3, 5, 5, 0.0f);     /* cudaMemsetAsync of 2-byte elements */
+	case_fill_bf16(3, 5, 8, 0.0f);
+	case_fill_bf16(3, 5, 8, 1.3f);     /* rounded to bf16 */
 	case_xent_bf16(2, 3, 50257);
 	case_xent_bf16(4, 5, 77);
 
