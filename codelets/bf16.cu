@@ -12,7 +12,6 @@
 #include "embedding.h"
 #include "encoder.h"
 #include "gqa_attention.h"
-#include "layernorm.h"
 #include "matmul.h"
 #include "project_bwd.h"
 #include "project_fwd.h"
@@ -136,16 +135,6 @@ extern "C" void gqa_attention_forward_cuda_any(void *b[], void *a)
 extern "C" void gqa_attention_backward_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(gqa_attention_backward_cuda, &cl_gqa_attention_bwd, b, a);
-}
-
-extern "C" void layernorm_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(layernorm_forward_cuda, &cl_layernorm_fwd, b, a);
-}
-
-extern "C" void layernorm_backward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(layernorm_backward_cuda, &cl_layernorm_bwd, b, a);
 }
 
 extern "C" void project_fwd_cuda_any(void *b[], void *a)

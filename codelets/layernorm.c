@@ -129,7 +129,7 @@ static void layernorm_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_layernorm_fwd = {
 	.cpu_funcs = { layernorm_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "layernorm_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(layernorm_forward_cuda_any)
+	LSPO_CUDA_FUNC(layernorm_forward_cuda)
 	.nbuffers = 6,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W },
 	.model = &layernorm_fwd_model,
@@ -145,7 +145,7 @@ static void layernorm_bwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_layernorm_bwd = {
 	.cpu_funcs = { layernorm_bwd_cpu_codelet_any },
 	.cpu_funcs_name = { "layernorm_bwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(layernorm_backward_cuda_any)
+	LSPO_CUDA_FUNC(layernorm_backward_cuda)
 	.nbuffers = 8,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW, STARPU_RW, STARPU_RW },
 	.model = &layernorm_bwd_model,
