@@ -15,7 +15,6 @@
 #include "matmul.h"
 #include "project_bwd.h"
 #include "project_fwd.h"
-#include "rmsnorm.h"
 #include "rope.h"
 
 /* (rows, cols) with leading dimension ld <-> contiguous float32. */
@@ -145,16 +144,6 @@ extern "C" void project_fwd_cuda_any(void *b[], void *a)
 extern "C" void project_bwd_cuda_any(void *b[], void *a)
 {
 	lspo_bf16_cuda_call(project_bwd_cuda, &cl_project_bwd, b, a);
-}
-
-extern "C" void rmsnorm_forward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(rmsnorm_forward_cuda, &cl_rmsnorm_fwd, b, a);
-}
-
-extern "C" void rmsnorm_backward_cuda_any(void *b[], void *a)
-{
-	lspo_bf16_cuda_call(rmsnorm_backward_cuda, &cl_rmsnorm_bwd, b, a);
 }
 
 extern "C" void rope_cuda_any(void *b[], void *a)

@@ -8,7 +8,7 @@
  * take bf16 operands directly (cublasGemmEx with CUBLAS_COMPUTE_32F, fp32
  * accumulation, one rounding of the result; on the CPU the same in
  * float32 through sgemm); the CUDA kernels of the cross-entropy, gelu,
- * swiglu, layernorm, the residual adds and fill load and store bf16 themselves (bf16.cuh),
+ * swiglu, layernorm, rmsnorm, the residual adds and fill load and store bf16 themselves (bf16.cuh),
  * so no float32 copy of their operands exists; every other op goes through
  * lspo_bf16_cpu_call / lspo_bf16_cuda_call, which hand the op's fp32 kernel
  * float32 copies of its bf16 buffers (transient, one task's operands) and
@@ -99,8 +99,6 @@ void gqa_attention_forward_cuda_any(void *b[], void *a);
 void gqa_attention_backward_cuda_any(void *b[], void *a);
 void project_fwd_cuda_any(void *b[], void *a);
 void project_bwd_cuda_any(void *b[], void *a);
-void rmsnorm_forward_cuda_any(void *b[], void *a);
-void rmsnorm_backward_cuda_any(void *b[], void *a);
 void rope_cuda_any(void *b[], void *a);
 
 #ifdef __cplusplus

@@ -111,7 +111,7 @@ static void rmsnorm_fwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_rmsnorm_fwd = {
 	.cpu_funcs = { rmsnorm_fwd_cpu_codelet_any },
 	.cpu_funcs_name = { "rmsnorm_fwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(rmsnorm_forward_cuda_any)
+	LSPO_CUDA_FUNC(rmsnorm_forward_cuda)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_W, STARPU_W },
 	.model = &rmsnorm_fwd_model,
@@ -127,7 +127,7 @@ static void rmsnorm_bwd_cpu_codelet_any(void *b[], void *a)
 struct starpu_codelet cl_rmsnorm_bwd = {
 	.cpu_funcs = { rmsnorm_bwd_cpu_codelet_any },
 	.cpu_funcs_name = { "rmsnorm_bwd_cpu_codelet_any" },
-	LSPO_CUDA_FUNC(rmsnorm_backward_cuda_any)
+	LSPO_CUDA_FUNC(rmsnorm_backward_cuda)
 	.nbuffers = 6,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW, STARPU_RW },
 	.model = &rmsnorm_bwd_model,

@@ -577,12 +577,12 @@ static void case_matmul_bf16(int m, int n, int k, int ta, int tb, int pad, float
 	       "A %s C %s", m, n, k, ta, tb, pad, beta, a_f32 ? "f32" : "bf16", c_f32 ? "f32" : "bf16");
 }
 
-/* Ops on bf16 operands: layernorm, residual, accumulate, gelu and swiglu
- * load and store bf16 in the kernel (a residual of mixed types through the
- * float32 copies).  The sums are exact in float32, so they agree bit for
- * bit; the float32 sums of layernorm and the tanh and exp of gelu and
- * swiglu differ from the CPU's in the last bits, so a result may round the
- * other way: one bf16 spacing (2^-8 relative). */
+/* Ops on bf16 operands: layernorm, rmsnorm, residual, accumulate, gelu and
+ * swiglu load and store bf16 in the kernel (a residual of mixed types
+ * through the float32 copies).  The sums are exact in float32, so they agree
+ * bit for bit; the float32 sums of the norms and the tanh and exp of gelu
+ * and swiglu differ from the CPU's in the last bits, so a result may round
+ * the other way: one bf16 spacing (2^-8 relative). */
 static void case_ops_bf16(int N, int C)
 {
 	tc_bf16(&tc, N, C, C);
@@ -606,6 +606,24 @@ static void case_ops_bf16(int N, int C)
 	tc.min_scale = 1.0;
 	tc_run(&tc, &cl_layernorm_bwd, cuemu_layernorm_backward_cuda, NULL, 1e-2, "layernorm bwd bf16 N=%d C=%d", N,
 	       C);
+	struct lspo_rmsnorm_args ra = { 1e-5f };
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, N);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_rmsnorm_fwd, cuemu_rmsnorm_forward_cuda, &ra, 1e-2, "rmsnorm bf16 N=%d C=%d", N, C);
+	/* dout, inp, w (bf16), rstd (float32), dinp (bf16), dw (float32) */
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	float *rs = tc_f32(&tc, 1, N);
+	for (int i = 0; i < N; i++)
+		rs[i] = 1.0f + 0.5f * (rs[i] + 1.0f);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, C);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_rmsnorm_bwd, cuemu_rmsnorm_backward_cuda, &ra, 1e-2, "rmsnorm bwd bf16 N=%d C=%d", N, C);
 	for (int mixed = 0; mixed < 2; mixed++) {
 		if (mixed)
 			tc_f32(&tc, N, C);
