@@ -765,6 +765,32 @@ uint32_t lspo_crc32c(uint32_t crc, const void *data, size_t n);
 int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 
 /* ------------------------------------------------------------------------ */
+/* Activation checkpointing and gradient accumulation (issue 13)            */
+
+/* Activation checkpointing every `every` blocks (>= 1; 0 turns it off): the
+ * forward keeps only the input of each segment of `every` blocks, the blocks
+ * of a segment write their activations into one shared set, and the
+ * backward submits a segment's forward again (tasks of stage "recompute")
+ * just before the backward of its blocks.  Losses and gradients are those
+ * of the run without it, bit for bit.  Waits for the model's tasks and
+ * registers its activations anew (their contents are lost); LSPO_EINVAL
+ * for every < 0. */
+int lspo_model_set_checkpointing(struct lspo_model *model, int every);
+int lspo_model_checkpointing(const struct lspo_model *model);   /* every, or 0 */
+
+/* One optimizer step over micro_batches micro-batches of the model's (B, T):
+ * inputs and targets (micro_batches B, T), micro-batch k in rows k B ..
+ * (k + 1) B - 1.  The gradients of the micro-batches add up where they are
+ * formed (in lsp mode the compressed G_hat, which is linear in the
+ * gradient), then one norm, one offload and one update, as for one batch of
+ * micro_batches B rows: equal to it within float summation order.  The
+ * loss is the mean over the targets of all micro-batches.  1 micro-batch is
+ * lspo_model_train_step; LSPO_EINVAL for fewer. */
+int lspo_model_train_step_accum(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
+                                int micro_batches, const struct lspo_optim *opt,
+                                struct lspo_step_stats *stats);
+
+/* ------------------------------------------------------------------------ */
 /* bf16 on the accelerator (lspo train --dtype bf16)                         */
 
 /* fp32: every tensor float32.  bf16: the weights that the forward and

@@ -21,6 +21,7 @@ struct run_opts {
 	enum lspo_lr_decay lr_decay;
 	long seed;
 	long save_every, keep, max_bad_steps;
+	long grad_accum, ckpt_every;   /* micro-batches per step; checkpointing every N blocks (0: off) */
 	double save_every_min;
 	int resume_override, resume_auto;
 	struct lspo_config ctx;
@@ -35,7 +36,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default(), .dtype = "fp32" };
 }
 
@@ -53,7 +54,13 @@ static const char train_help[] =
 	"  --val-every N      validate every N steps and at the end (default 0: only at the end)\n"
 	"  --val-batches N    batches per validation (default 8)\n"
 	"  --steps N          optimizer steps (default 10)\n"
-	"  --batch B          sequences per step (default 4)\n"
+	"  --batch B          sequences per step, or per micro-batch with --grad-accum (default 4)\n"
+	"  --grad-accum K     K micro-batches of B per optimizer step, gradients summed: one\n"
+	"                     offload and one update per step, as a batch of K B (default 1)\n"
+	"  --checkpoint-activations [K]   keep only the inputs of segments of K blocks\n"
+	"                     (default 1: each block's input) and recompute the rest in the\n"
+	"                     backward: less accelerator memory, the same losses, about one\n"
+	"                     forward more per step\n"
 	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
 	"  --lr LR            AdamW learning rate (default 3e-4)\n"
 	"  --warmup N         linear warmup over the first N steps (default 0)\n"
@@ -128,7 +135,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_DTYPE };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -149,7 +156,8 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "dtype", 1, 0, O_DTYPE }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -166,6 +174,12 @@ static int sched_options(const char *cmd, const struct run_opts *o)
 	if (lspo_sched_set_opts(&so))
 		return cli_usage_error(cmd, "invalid lspo policy options");
 	return -1;
+}
+
+/* A word of digits only: the optional value of --checkpoint-activations. */
+static int is_count(const char *s)
+{
+	return s[0] && strspn(s, "0123456789") == strlen(s);
 }
 
 /* Parses the options; returns -1 to go on, else the exit code. */
@@ -239,6 +253,16 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_KEEP: bad = cli_parse_int("--keep", optarg, 1, 1 << 20, &o->keep); break;
 		case O_OVERRIDE: o->resume_override = 1; break;
 		case O_MAXBAD: bad = cli_parse_int("--max-bad-steps", optarg, 0, 1L << 30, &o->max_bad_steps); break;
+		case O_GRADACCUM: bad = cli_parse_int("--grad-accum", optarg, 1, 1 << 16, &o->grad_accum); break;
+		case O_CKPTACT: {   /* optional K: --checkpoint-activations=K or --checkpoint-activations K */
+			const char *k = optarg;
+			if (!k && optind < argc && is_count(argv[optind]))
+				k = argv[optind++];
+			o->ckpt_every = 1;
+			if (k)
+				bad = cli_parse_int("--checkpoint-activations", k, 1, 1 << 20, &o->ckpt_every);
+			break;
+		}
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -278,6 +302,9 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--dtype: expected fp32 or bf16, got '%s'", o->dtype);
 	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
+	if (o->grad_accum * o->batch > 1 << 20)
+		return cli_usage_error(cmd, "--grad-accum %ld x --batch %ld: more than %d sequences per step",
+		                       o->grad_accum, o->batch, 1 << 20);
 	if (o->off.lsp_r > o->off.lsp_d)
 		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
 	o->off.seed = (uint64_t)o->seed;
@@ -414,7 +441,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return CLI_FAIL;
 	if (o->val && (lspo_shard_open(o->val, &r->val) || lspo_shard_check_vocab(r->val, r->cfg.vocab_size)))
 		return CLI_FAIL;
-	size_t bt = (size_t)o->batch * o->seq;
+	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
 	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
@@ -439,7 +466,8 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	}
 	job_signals_install();   /* again: StarPU may have taken SIGINT */
 	if (lspo_model_create_dtype(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, o->dt, &r->model)
-	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off))
+	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
+	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every)))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -630,6 +658,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	json_t *sc = json_pack("{s:f, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f}", "lr", o->lr, "min-lr", o->min_lr,
 	                       "warmup", (json_int_t)o->warmup, "lr-decay", decay_name(o->lr_decay), "wd", o->wd,
 	                       "clip", o->clip, "beta1", o->beta1, "beta2", o->beta2, "eps", o->eps);
+	if (tr && o->grad_accum > 1)   /* a step's rows; checkpointing changes no value */
+		json_object_set_new(tr, "grad-accum", json_integer(o->grad_accum));
 	if (sc && o->lr_decay != LSPO_LR_CONSTANT)   /* the decay ends at --steps */
 		json_object_set_new(sc, "steps", json_integer(o->steps));
 	json_t *root = tr && sc ? json_pack("{s:o, s:o}", "trajectory", tr, "schedule", sc) : NULL;
@@ -667,7 +697,9 @@ static int effective_config(struct run *r, int argc, char **argv)
 				opt = p;
 		if (!opt || !strcmp(key, "resume") || !strcmp(key, "help"))
 			continue;
-		if (opt->has_arg)
+		if (opt->has_arg == optional_argument)
+			value = eq ? eq + 1 : i + 1 < argc && is_count(argv[i + 1]) ? argv[++i] : NULL;
+		else if (opt->has_arg)
 			value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
 		json_object_set_new(root, key, value ? json_string(value) : json_true());
 	}
@@ -767,7 +799,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (next_batch(r->train_loader, (size_t)o->batch * o->seq, r->inputs, r->targets, NULL))
+		if (next_batch(r->train_loader, (size_t)o->grad_accum * o->batch * o->seq, r->inputs, r->targets, NULL))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -888,7 +920,9 @@ static int train(int argc, char **argv)
 	if ((rc = describe_run(&r, &o)) || (rc = effective_config(&r, argc, argv)))
 		goto out;
 	rc = CLI_FAIL;
-	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
+	/* A step's K micro-batches are the rows of one batch of K B, in order. */
+	if (lspo_loader_create(r.train, (int)(o.grad_accum * o.batch), (int)o.seq, (uint64_t)o.seed, 0, train_end,
+	                       &r.train_loader))
 		goto out;
 	long start = 0;
 	if (r.resuming && (rc = resume(&r, &o, &start)))
@@ -901,6 +935,12 @@ static int train(int argc, char **argv)
 	       r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	if (o.grad_accum > 1)
+		printf("gradient accumulation: %ld micro-batches of %ld sequences per optimizer step\n", o.grad_accum,
+		       o.batch);
+	if (o.ckpt_every)
+		printf("activation checkpointing: segments of %ld block(s), only their inputs kept, the rest "
+		       "recomputed in the backward\n", o.ckpt_every);
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
@@ -934,10 +974,10 @@ static int train(int argc, char **argv)
 		    && lsp_check(&r, &o, train_end, s))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
-		if (next_batch(r.train_loader, (size_t)o.batch * o.seq, r.inputs, r.targets, NULL)
-		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
+		if (next_batch(r.train_loader, (size_t)o.grad_accum * o.batch * o.seq, r.inputs, r.targets, NULL)
+		    || lspo_model_train_step_accum(r.model, r.inputs, r.targets, (int)o.grad_accum, &opt, &st))
 			goto out;
-		double tps = (double)o.batch * o.seq / st.seconds;
+		double tps = (double)o.grad_accum * o.batch * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
 		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);
