@@ -71,14 +71,15 @@ bad "sequence beyond the context" 1 "exceeds the model's context" --model "$out/
 
 # --- the peak StarPU reports against the footprint (one CPU worker) ---------
 # With checkpointing (engine/recompute.c: K block slots, one kept output per
-# segment) and gradient accumulation the same holds.
+# segment), gradient accumulation and --dtype bf16 the same holds.
 "$lspo" init --vocab 256 --n-positions 64 --n-embd 64 --n-layer 4 --n-head 4 --out "$out/gpt2-4" > /dev/null \
   || { echo "init failed"; exit 1; }
 for case in "gpt2 native" "gpt2 lsp" "llama native" "llama lsp" "gpt2-4 native --checkpoint-activations 1" \
-            "gpt2-4 lsp --checkpoint-activations 3" "llama lsp --checkpoint-activations 1 --grad-accum 2"; do
+            "gpt2-4 lsp --checkpoint-activations 3" "llama lsp --checkpoint-activations 1 --grad-accum 2" \
+            "gpt2 native --dtype bf16" "llama lsp --dtype bf16"; do
   set -- $case
   model=$1 mode=$2; shift 2
-  name=$model-$mode${1:+-ckpt$2}${3:+-accum$4}
+  name=$model-$mode$(echo "$*" | tr -d ' -')
   "$lspo" plan --model "$out/$model" --mode $mode --batch 2 --seq 32 --lsp-d 16 --lsp-r 4 "$@" > "$out/$name.plan"
   lazy=$(field lazy "$out/$name.plan")
   "$lspo" train --model "$out/$model" --data "$out/tok.bin" --steps 2 --batch 2 --seq 32 --mode $mode --lsp-d 16 \

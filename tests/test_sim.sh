@@ -131,6 +131,20 @@ for mode in zero lsp; do
 done
 check "llama lsp moves 4 d^2 per map, 7 maps per block" "[ $(volume llama-lsp) -eq $((4 * 7 * 4 * 64 * 64)) ]"
 
+# --dtype bf16 (issue 13): zero mode's weights go up as bf16 (half the fp32
+# volume), its gradients down as fp32; the bus carries exactly that.
+run zero-dtype-bf16 --mode zero --dtype bf16 --sched lspo
+if [ -s "$out/zero-dtype-bf16.csv" ]; then
+  vd=$(volume zero-dtype-bf16)
+  vh=$(sed -n 's/^offload volume per step (from the graph): .* host->device [0-9.]* MB (\([0-9]*\) B).*/\1/p' \
+    "$out/zero-dtype-bf16.out")
+  lo_d=$(steady_min zero-dtype-bf16 7) hi_d=$(steady zero-dtype-bf16 7)
+  lo_h=$(steady_min zero-dtype-bf16 8) hi_h=$(steady zero-dtype-bf16 8)
+  echo "zero --dtype bf16: analytic $vd B down, $vh B up; steady steps d2h $lo_d..$hi_d B, h2d $lo_h..$hi_h B"
+  check "zero --dtype bf16: weights up in bf16" "[ $((2 * vh)) -eq $(volume zero) ] && [ $vd -eq $(volume zero) ]"
+  check "zero --dtype bf16 d2h = analytic + step outputs" "[ $lo_d -ge $vd ] && [ $hi_d -le $((vd + slack_d2h)) ]"
+  check "zero --dtype bf16 h2d = analytic + step inputs" "[ $lo_h -ge $vh ] && [ $hi_h -le $((vh + slack_h2d)) ]"
+fi
 # --- Memory (issue 13) --------------------------------------------------------
 # fp NAME FIELD ARGS...: a field of `lspo plan`'s "footprint bytes:" line
 fp() { name=$1 f=$2; shift 2; "$lspo" plan "$@" > "$out/$name.plan" 2>&1; sed -n "s/^footprint bytes:.* $f \([0-9]*\).*/\1/p" "$out/$name.plan"; }
@@ -138,7 +152,8 @@ fp() { name=$1 f=$2; shift 2; "$lspo" plan "$@" > "$out/$name.plan" 2>&1; sed -n
 # is every handle its tasks touched: the analytic footprint as StarPU's
 # allocator counts it (allocations up to 4 MiB from 32 MiB chunks).
 for run in "native gpt2 --mode native" "zero gpt2 --mode zero" "zero-bf16 gpt2 --mode zero --offload-dtype bf16" \
-           "lsp gpt2 --mode lsp" "llama-zero llama --mode zero" "llama-lsp llama --mode lsp"; do
+           "lsp gpt2 --mode lsp" "llama-zero llama --mode zero" "llama-lsp llama --mode lsp" \
+           "zero-dtype-bf16 gpt2 --mode zero --dtype bf16"; do
   set -- $run
   name=$1 dir=model; [ "$2" = llama ] && dir=llama; shift 2
   [ -s "$out/$name.csv" ] || continue
