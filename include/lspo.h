@@ -790,8 +790,9 @@ struct lspo_footprint {
 	double allocated;        /* what StarPU's allocator counts for them on an accelerator: it
 	                            serves allocations up to 4 MiB from 32 MiB chunks */
 	double lazy;             /* the part StarPU allocates itself wherever the step runs
-	                            (activations, scratch); in a CPU-only run, all StarPU
-	                            allocates: the rest is the engine's host memory */
+	                            (activations, scratch, bf16 working copies); in a CPU-only
+	                            run, all StarPU allocates: the rest is the engine's host
+	                            memory */
 	double host;
 };
 /* native, B 4, T 64, lsp d 256, r 8, the rest off. */

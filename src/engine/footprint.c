@@ -265,8 +265,14 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 	add(&a, &f->workspace, 8.0, l.ntensors);
 	add(&a, &f->workspace, 8.0, 1);
 	add(&a, &f->workspace, 8.0 * 256, 1);
-	/* A CPU worker's scratch is freed after its task: one at a time. */
+	/* A CPU worker's scratch is freed after its task: one at a time.  The
+	 * bf16 working weights (and zero's bf16 transfer copies) have no host
+	 * memory of their own either: StarPU allocates them. */
 	f->lazy = f->activations + scratch;
+	if (o->dtype_bf16)
+		f->lazy += 2.0 * (double)l.nfloats;
+	if (o->mode == LSPO_MODE_ZERO && o->offload_bf16)
+		f->lazy += (o->dtype_bf16 ? 2.0 : 8.0) * (double)l.nfloats;
 	f->device = f->weights + f->gradients + f->optimizer + f->activations + f->projectors + f->workspace;
 	f->allocated = a.big + CHUNK * (double)(long long)((a.small_blocks + CHUNK - 1) / CHUNK);
 	free(target);
