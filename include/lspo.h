@@ -605,14 +605,6 @@ struct lspo_step_stats {
  *           (or stay frozen). */
 enum lspo_mode { LSPO_MODE_NATIVE = 0, LSPO_MODE_ZERO, LSPO_MODE_LSP };
 
-/* lsp: the basis subspace Adam works in (issue 15).  PAIR: the coordinates
- * of the pair's columns, G_hat = P^T G Q as it is (the paper's; default).
- * ROTATED: a fixed random rotation (R, S) per pair, drawn from the seed:
- * Adam on R^T G_hat S, Delta rotated back (the pair (P R, Q S) with P and Q
- * kept sparse), moments moved consistently when a check installs a pair.
- * Experimental: bench/RESULTS.md, issue 15. */
-enum lspo_lsp_adam_basis { LSPO_LSP_ADAM_BASIS_PAIR = 0, LSPO_LSP_ADAM_BASIS_ROTATED };
-
 struct lspo_offload_opts {
 	enum lspo_mode mode;
 	int offload_bf16;       /* zero: gradients and weights cross the bus in bf16
@@ -632,7 +624,6 @@ struct lspo_offload_opts {
 	                           model (lspo_lsp_targets_parse); 0: the family's default
 	                           (every linear map of a block) */
 	uint64_t seed;          /* projector patterns */
-	enum lspo_lsp_adam_basis lsp_adam_basis;  /* lsp: PAIR (default) or ROTATED */
 };
 /* native; lsp defaults as commented above. */
 struct lspo_offload_opts lspo_offload_opts_default(void);

@@ -82,9 +82,6 @@ static const char train_help[] =
 	"                     scaling by sqrt(m n) / (|P| |Q|), which keeps the step size of\n"
 	"                     learned projectors equal to random ones'\n"
 	"  --freeze-dense     lsp: embeddings, norms, biases and untargeted maps stay fixed\n"
-	"  --lsp-adam-basis B lsp: pair (default): subspace Adam in the coordinates of the\n"
-	"                     projectors' columns; rotated: in a fixed random rotation per pair\n"
-	"                     (experimental)\n"
 	"  --lsp-targets LIST lsp: the linear maps to compress, by role (default: all of a block;\n"
 	"                     GPT-2: qkv,attn_out,fc,mlp_out; Llama, Qwen2: q,k,v,o,gate,up,down)\n"
 	"  --lsp-cut N|auto   lspo policy: layers below N are served LCFS (default auto)\n"
@@ -127,7 +124,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_ADAMBASIS };
+       O_MAXBAD };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -148,7 +145,7 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "lsp-adam-basis", 1, 0, O_ADAMBASIS }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -229,11 +226,6 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
 		case O_PLAIN: o->off.lsp_plain_apply = 1; break;
 		case O_FREEZE: o->off.freeze_dense = 1; break;
-		case O_ADAMBASIS:
-			if (!strcmp(optarg, "pair")) o->off.lsp_adam_basis = LSPO_LSP_ADAM_BASIS_PAIR;
-			else if (!strcmp(optarg, "rotated")) o->off.lsp_adam_basis = LSPO_LSP_ADAM_BASIS_ROTATED;
-			else return cli_usage_error(cmd, "--lsp-adam-basis: expected pair or rotated, got '%s'", optarg);
-			break;
 		case O_TARGETS: o->lsp_targets = optarg; break;
 		case O_LSPCUT: o->lsp_cut = optarg; break;
 		case O_LSPDELAYS: o->lsp_delays = optarg; break;
@@ -620,8 +612,6 @@ static int describe_run(struct run *r, const struct run_opts *o)
 		                        "freeze-dense", o->off.freeze_dense);
 		if (lsp && o->lsp_targets)
 			json_object_set_new(lsp, "lsp-targets", json_string(o->lsp_targets));
-		if (lsp && o->off.lsp_adam_basis == LSPO_LSP_ADAM_BASIS_ROTATED)
-			json_object_set_new(lsp, "lsp-adam-basis", json_string("rotated"));
 		if (!lsp || json_object_update(tr, lsp)) {
 			json_decref(tr);
 			tr = NULL;

@@ -28,7 +28,6 @@
 
 #include "internal.h"
 #include "engine/model.h"
-#include "engine/lsp_basis.h"
 #include "projector.h"
 #include "adamw.h"
 #include "cast.h"
@@ -39,7 +38,6 @@
 #include "project_bwd.h"
 #include "project_fwd.h"
 #include "subspace_adam.h"
-#include "subspace_adam_rot.h"
 
 /* One compressed linear map, W seen as (m, n) = (in, out). */
 struct lsp_matrix {
@@ -66,7 +64,6 @@ struct offload {
 	size_t *calib_offset;                      /* (nmats) */
 	struct lspo_lsp_pair_check *checks;        /* the last check's per-pair report */
 	int checks_cap;
-	struct lsp_basis_rot *rot;                 /* --lsp-adam-basis rotated, else NULL */
 };
 
 struct lspo_offload_opts lspo_offload_opts_default(void)
@@ -275,13 +272,8 @@ static int lsp_update(struct lspo_model *m, const struct lspo_optim *opt)
 			.t = ++mx->t, .eps_inside_sqrt = o->o.lsp_eps_inside_sqrt,
 		};
 		int prio = prio_pipeline(m, mx->layer);
-		if (o->rot)
-			TRY(lspo_subspace_adam_rot_submit(mx->ghat, mx->delta, mx->M, mx->V,
-			                                  lsp_basis_rot_handle(o->rot, mx->proj), &h, prio,
-			                                  model_name(m, "subspace_adam", mx->layer, "upd")));
-		else
-			TRY(lspo_subspace_adam_submit(mx->ghat, mx->delta, mx->M, mx->V, &h, prio,
-			                              model_name(m, "subspace_adam", mx->layer, "upd")));
+		TRY(lspo_subspace_adam_submit(mx->ghat, mx->delta, mx->M, mx->V, &h, prio,
+		                              model_name(m, "subspace_adam", mx->layer, "upd")));
 		TRY(lsp_apply(m, mx, opt, prio));
 	}
 	if (o->o.freeze_dense)
@@ -337,7 +329,6 @@ static void offload_free(struct lspo_model *m)
 		free(o->grad16);
 		free(o->weight16);
 	}
-	lsp_basis_rot_free(o->rot);
 	lspo_proj_registry_free(o->reg);
 	free(o->calib);
 	free(o->calib_offset);
@@ -381,8 +372,6 @@ static int lsp_build(struct lspo_model *m, struct offload *o)
 	const struct lspo_offload_opts *op = &o->o;
 	if (op->lsp_d < 1 || op->lsp_r < 1 || op->lsp_r > op->lsp_d)
 		LSPO_FAIL(LSPO_EINVAL, "lsp: need d >= 1 and 1 <= r <= d (d = %d, r = %d)", op->lsp_d, op->lsp_r);
-	if ((unsigned)op->lsp_adam_basis > LSPO_LSP_ADAM_BASIS_ROTATED)
-		LSPO_FAIL(LSPO_EINVAL, "lsp: unknown subspace Adam basis %d", (int)op->lsp_adam_basis);
 	unsigned targets = op->lsp_targets ? op->lsp_targets : m->fam->default_targets;
 	if (targets >> m->fam->nroles)
 		LSPO_FAIL(LSPO_EINVAL, "lsp: target mask 0x%x names roles %s models do not have", targets,
@@ -401,8 +390,6 @@ static int lsp_build(struct lspo_model *m, struct offload *o)
 		o->matrix_of_tensor[mx->tensor] = o->nmats;
 		o->matrix_of_linear[i] = o->nmats++;
 	}
-	if (op->lsp_adam_basis == LSPO_LSP_ADAM_BASIS_ROTATED)
-		return lsp_basis_rot_create(o->reg, op->seed, &o->rot);
 	return LSPO_OK;
 }
 
@@ -565,8 +552,7 @@ static int check_pair(struct lspo_model *m, struct offload *o, struct lspo_proj 
 	ro.learn = o->o.learn;
 	ro.seed = o->o.seed * 1000003u + (uint64_t)m->step * 7919u + (uint64_t)seq;
 	struct lspo_proj_refresh_report rep;
-	int rc = o->rot ? lsp_basis_maybe_refresh(p, grads, n, &ro, lsp_basis_rot_host(o->rot, p), M, V, n, &rep)
-	                : lspo_proj_maybe_refresh(p, grads, n, NULL, 0, &ro, M, V, n, &rep);
+	int rc = lspo_proj_maybe_refresh(p, grads, n, NULL, 0, &ro, M, V, n, &rep);
 	for (int k = 0; k < o->nmats; k++)
 		if (o->mats[k].proj == p) {
 			starpu_data_release(o->mats[k].M);
