@@ -764,6 +764,76 @@ int lspo_st_check_finite(const char *path);
 uint32_t lspo_crc32c(uint32_t crc, const void *data, size_t n);
 int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 
+/* ------------------------------------------------------------------------ */
+/* Activation checkpointing and gradient accumulation (issue 13)            */
+
+/* Activation checkpointing every `every` blocks (>= 1; 0 turns it off): the
+ * forward keeps only the input of each segment of `every` blocks, the blocks
+ * of a segment write their activations into one shared set, and the
+ * backward submits a segment's forward again (tasks of stage "recompute")
+ * just before the backward of its blocks.  Losses and gradients are those
+ * of the run without it, bit for bit.  Waits for the model's tasks and
+ * registers its activations anew (their contents are lost); LSPO_EINVAL
+ * for every < 0. */
+int lspo_model_set_checkpointing(struct lspo_model *model, int every);
+int lspo_model_checkpointing(const struct lspo_model *model);   /* every, or 0 */
+
+/* One optimizer step over micro_batches micro-batches of the model's (B, T):
+ * inputs and targets (micro_batches B, T), micro-batch k in rows k B ..
+ * (k + 1) B - 1.  The gradients of the micro-batches add up where they are
+ * formed (in lsp mode the compressed G_hat, which is linear in the
+ * gradient), then one norm, one offload and one update, as for one batch of
+ * micro_batches B rows: equal to it within float summation order.  The
+ * loss is the mean over the targets of all micro-batches.  1 micro-batch is
+ * lspo_model_train_step; LSPO_EINVAL for fewer. */
+int lspo_model_train_step_accum(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
+                                int micro_batches, const struct lspo_optim *opt,
+                                struct lspo_step_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* bf16 on the accelerator (lspo train --dtype bf16)                         */
+
+/* fp32: every tensor float32.  bf16: the weights that the forward and
+ * backward read and the activations (and their gradients) are stored as
+ * bf16, matrix products take bf16 operands with float32 accumulation, every
+ * other op computes in float32 between a bf16 load and a bf16 store
+ * (rounded to nearest even); float32 stay: the master weights (updated by
+ * the optimizers), gradients, optimizer moments, norm statistics, the
+ * attention log-sum-exp, the losses, lsp's A, G_hat and projectors. */
+enum lspo_dtype { LSPO_DTYPE_FP32 = 0, LSPO_DTYPE_BF16 };
+
+const char *lspo_dtype_name(enum lspo_dtype dtype);
+/* "fp32" or "bf16"; LSPO_EINVAL naming the text otherwise. */
+int lspo_dtype_parse(const char *text, enum lspo_dtype *dtype);
+/* lspo_model_create with the model's dtype. */
+int lspo_model_create_dtype(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
+                            enum lspo_dtype dtype, struct lspo_model **out);
+enum lspo_dtype lspo_model_dtype(const struct lspo_model *model);
+/* Bytes of the stored tensors the forward and backward read: the working
+ * weights and every activation handle (element size times elements). */
+void lspo_model_stored_bytes(const struct lspo_model *model, size_t *weights, size_t *activations);
+
+/* ------------------------------------------------------------------------ */
+/* Projector checks in the background (issue 12)                            */
+
+/* lsp: a check whose learning runs beside the next `lag` (>= 1) training
+ * steps.  It starts as lspo_model_lsp_check (calibration gradients, each
+ * pair's error; waits for those tasks) and fills *report with the errors
+ * before (every pair still "kept"); the learning tasks of the pairs to
+ * refresh are then handed out in lag slices by lspo_model_lsp_learn_advance,
+ * to be called before every training step: calls 1 to lag submit a slice
+ * (it runs at the lowest priority beside that step's tasks, and the step
+ * waits for it), call lag + 1 re-projects the moments, publishes the new
+ * pairs, waits, sets *published = 1 and fills *report as
+ * lspo_model_lsp_check would.  A check started before step s thus takes
+ * effect before step s + lag, whatever the timing.  A new check (either
+ * kind) publishes a pending one first; saving the training state while one
+ * is pending keeps the pairs in place (the pending learning is lost). */
+int lspo_model_lsp_check_start(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
+                               int nbatches, int lag, struct lspo_lsp_check *report);
+/* *published = 0 and nothing else when no check is pending (or not lsp). */
+int lspo_model_lsp_learn_advance(struct lspo_model *model, int *published, struct lspo_lsp_check *report);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,10 +1,17 @@
 # engine: src/engine/ (the step engine, modes, training state) and src/models/ (one file per family).
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
 liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
-	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
+	src/engine/train_state.c src/engine/accum.c src/engine/recompute.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
 	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
+# --dtype bf16: the bf16 working weights, and the codelets' bf16 loads and stores.
+liblspo_la_SOURCES += src/engine/dtype.c codelets/bf16.c codelets/bf16.h
+CUDA_SOURCES += codelets/bf16.cu
+EXTRA_DIST += codelets/bf16.cuh
+check_PROGRAMS += tests/test_bf16 tests/test_bf16_cuda
+TESTS += tests/test_bf16 tests/test_bf16_cuda tests/test_bf16_cli.sh
+dist_check_SCRIPTS += tests/test_bf16_cli.sh
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
 check_PROGRAMS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge
@@ -19,3 +26,7 @@ TESTS += tests/test_lsp_converge
 check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
 EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-step bench/bench-lsp-projectors
+# Gradient accumulation and activation checkpointing (issue 13).
+check_PROGRAMS += tests/test_accum
+TESTS += tests/test_accum tests/test_accum_cli.sh
+dist_check_SCRIPTS += tests/test_accum_cli.sh

@@ -21,10 +21,16 @@ struct run_opts {
 	enum lspo_lr_decay lr_decay;
 	long seed;
 	long save_every, keep, max_bad_steps;
+	long grad_accum, ckpt_every;   /* micro-batches per step; checkpointing every N blocks (0: off) */
 	double save_every_min;
 	int resume_override, resume_auto;
+	int lsp_learn_async;      /* --lsp-learn async (issue 12) */
+	long lsp_learn_lag;       /* --lsp-learn-lag: steps from a check to its effect; 0: half of
+	                             --check-freq (at least 1) */
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
+	const char *dtype;           /* --dtype */
+	enum lspo_dtype dt;
 };
 
 static void run_opts_default(struct run_opts *o)
@@ -33,8 +39,8 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
-		.off = lspo_offload_opts_default() };
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
+		.off = lspo_offload_opts_default(), .dtype = "fp32" };
 }
 
 #define STATE_FILE "train_state.safetensors"
@@ -51,7 +57,13 @@ static const char train_help[] =
 	"  --val-every N      validate every N steps and at the end (default 0: only at the end)\n"
 	"  --val-batches N    batches per validation (default 8)\n"
 	"  --steps N          optimizer steps (default 10)\n"
-	"  --batch B          sequences per step (default 4)\n"
+	"  --batch B          sequences per step, or per micro-batch with --grad-accum (default 4)\n"
+	"  --grad-accum K     K micro-batches of B per optimizer step, gradients summed: one\n"
+	"                     offload and one update per step, as a batch of K B (default 1)\n"
+	"  --checkpoint-activations [K]   keep only the inputs of segments of K blocks\n"
+	"                     (default 1: each block's input) and recompute the rest in the\n"
+	"                     backward: less accelerator memory, the same losses, about one\n"
+	"                     forward more per step\n"
 	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
 	"  --lr LR            AdamW learning rate (default 3e-4)\n"
 	"  --warmup N         linear warmup over the first N steps (default 0)\n"
@@ -67,6 +79,8 @@ static const char train_help[] =
 	"                     compressed gradients, subspace Adam on CPU workers)\n"
 	"  --offload-dtype T  zero: dtype of the gradients and weights that cross the bus:\n"
 	"                     fp32 (default) or bf16 (master weights and AdamW stay fp32)\n"
+	"  --dtype T          fp32 (default) or bf16: weights and activations stored as bf16\n"
+	"                     on the accelerator; masters, gradients, optimizer stay float32\n"
 	"  --gpu-mem MiB      cap the accelerator memory StarPU may use (STARPU_LIMIT_CUDA_MEM)\n"
 	"  --lsp-d D          lsp: subspace size d, capped at each matrix's smaller side (default 256)\n"
 	"  --lsp-r R          lsp: non-zeros per projector row (default 8)\n"
@@ -75,6 +89,12 @@ static const char train_help[] =
 	"                     so projectors stay random (default 100)\n"
 	"  --lsp-calib-batches N   lsp: calibration batches per check, gradients summed (default 4)\n"
 	"  --lsp-learn-iters N --lsp-learn-lr LR   lsp: projector learning (default 100, 0.1)\n"
+	"  --lsp-learn MODE   lsp: sync (default): a check learns its projectors before the\n"
+	"                     next step; async: training goes on with the current projectors\n"
+	"                     while workers learn new ones beside the next K steps' tasks;\n"
+	"                     they take effect (moments re-projected) before step s + K for\n"
+	"                     the check before step s (LOG.checks.csv: effective_step)\n"
+	"  --lsp-learn-lag K  lsp, async: that K (default: half of --check-freq, at least 1)\n"
 	"  --lsp-init KIND    lsp: gaussian (default) or sign projector values\n"
 	"  --lsp-shared       lsp: one projector pair per matrix role instead of per matrix\n"
 	"  --lsp-eps-inside-sqrt   lsp: subspace Adam in the reference code's form\n"
@@ -124,7 +144,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -145,7 +165,9 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -162,6 +184,12 @@ static int sched_options(const char *cmd, const struct run_opts *o)
 	if (lspo_sched_set_opts(&so))
 		return cli_usage_error(cmd, "invalid lspo policy options");
 	return -1;
+}
+
+/* A word of digits only: the optional value of --checkpoint-activations. */
+static int is_count(const char *s)
+{
+	return s[0] && strspn(s, "0123456789") == strlen(s);
 }
 
 /* Parses the options; returns -1 to go on, else the exit code. */
@@ -207,6 +235,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_NCUDA: bad = cli_parse_int("--ncuda", optarg, 0, 64, &v); o->ctx.ncuda = (int)v; break;
 		case O_TRACE: o->ctx.trace_dir = optarg; break;
 		case O_ODTYPE: o->offload_dtype = optarg; break;
+		case O_DTYPE: o->dtype = optarg; break;
 		case O_GPUMEM: bad = cli_parse_int("--gpu-mem", optarg, 1, 1L << 30, &o->gpu_mem); break;
 		case O_LSPD: bad = cli_parse_int("--lsp-d", optarg, 1, 1 << 16, &v); o->off.lsp_d = (int)v; break;
 		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
@@ -223,6 +252,12 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 			else return cli_usage_error(cmd, "--lsp-init: expected gaussian or sign, got '%s'", optarg);
 			break;
 		case O_LSPSHARED: o->off.lsp_shared = 1; break;
+		case O_LSPLEARN:
+			if (!strcmp(optarg, "sync")) o->lsp_learn_async = 0;
+			else if (!strcmp(optarg, "async")) o->lsp_learn_async = 1;
+			else return cli_usage_error(cmd, "--lsp-learn: expected sync or async, got '%s'", optarg);
+			break;
+		case O_LSPLAG: bad = cli_parse_int("--lsp-learn-lag", optarg, 1, 1 << 20, &o->lsp_learn_lag); break;
 		case O_EPSIN: o->off.lsp_eps_inside_sqrt = 1; break;
 		case O_PLAIN: o->off.lsp_plain_apply = 1; break;
 		case O_FREEZE: o->off.freeze_dense = 1; break;
@@ -234,6 +269,16 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_KEEP: bad = cli_parse_int("--keep", optarg, 1, 1 << 20, &o->keep); break;
 		case O_OVERRIDE: o->resume_override = 1; break;
 		case O_MAXBAD: bad = cli_parse_int("--max-bad-steps", optarg, 0, 1L << 30, &o->max_bad_steps); break;
+		case O_GRADACCUM: bad = cli_parse_int("--grad-accum", optarg, 1, 1 << 16, &o->grad_accum); break;
+		case O_CKPTACT: {   /* optional K: --checkpoint-activations=K or --checkpoint-activations K */
+			const char *k = optarg;
+			if (!k && optind < argc && is_count(argv[optind]))
+				k = argv[optind++];
+			o->ckpt_every = 1;
+			if (k)
+				bad = cli_parse_int("--checkpoint-activations", k, 1, 1 << 20, &o->ckpt_every);
+			break;
+		}
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -269,10 +314,20 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		o->off.offload_bf16 = 1;
 	else if (strcmp(o->offload_dtype, "fp32") != 0)
 		return cli_usage_error(cmd, "--offload-dtype: expected fp32 or bf16, got '%s'", o->offload_dtype);
+	if (lspo_dtype_parse(o->dtype, &o->dt))
+		return cli_usage_error(cmd, "--dtype: expected fp32 or bf16, got '%s'", o->dtype);
 	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
+	if (o->grad_accum * o->batch > 1 << 20)
+		return cli_usage_error(cmd, "--grad-accum %ld x --batch %ld: more than %d sequences per step",
+		                       o->grad_accum, o->batch, 1 << 20);
 	if (o->off.lsp_r > o->off.lsp_d)
 		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
+	if (o->lsp_learn_lag == 0)   /* issue 12: a fixed lag, so losses stay deterministic */
+		o->lsp_learn_lag = o->check_freq / 2 > 1 ? o->check_freq / 2 : 1;
+	if (o->lsp_learn_async && o->check_freq > 0 && o->lsp_learn_lag > o->check_freq)
+		return cli_usage_error(cmd, "--lsp-learn-lag %ld exceeds --check-freq %ld: a check would start "
+		                       "before the last one took effect", o->lsp_learn_lag, o->check_freq);
 	o->off.seed = (uint64_t)o->seed;
 	o->ctx.cuda_mem_mib = o->gpu_mem;
 	return sched_options(cmd, o);
@@ -294,6 +349,7 @@ struct run {
 	long saved_step;          /* of the last checkpoint written or read, else -1 */
 	char *run_json;           /* the manifest's "run": what must match on resume */
 	char *config_json;        /* the effective options, saved as train_config.json */
+	long check_step;          /* lsp, async: the step of the check learning in the background */
 };
 
 static void run_free(struct run *r)
@@ -407,7 +463,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return CLI_FAIL;
 	if (o->val && (lspo_shard_open(o->val, &r->val) || lspo_shard_check_vocab(r->val, r->cfg.vocab_size)))
 		return CLI_FAIL;
-	size_t bt = (size_t)o->batch * o->seq;
+	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
 	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
@@ -431,8 +487,9 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
 	job_signals_install();   /* again: StarPU may have taken SIGINT */
-	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
-	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off))
+	if (lspo_model_create_dtype(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, o->dt, &r->model)
+	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
+	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every)))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -489,8 +546,11 @@ static int validate(struct run *r, const struct run_opts *o, size_t train_end, l
 	return rc;
 }
 
+static int report_check(const struct run_opts *o, const struct lspo_lsp_check *report, long step, long effective);
+
 /* lsp: the projector check on a held-out calibration batch (the validation
- * data, else a batch drawn from the training data with another seed). */
+ * data, else a batch drawn from the training data with another seed);
+ * async: started, its report comes when it takes effect (lsp_learn_step). */
 static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, long step)
 {
 	struct lspo_loader *ld = NULL;
@@ -505,7 +565,9 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		rc = next_batch(ld, bt, in + b * bt, tg + b * bt, NULL);
 	struct lspo_lsp_check rep;
 	if (!rc)
-		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
+		rc = o->lsp_learn_async
+		     ? lspo_model_lsp_check_start(r->model, in, tg, (int)nb, (int)o->lsp_learn_lag, &rep)
+		     : lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
 	lspo_loader_free(ld);
 	free(in);
 	free(tg);
@@ -513,16 +575,50 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 		fprintf(stderr, "lspo: the projector check before step %ld failed\n", step);
 		return CLI_FAIL;
 	}
+	if (o->lsp_learn_async) {
+		printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches); "
+		       "learning in the background, in effect before step %ld\n", step, rep.err_before,
+		       rep.nmatrices, nb, step + o->lsp_learn_lag);
+		r->check_step = step;
+		return CLI_OK;
+	}
 	printf("lsp check before step %ld: projector error %.3f on %d matrices (%zu calibration batches), "
 	       "%d pair(s) learned and accepted, %d rejected, %d replaced, error now %.3f\n", step,
 	       rep.err_before, rep.nmatrices, nb, rep.accepted, rep.rejected, rep.refreshed, rep.err_after);
+	return report_check(o, &rep, step, step);
+}
+
+/* lsp, async: the background learning's share of step `step`, or its
+ * publication before it. */
+static int lsp_learn_step(struct run *r, const struct run_opts *o, long step)
+{
+	struct lspo_lsp_check rep;
+	int published;
+	if (lspo_model_lsp_learn_advance(r->model, &published, &rep)) {
+		fprintf(stderr, "lspo: the background projector learning before step %ld failed\n", step);
+		return CLI_FAIL;
+	}
+	if (!published)
+		return CLI_OK;
+	printf("lsp check before step %ld took effect before step %ld: projector error %.3f on %d matrices, "
+	       "%d pair(s) learned and accepted, %d rejected, %d replaced, error now %.3f\n", r->check_step,
+	       step, rep.err_before, rep.nmatrices, rep.accepted, rep.rejected, rep.refreshed, rep.err_after);
+	return report_check(o, &rep, r->check_step, step);
+}
+
+/* The per-pair lines of a check made before step `step`, in effect before
+ * step `effective`, and LOG.checks.csv's rows. */
+static int report_check(const struct run_opts *o, const struct lspo_lsp_check *report, long step, long effective)
+{
+	const struct lspo_lsp_check rep = *report;
+	int rc;
 	/* per pair (issue 15): the mean above can hide a pair that keeps nothing of its gradient */
 	FILE *csv = NULL;
 	char *path = NULL;
 	if (o->log && strcmp(o->log, "/dev/null")) {
 		if (asprintf(&path, "%s.checks.csv", o->log) < 0
 		    || job_log_open(path, "step,pair,m,n,d,matrices,err_before,err_after,err_candidate,"
-		                    "captured_before,captured_after,captured_random,outcome", step - 1, &csv)) {
+		                    "captured_before,captured_after,captured_random,outcome,effective_step", step - 1, &csv)) {
 			free(path);
 			return CLI_FAIL;
 		}
@@ -542,9 +638,9 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 			        "almost nothing\n", step, c->pair, c->m, c->n, c->d, c->captured_after,
 			        c->captured_random);
 		if (csv)
-			fprintf(csv, "%ld,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s\n", step, c->pair, c->m, c->n,
-			        c->d, c->nmatrices, c->err_before, c->err_after, c->err_candidate, c->captured_before,
-			        c->captured_after, c->captured_random, what);
+			fprintf(csv, "%ld,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s,%ld\n", step, c->pair, c->m,
+			        c->n, c->d, c->nmatrices, c->err_before, c->err_after, c->err_candidate,
+			        c->captured_before, c->captured_after, c->captured_random, what, effective);
 	}
 	rc = CLI_OK;
 	if (csv) {
@@ -600,6 +696,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	                                     "seq", (json_int_t)o->seq, "seed", (json_int_t)o->seed, "mode", o->mode,
 	                                     "offload-dtype", o->offload_dtype, "val-fraction", o->val_fraction,
 	                                     "data", data, "val", val) : NULL;
+	if (tr && o->dt != LSPO_DTYPE_FP32)   /* absent for fp32: older checkpoints resume */
+		json_object_set_new(tr, "dtype", json_string(o->dtype));
 	if (tr && o->off.mode == LSPO_MODE_LSP) {
 		json_t *lsp = json_pack("{s:i, s:i, s:f, s:I, s:I, s:i, s:f, s:s, s:b, s:b, s:b, s:b}",
 		                        "lsp-d", o->off.lsp_d, "lsp-r", o->off.lsp_r, "lsp-alpha", o->off.lsp_alpha,
@@ -612,6 +710,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 		                        "freeze-dense", o->off.freeze_dense);
 		if (lsp && o->lsp_targets)
 			json_object_set_new(lsp, "lsp-targets", json_string(o->lsp_targets));
+		if (lsp && o->lsp_learn_async)   /* async losses differ from sync ones */
+			json_object_set_new(lsp, "lsp-learn-lag", json_integer(o->lsp_learn_lag));
 		if (!lsp || json_object_update(tr, lsp)) {
 			json_decref(tr);
 			tr = NULL;
@@ -621,6 +721,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	json_t *sc = json_pack("{s:f, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f}", "lr", o->lr, "min-lr", o->min_lr,
 	                       "warmup", (json_int_t)o->warmup, "lr-decay", decay_name(o->lr_decay), "wd", o->wd,
 	                       "clip", o->clip, "beta1", o->beta1, "beta2", o->beta2, "eps", o->eps);
+	if (tr && o->grad_accum > 1)   /* a step's rows; checkpointing changes no value */
+		json_object_set_new(tr, "grad-accum", json_integer(o->grad_accum));
 	if (sc && o->lr_decay != LSPO_LR_CONSTANT)   /* the decay ends at --steps */
 		json_object_set_new(sc, "steps", json_integer(o->steps));
 	json_t *root = tr && sc ? json_pack("{s:o, s:o}", "trajectory", tr, "schedule", sc) : NULL;
@@ -658,7 +760,9 @@ static int effective_config(struct run *r, int argc, char **argv)
 				opt = p;
 		if (!opt || !strcmp(key, "resume") || !strcmp(key, "help"))
 			continue;
-		if (opt->has_arg)
+		if (opt->has_arg == optional_argument)
+			value = eq ? eq + 1 : i + 1 < argc && is_count(argv[i + 1]) ? argv[++i] : NULL;
+		else if (opt->has_arg)
 			value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
 		json_object_set_new(root, key, value ? json_string(value) : json_true());
 	}
@@ -758,7 +862,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (next_batch(r->train_loader, (size_t)o->batch * o->seq, r->inputs, r->targets, NULL))
+		if (next_batch(r->train_loader, (size_t)o->grad_accum * o->batch * o->seq, r->inputs, r->targets, NULL))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -879,7 +983,9 @@ static int train(int argc, char **argv)
 	if ((rc = describe_run(&r, &o)) || (rc = effective_config(&r, argc, argv)))
 		goto out;
 	rc = CLI_FAIL;
-	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
+	/* A step's K micro-batches are the rows of one batch of K B, in order. */
+	if (lspo_loader_create(r.train, (int)(o.grad_accum * o.batch), (int)o.seq, (uint64_t)o.seed, 0, train_end,
+	                       &r.train_loader))
 		goto out;
 	long start = 0;
 	if (r.resuming && (rc = resume(&r, &o, &start)))
@@ -892,9 +998,21 @@ static int train(int argc, char **argv)
 	       r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	if (o.grad_accum > 1)
+		printf("gradient accumulation: %ld micro-batches of %ld sequences per optimizer step\n", o.grad_accum,
+		       o.batch);
+	if (o.ckpt_every)
+		printf("activation checkpointing: segments of %ld block(s), only their inputs kept, the rest "
+		       "recomputed in the backward\n", o.ckpt_every);
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
+	if (o.dt == LSPO_DTYPE_BF16) {
+		size_t wbytes, abytes;
+		lspo_model_stored_bytes(r.model, &wbytes, &abytes);
+		printf("dtype bf16: working weights %.2f MiB, activations %.2f MiB (bf16 but for fp32 statistics); "
+		       "masters, gradients and optimizer states fp32\n", wbytes / 1048576.0, abytes / 1048576.0);
+	}
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,
@@ -915,14 +1033,19 @@ static int train(int argc, char **argv)
 			goto out;
 		}
 		struct lspo_step_stats st;
+		/* async: a check's learning is handed out before each step, and one
+		 * due now takes effect before a new check starts */
+		int async = o.off.mode == LSPO_MODE_LSP && o.lsp_learn_async;
+		if (async && lsp_learn_step(&r, &o, s))
+			goto out;
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
-		    && lsp_check(&r, &o, train_end, s))
+		    && (lsp_check(&r, &o, train_end, s) || (async && lsp_learn_step(&r, &o, s))))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
-		if (next_batch(r.train_loader, (size_t)o.batch * o.seq, r.inputs, r.targets, NULL)
-		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
+		if (next_batch(r.train_loader, (size_t)o.grad_accum * o.batch * o.seq, r.inputs, r.targets, NULL)
+		    || lspo_model_train_step_accum(r.model, r.inputs, r.targets, (int)o.grad_accum, &opt, &st))
 			goto out;
-		double tps = (double)o.batch * o.seq / st.seconds;
+		double tps = (double)o.grad_accum * o.batch * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
 		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);

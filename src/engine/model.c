@@ -25,6 +25,7 @@
 #include "runtime/tag.h"
 #include "runtime/trace.h"
 #include "adamw.h"
+#include "cast.h"
 #include "fill.h"
 #include "gradnorm.h"
 #include "matmul.h"
@@ -37,6 +38,8 @@ const char *model_name(struct lspo_model *m, const char *op, int layer, const ch
 {
 	enum lspo_stage st;
 	const char *name;
+	if (m->recomputing && stage && !strcmp(stage, "fwd"))
+		stage = "recompute";   /* a checkpointed block's forward, again (recompute.c) */
 	if (lspo_stage_parse(stage, &st)) {
 		lspo_error("task %s: unknown stage '%s'", op, stage ? stage : "(null)");
 		m->name_failed = 1;
@@ -64,9 +67,10 @@ static int check_names(struct lspo_model *m)
 
 void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols)
 {
-	size_t n = (size_t)rows * cols;
+	size_t n = (size_t)rows * cols, esz = m->bf16 && !m->act_f32 ? sizeof(uint16_t) : sizeof(float);
+	size_t floats = (n * esz + sizeof(float) - 1) / sizeof(float);   /* bf16: half */
 	if (m->counting) {
-		m->act_size += n;
+		m->act_size += floats;
 		return;
 	}
 	if (m->nacts == m->cap_acts) {
@@ -81,20 +85,27 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 		m->cap_acts = cap;
 	}
 	if (m->split < 2) {
-		lspo_matrix_register(h, NULL, rows, cols);
+		lspo_matrix_register_elem(h, NULL, rows, cols, esz);
 	} else {
-		lspo_matrix_register(h, m->act_slab + m->act_used, rows, cols);
-		m->act_used += n;
+		lspo_matrix_register_elem(h, m->act_slab + m->act_used, rows, cols, esz);
+		m->act_used += floats;
 	}
 	m->acts[m->nacts++] = *h;
 }
 
+void model_act_f32(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols)
+{
+	m->act_f32 = 1;
+	model_act(m, h, rows, cols);
+	m->act_f32 = 0;
+}
+
 /* Logits, losses and the family's activations: counted first when the
  * model splits products (they then need host memory), then registered. */
-static int register_activations(struct lspo_model *m)
+int model_register_activations(struct lspo_model *m)
 {
 	model_act(m, &m->logits, m->N, m->cfg.vocab_size);
-	model_act(m, &m->losses, 1, m->N);
+	model_act_f32(m, &m->losses, 1, m->N);
 	return m->fam->build(m);
 }
 
@@ -103,10 +114,15 @@ static void register_host_data(struct lspo_model *m)
 {
 	for (int i = 0; i < m->N; i++)
 		m->ones_buf[i] = 1.0f;
+	/* bf16: 1 in bf16 (0x3f80) in the first half of the buffer, so that
+	 * bias products have bf16 operands only. */
+	size_t esz = m->bf16 ? sizeof(uint16_t) : sizeof(float);
+	for (int i = 0; m->bf16 && i < m->N; i++)
+		((uint16_t *)m->ones_buf)[i] = 0x3f80u;
 	/* Two handles on the same ones: never written, so they cannot disagree,
 	 * and whole-matrix uses do not undo the row partition of the other. */
-	lspo_matrix_register(&m->ones, m->ones_buf, m->N, 1);
-	lspo_matrix_register(&m->ones_whole, m->ones_buf, m->N, 1);
+	lspo_matrix_register_elem(&m->ones, m->ones_buf, m->N, 1, esz);
+	lspo_matrix_register_elem(&m->ones_whole, m->ones_buf, m->N, 1, esz);
 	lspo_matrix_register_elem(&m->tokens, m->tok_buf, m->B, m->T, sizeof(int32_t));
 	lspo_matrix_register_elem(&m->targets, m->tgt_buf, m->B, m->T, sizeof(int32_t));
 	lspo_matrix_register_elem(&m->targets_flat, m->tgt_buf, 1, m->N, sizeof(int32_t));
@@ -116,21 +132,26 @@ static void register_host_data(struct lspo_model *m)
 /* ------------------------------------------------------------------------ */
 /* Split products (CPU-only runs)                                            */
 
-/* Row blocks (by_cols 0) or column blocks of h, planned on first use. */
+/* Row blocks (by_cols 0) or column blocks of h, planned on first use.  Each
+ * plan is allocated once, so the children returned stay where they are
+ * while later calls add plans (callers hold two or three at a time). */
 static starpu_data_handle_t *plan(struct lspo_model *m, starpu_data_handle_t h, int by_cols)
 {
 	for (int i = 0; i < m->nplans; i++)
-		if (m->plans[i].parent == h && m->plans[i].by_cols == by_cols)
-			return m->plans[i].children;
+		if (m->plans[i]->parent == h && m->plans[i]->by_cols == by_cols)
+			return m->plans[i]->children;
 	if (m->nplans == m->max_plans) {
 		int cap = m->max_plans ? 2 * m->max_plans : 64;
-		struct model_plan *p = realloc(m->plans, (size_t)cap * sizeof(*p));
-		if (!p)
+		struct model_plan **pp = realloc(m->plans, (size_t)cap * sizeof(*pp));
+		if (!pp)
 			return NULL;   /* the product then runs as one task */
-		m->plans = p;
+		m->plans = pp;
 		m->max_plans = cap;
 	}
-	struct model_plan *p = &m->plans[m->nplans++];
+	struct model_plan *p = malloc(sizeof(*p));
+	if (!p)
+		return NULL;
+	m->plans[m->nplans++] = p;
 	struct starpu_data_filter f = {
 		.filter_func = by_cols ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
 		.nchildren = (unsigned)m->split,
@@ -213,15 +234,17 @@ static int build(struct lspo_model *m)
 	m->split = starpu_cuda_worker_get_count() == 0 && ncpu > 1 ? (ncpu < MODEL_MAX_SPLIT ? ncpu : MODEL_MAX_SPLIT) : 1;
 	if (m->split > 1) {
 		m->counting = 1;
-		TRY(register_activations(m));
+		TRY(model_register_activations(m));
 		m->counting = 0;
 		TRY(alloc_slab(&m->act_slab, m->act_size));
 	}
 	register_tensors(m);
 	m->hw = m->hp;
 	m->registered = 1;
+	if (m->bf16)
+		TRY(model_bf16_build(m));
 	register_host_data(m);
-	TRY(register_activations(m));
+	TRY(model_register_activations(m));
 	if (m->act_failed)
 		LSPO_FAIL(LSPO_ENOMEM, "cannot register the model's activations");
 	model_use_native(m);
@@ -231,10 +254,18 @@ static int build(struct lspo_model *m)
 int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
                       struct lspo_model **out)
 {
+	return lspo_model_create_dtype(ctx, cfg, B, T, LSPO_DTYPE_FP32, out);
+}
+
+int lspo_model_create_dtype(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
+                            enum lspo_dtype dtype, struct lspo_model **out)
+{
 	(void)ctx;
 	*out = NULL;
 	if (B < 1 || T < 1)
 		LSPO_FAIL(LSPO_EINVAL, "batch (%d) and sequence length (%d) must be positive", B, T);
+	if (dtype != LSPO_DTYPE_FP32 && dtype != LSPO_DTYPE_BF16)
+		LSPO_FAIL(LSPO_EINVAL, "unknown dtype %d: expected fp32 or bf16", (int)dtype);
 	struct lspo_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate the model");
@@ -244,6 +275,7 @@ int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg,
 		return rc;
 	}
 	m->fam = model_family_of(m->cfg.family);
+	m->bf16 = dtype == LSPO_DTYPE_BF16;
 	if (T > m->cfg.n_positions) {
 		lspo_error("sequence length %d exceeds the model's context (n_positions = %d)", T,
 		           m->cfg.n_positions);
@@ -267,8 +299,11 @@ int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg,
 
 static void unregister_all(struct lspo_model *m)
 {
-	for (int i = 0; i < m->nplans; i++)
-		starpu_data_partition_clean(m->plans[i].parent, (unsigned)m->split, m->plans[i].children);
+	for (int i = 0; i < m->nplans; i++) {
+		starpu_data_partition_clean(m->plans[i]->parent, (unsigned)m->split, m->plans[i]->children);
+		free(m->plans[i]);
+	}
+	m->nplans = 0;
 	for (int i = 0; i < m->layout.ntensors; i++) {
 		starpu_data_unregister(m->hp[i]);
 		starpu_data_unregister(m->hg[i]);
@@ -279,6 +314,7 @@ static void unregister_all(struct lspo_model *m)
 	for (int i = 0; i < m->nacts; i++)
 		if (m->acts[i])
 			starpu_data_unregister(m->acts[i]);
+	model_bf16_free(m);
 	starpu_data_handle_t rest[] = { m->ones, m->ones_whole, m->targets_flat, m->tokens, m->targets, m->clip };
 	for (size_t k = 0; k < sizeof(rest) / sizeof(rest[0]); k++)
 		starpu_data_unregister(rest[k]);
@@ -293,6 +329,7 @@ void lspo_model_free(struct lspo_model *m)
 		m->free_mode(m);
 	if (m->registered)
 		unregister_all(m);
+	model_accum_free(m);   /* after unregister_all: it cleaned the plans on its handles */
 	if (m->fam && m->fam->free)
 		m->fam->free(m);
 	starpu_free(m->params);
@@ -342,6 +379,8 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 		TRY(lspo_fill_submit(m->hv[i], 0.0f, 0, name));
 	}
 	m->step = 0;
+	if (m->bf16)
+		TRY(model_bf16_refresh(m));
 	return m->after_set_params ? m->after_set_params(m) : LSPO_OK;
 }
 
@@ -359,9 +398,13 @@ int lspo_model_get_grads(struct lspo_model *m, float *grads)
 
 int lspo_model_get_logits(struct lspo_model *m, float *logits)
 {
+	size_t n = (size_t)m->N * m->cfg.vocab_size;
 	starpu_data_acquire(m->logits, STARPU_R);
-	const float *p = (const float *)starpu_data_get_local_ptr(m->logits);
-	memcpy(logits, p, (size_t)m->N * m->cfg.vocab_size * sizeof(float));
+	const void *p = starpu_data_get_local_ptr(m->logits);
+	if (starpu_matrix_get_elemsize(m->logits) == sizeof(uint16_t))
+		cast_bf16_f32_cpu(logits, p, n);
+	else
+		memcpy(logits, p, n * sizeof(float));
 	starpu_data_release(m->logits);
 	return LSPO_OK;
 }
@@ -398,11 +441,11 @@ int model_linear_dweights(struct lspo_model *m, int lin, starpu_data_handle_t in
 	const struct model_linear *L = &m->layout.linears[lin];
 	const char *name = model_name(m, "matmul", L->layer, "bwd");
 	if (dw && L->orient == ORIENT_IN_OUT)
-		TRY(model_matmul(m, inp, 1, dout, 0, dw, 1.0f, 0.0f, prio, name));
+		TRY(model_matmul(m, inp, 1, dout, 0, dw, 1.0f, model_grad_beta(m), prio, name));
 	else if (dw)
-		TRY(model_matmul(m, dout, 1, inp, 0, dw, 1.0f, 0.0f, prio, name));
+		TRY(model_matmul(m, dout, 1, inp, 0, dw, 1.0f, model_grad_beta(m), prio, name));
 	if (db && L->bias >= 0)
-		TRY(lspo_matmul_submit(m->ones_whole, dout, db, 1, 0, 1.0f, 0.0f, prio, name));
+		TRY(lspo_matmul_submit(m->ones_whole, dout, db, 1, 0, 1.0f, model_grad_beta(m), prio, name));
 	return LSPO_OK;
 }
 
@@ -421,8 +464,10 @@ static int submit_forward(struct lspo_model *m)
 static int submit_backward(struct lspo_model *m)
 {
 	TRY(m->fam->head_bwd(m));
-	for (int l = m->cfg.n_layer - 1; l >= 0; l--)
+	for (int l = m->cfg.n_layer - 1; l >= 0; l--) {
+		TRY(model_recompute(m, l));   /* nothing without checkpointing */
 		TRY(m->fam->block_bwd(m, l));
+	}
 	return m->fam->embed_bwd(m);
 }
 
@@ -610,12 +655,23 @@ static int submit_gradients(struct lspo_model *m)
 	return submit_backward(m);
 }
 
-static int submit_forward_backward(struct lspo_model *m, float clip)
+int model_submit_gradients(struct lspo_model *m)
 {
-	TRY(submit_gradients(m));
+	return submit_gradients(m);
+}
+
+/* What follows a step's gradients (of one batch or of K micro-batches). */
+static int submit_after_gradients(struct lspo_model *m, float clip)
+{
 	if (m->after_backward)
 		TRY(m->after_backward(m));
 	return model_submit_norm(m, clip);
+}
+
+static int submit_forward_backward(struct lspo_model *m, float clip)
+{
+	TRY(submit_gradients(m));
+	return submit_after_gradients(m, clip);
 }
 
 int model_dense_grads(struct lspo_model *m, const int32_t *inputs, const int32_t *targets)
@@ -650,19 +706,24 @@ int lspo_model_forward_backward(struct lspo_model *m, const int32_t *inputs, con
 	return LSPO_OK;
 }
 
-int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
-                          const struct lspo_optim *opt, struct lspo_step_stats *stats)
+/* A step of `micro` micro-batches of (B, T) (accum.c when more than one). */
+static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int micro,
+                      const struct lspo_optim *opt, struct lspo_step_stats *stats)
 {
 	double t0 = starpu_timing_now();
-	TRY(set_batch(m, inputs, targets));
+	TRY(micro > 1 ? model_accum_set_batches(m, inputs, targets, micro) : set_batch(m, inputs, targets));
 	double d2h0, h2d0;
 	bus_bytes(&d2h0, &h2d0);
 	m->step++;
 	starpu_iteration_push(m->step);
 	lspo_trace_mark_step(m->step);
-	int rc = submit_forward_backward(m, opt->clip);
+	int rc = micro > 1 ? model_accum_submit(m, micro) : submit_gradients(m);
+	if (!rc)
+		rc = submit_after_gradients(m, opt->clip);
 	if (!rc)
 		rc = m->update(m, opt);
+	if (!rc && m->bf16)
+		rc = model_bf16_refresh(m);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
 	if (!rc)
@@ -670,13 +731,28 @@ int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int
 	if (rc)
 		return rc;
 	stats->step = m->step;
-	stats->loss = mean_loss(m);
+	stats->loss = micro > 1 ? model_accum_mean_loss(m, micro) : mean_loss(m);
 	stats->grad_norm = read_norm(m);
 	stats->seconds = (starpu_timing_now() - t0) * 1e-6;
 	bus_bytes(&stats->bytes_d2h, &stats->bytes_h2d);
 	stats->bytes_d2h -= d2h0;
 	stats->bytes_h2d -= h2d0;
 	return LSPO_OK;
+}
+
+int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
+                          const struct lspo_optim *opt, struct lspo_step_stats *stats)
+{
+	return train_step(m, inputs, targets, 1, opt, stats);
+}
+
+int lspo_model_train_step_accum(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
+                                int micro_batches, const struct lspo_optim *opt, struct lspo_step_stats *stats)
+{
+	if (micro_batches < 1)
+		LSPO_FAIL(LSPO_EINVAL, "gradient accumulation: %d micro-batches per step, expected at least 1",
+		          micro_batches);
+	return train_step(m, inputs, targets, micro_batches, opt, stats);
 }
 
 struct lspo_optim lspo_optim_default(void)
