@@ -294,6 +294,8 @@ struct run {
 	long saved_step;          /* of the last checkpoint written or read, else -1 */
 	char *run_json;           /* the manifest's "run": what must match on resume */
 	char *config_json;        /* the effective options, saved as train_config.json */
+	struct lspo_dp *dp;       /* under mpirun/srun: the ranks (NULL: one process) */
+	int32_t *ginputs, *gtargets;   /* data parallel: the global batch */
 };
 
 static void run_free(struct run *r)
@@ -304,7 +306,11 @@ static void run_free(struct run *r)
 	lspo_model_free(r->model);
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
+	lspo_dp_stop(r->dp);
 	lspo_ctx_destroy(r->ctx);
+	lspo_dp_free(r->dp);
+	free(r->ginputs);
+	free(r->gtargets);
 	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
@@ -431,8 +437,11 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
 	job_signals_install();   /* again: StarPU may have taken SIGINT */
+	if (r->dp && lspo_dp_start(r->dp))
+		return CLI_FAIL;
 	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
-	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off))
+	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
+	    || lspo_model_set_dp(r->model, r->dp))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -453,6 +462,25 @@ static int next_batch(struct lspo_loader *ld, size_t bt, int32_t *inputs, int32_
 	if (counted)
 		*counted = n;
 	return rc;
+}
+
+/* Ranks (1 without data parallelism). */
+static int nranks(const struct run *r) { return lspo_dp_size(r->dp); }
+
+/* The next training or calibration batch of this rank: its loader draws
+ * the global batch (ranks x --batch rows, as one process with that batch
+ * would) and rank k keeps rows k B .. k B + B - 1. */
+static int draw(struct run *r, const struct run_opts *o, struct lspo_loader *ld, int32_t *inputs, int32_t *targets)
+{
+	size_t bt = (size_t)o->batch * o->seq, n = (size_t)nranks(r);
+	if (n == 1)
+		return next_batch(ld, bt, inputs, targets, NULL);
+	if (next_batch(ld, bt * n, r->ginputs, r->gtargets, NULL))
+		return 1;
+	size_t at = bt * (size_t)lspo_dp_rank(r->dp);
+	memcpy(inputs, r->ginputs + at, bt * sizeof(int32_t));
+	memcpy(targets, r->gtargets + at, bt * sizeof(int32_t));
+	return 0;
 }
 
 /* Mean loss over nbatches batches of [begin, end) of a shard. */
@@ -499,10 +527,10 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	size_t end = r->val ? lspo_shard_ntokens(r->val) : lspo_shard_ntokens(r->train);
 	size_t bt = (size_t)o->batch * o->seq, nb = (size_t)o->calib_batches;
 	int32_t *in = malloc(nb * bt * sizeof(int32_t)), *tg = malloc(nb * bt * sizeof(int32_t));
-	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch, (int)o->seq,
+	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch * nranks(r), (int)o->seq,
 	                                          (uint64_t)o->seed + 1000 + (uint64_t)step, begin, end, &ld);
 	for (size_t b = 0; !rc && b < nb; b++)
-		rc = next_batch(ld, bt, in + b * bt, tg + b * bt, NULL);
+		rc = draw(r, o, ld, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
 	if (!rc)
 		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
@@ -596,7 +624,10 @@ static int describe_run(struct run *r, const struct run_opts *o)
 {
 	json_t *data = data_identity(r->train, o->data);
 	json_t *val = r->val ? data_identity(r->val, o->val) : json_null();
-	json_t *tr = data && val ? json_pack("{s:I, s:I, s:I, s:s, s:s, s:f, s:o, s:o}", "batch", (json_int_t)o->batch,
+	/* the global batch: a run on N ranks continues one on M ranks when N x
+	 * --batch is the same (the loader draws the same rows) */
+	json_t *tr = data && val ? json_pack("{s:I, s:I, s:I, s:s, s:s, s:f, s:o, s:o}", "batch",
+	                                     (json_int_t)o->batch * nranks(r),
 	                                     "seq", (json_int_t)o->seq, "seed", (json_int_t)o->seed, "mode", o->mode,
 	                                     "offload-dtype", o->offload_dtype, "val-fraction", o->val_fraction,
 	                                     "data", data, "val", val) : NULL;
@@ -758,7 +789,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (next_batch(r->train_loader, (size_t)o->batch * o->seq, r->inputs, r->targets, NULL))
+		if (draw(r, o, r->train_loader, r->inputs, r->targets))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -775,6 +806,12 @@ static int save(struct run *r, const struct run_opts *o, long step)
 {
 	if (step == r->saved_step)
 		return CLI_OK;
+	if (lspo_dp_check_params(r->dp, r->model, step))   /* the replicas agree on what is saved */
+		return CLI_FAIL;
+	if (lspo_dp_rank(r->dp) > 0) {   /* rank 0 writes the checkpoints */
+		r->saved_step = step;
+		return CLI_OK;
+	}
 	const char *tmp;
 	if (lspo_ckptdir_begin(r->ckpt, step, &tmp))
 		return CLI_FAIL;
@@ -839,6 +876,35 @@ static int check_val_length(struct run *r, const struct run_opts *o, size_t trai
 }
 
 #define LOG_HEADER "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d"
+/* data parallel: the bytes this rank sent to the others in the step */
+#define LOG_HEADER_DP LOG_HEADER ",bytes_ranks"
+
+/* A signal any rank received (all ranks stop after the same step). */
+static int agreed_signal(struct run *r)
+{
+	long sig = job_signal_pending();
+	if (lspo_dp_agree_max(r->dp, &sig))
+		return -1;
+	return (int)sig;
+}
+
+/* Under mpirun or srun: MPI, and the roles of the ranks.  Rank 0 writes
+ * the checkpoints, the log, the trace and the step lines; the other ranks
+ * print only errors. */
+static int dp_begin(struct run *r, struct run_opts *o)
+{
+	if (!lspo_dp_launched())
+		return CLI_OK;
+	if (lspo_dp_create(&r->dp))
+		return CLI_FAIL;
+	if (lspo_dp_rank(r->dp) > 0) {
+		o->log = NULL;
+		o->ctx.trace_dir = NULL;
+		if (!freopen("/dev/null", "w", stdout))
+			return CLI_FAIL;
+	}
+	return CLI_OK;
+}
 
 static int train(int argc, char **argv)
 {
@@ -849,9 +915,9 @@ static int train(int argc, char **argv)
 		return rc;
 	job_signals_install();
 	struct run r = { .saved_step = -1 };
-	if ((rc = resolve_model(&r, &o)) || (rc = check_paths(&r, &o)))
+	if ((rc = dp_begin(&r, &o)) || (rc = resolve_model(&r, &o)) || (rc = check_paths(&r, &o)))
 		goto out;
-	if (o.save && lspo_ckptdir_open(o.save, (int)o.keep, &r.ckpt)) {
+	if (o.save && lspo_dp_rank(r.dp) == 0 && lspo_ckptdir_open(o.save, (int)o.keep, &r.ckpt)) {
 		fprintf(stderr, "lspo train: --save %s: cannot save there\n", o.save);
 		rc = CLI_FAIL;
 		goto out;
@@ -879,19 +945,30 @@ static int train(int argc, char **argv)
 	if ((rc = describe_run(&r, &o)) || (rc = effective_config(&r, argc, argv)))
 		goto out;
 	rc = CLI_FAIL;
-	if (lspo_loader_create(r.train, (int)o.batch, (int)o.seq, (uint64_t)o.seed, 0, train_end, &r.train_loader))
+	if (nranks(&r) > 1) {
+		size_t gbt = (size_t)nranks(&r) * o.batch * o.seq;
+		r.ginputs = malloc(gbt * sizeof(int32_t));
+		r.gtargets = malloc(gbt * sizeof(int32_t));
+		if (!r.ginputs || !r.gtargets)
+			goto out;
+	}
+	if (lspo_loader_create(r.train, (int)o.batch * nranks(&r), (int)o.seq, (uint64_t)o.seed, 0, train_end,
+	                       &r.train_loader))
 		goto out;
 	long start = 0;
 	if (r.resuming && (rc = resume(&r, &o, &start)))
 		goto out;
 	rc = CLI_FAIL;
-	if (o.log && job_log_open(o.log, LOG_HEADER, start, &r.log))
+	if (o.log && job_log_open(o.log, nranks(&r) > 1 ? LOG_HEADER_DP : LOG_HEADER, start, &r.log))
 		goto out;
 	printf("lspo train: %s, %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
 	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", r.model_dir, lspo_family_name(r.cfg.family),
 	       r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	if (nranks(&r) > 1)
+		printf("data parallel: %d ranks x batch %ld = global batch %ld; gradients summed by a ring "
+		       "all-reduce per layer (StarPU-MPI)\n", nranks(&r), o.batch, o.batch * nranks(&r));
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
@@ -905,9 +982,12 @@ static int train(int argc, char **argv)
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	fflush(stdout);
 	double last_save = now_s();
-	long bad = 0;
+	long bad = 0, dp_steps = 0;
+	struct lspo_dp_bytes dpb0, dpb1, dp_steps_bytes = { 0 };
 	for (long s = start + 1; s <= o.steps; s++) {
-		int sig = job_signal_pending();
+		int sig = agreed_signal(&r);
+		if (sig < 0)
+			goto out;
 		if (sig) {   /* arrived before the first step: nothing new to save */
 			printf("lspo: %s before step %ld: stopping (exit 75; resume with --resume)\n",
 			       job_signal_name(sig), s);
@@ -919,20 +999,36 @@ static int train(int argc, char **argv)
 		    && lsp_check(&r, &o, train_end, s))
 			goto out;
 		opt.lr = (float)lspo_lr_at(&sched, s);
-		if (next_batch(r.train_loader, (size_t)o.batch * o.seq, r.inputs, r.targets, NULL)
+		lspo_dp_bytes(r.dp, &dpb0);
+		if (draw(&r, &o, r.train_loader, r.inputs, r.targets)
 		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
-		double tps = (double)o.batch * o.seq / st.seconds;
-		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB\n",
+		lspo_dp_bytes(r.dp, &dpb1);
+		double ranks_bytes = dpb1.reduce - dpb0.reduce;
+		dp_steps++;
+		dp_steps_bytes.reduce += ranks_bytes;
+		dp_steps_bytes.reduce_analytic += dpb1.reduce_analytic - dpb0.reduce_analytic;
+		dp_steps_bytes.payload += dpb1.payload - dpb0.payload;
+		double tps = (double)o.batch * nranks(&r) * o.seq / st.seconds;
+		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB",
 		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);
+		if (nranks(&r) > 1)
+			printf(" | ranks %.2f MB", ranks_bytes / 1e6);
+		printf("\n");
 		fflush(stdout);
 		if (r.log) {
-			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f", st.step, st.loss, opt.lr,
 			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d);
+			if (nranks(&r) > 1)
+				fprintf(r.log, ",%.0f", ranks_bytes);
+			fprintf(r.log, "\n");
 			if (job_log_flush(o.log, r.log))
 				goto out;
 		}
+		if (nranks(&r) > 1 && o.check_freq > 0 && s % o.check_freq == 0
+		    && lspo_dp_check_params(r.dp, r.model, s))
+			goto out;
 		if (!isfinite(st.loss) || !isfinite(st.grad_norm)) {
 			const char *t = lspo_model_nonfinite_grad(r.model);
 			long limit = o.max_bad_steps > 0 ? o.max_bad_steps : 1;
@@ -951,7 +1047,9 @@ static int train(int argc, char **argv)
 		} else {
 			bad = 0;
 		}
-		sig = job_signal_pending();
+		sig = agreed_signal(&r);
+		if (sig < 0)
+			goto out;
 		int due = (o.save_every > 0 && s % o.save_every == 0)
 		          || (o.save_every_min > 0 && now_s() - last_save >= 60 * o.save_every_min);
 		if (o.save && (due || sig) && s < o.steps) {
@@ -983,8 +1081,23 @@ static int train(int argc, char **argv)
 	if (job_signal_pending())   /* nothing left to resume: a requeue would find nothing to do */
 		printf("lspo: %s during the last step: the run is complete%s\n",
 		       job_signal_name(job_signal_pending()), o.save ? " and saved" : "");
+	if (nranks(&r) > 1) {
+		struct lspo_dp_bytes all;
+		lspo_dp_bytes(r.dp, &all);
+		double k = dp_steps ? (double)dp_steps : 1.0;
+		printf("inter-rank bytes sent by rank %d: %.0f B per training step (ring all-reduce of %.0f B: "
+		       "analytic 2 (N-1)/N x payload = %.0f B, N = %d); run total %.0f B (reductions %.0f B "
+		       "incl. projector checks, control %.0f B)\n", lspo_dp_rank(r.dp), dp_steps_bytes.reduce / k,
+		       dp_steps_bytes.payload / k, dp_steps_bytes.reduce_analytic / k, nranks(&r),
+		       all.reduce + all.control, all.reduce, all.control);
+	}
 	rc = CLI_OK;
 out:
+	if (rc != CLI_OK && rc != CLI_TEMPFAIL && nranks(&r) > 1) {
+		/* the other ranks may be waiting for this one: end them all */
+		fprintf(stderr, "lspo train: rank %d failed (exit %d): stopping every rank\n", lspo_dp_rank(r.dp), rc);
+		lspo_dp_abort(r.dp, rc);
+	}
 	run_free(&r);
 	return rc;
 }

@@ -289,6 +289,8 @@ void lspo_model_free(struct lspo_model *m)
 	if (!m)
 		return;
 	starpu_task_wait_for_all();
+	if (m->dp_hooks)
+		m->dp_hooks->free(m);
 	if (m->free_mode)
 		m->free_mode(m);
 	if (m->registered)
@@ -421,9 +423,15 @@ static int submit_forward(struct lspo_model *m)
 static int submit_backward(struct lspo_model *m)
 {
 	TRY(m->fam->head_bwd(m));
-	for (int l = m->cfg.n_layer - 1; l >= 0; l--)
+	if (m->dp_hooks)   /* each layer's gradients go to the other ranks as soon as formed */
+		TRY(m->dp_hooks->reduce(m, m->cfg.n_layer));
+	for (int l = m->cfg.n_layer - 1; l >= 0; l--) {
 		TRY(m->fam->block_bwd(m, l));
-	return m->fam->embed_bwd(m);
+		if (m->dp_hooks)
+			TRY(m->dp_hooks->reduce(m, l));
+	}
+	TRY(m->fam->embed_bwd(m));
+	return m->dp_hooks ? m->dp_hooks->reduce(m, -1) : LSPO_OK;
 }
 
 /* Global norm of the gradients the optimizer will see -> m->clip = {norm, scale}. */
@@ -535,13 +543,14 @@ static int set_batch(struct lspo_model *m, const int32_t *inputs, const int32_t 
 	memcpy(m->tgt_buf, targets, (size_t)m->N * sizeof(int32_t));
 	starpu_data_release(m->targets_flat);
 	starpu_data_release(m->targets);
-	return LSPO_OK;
+	return m->dp_hooks ? m->dp_hooks->batch(m) : LSPO_OK;
 }
 
 /* d(mean loss)/d(loss of one target). */
 static float dloss(const struct lspo_model *m)
 {
-	return m->ntargets ? 1.0f / m->ntargets : 0.0f;
+	int n = m->dp_hooks ? m->ntargets_all : m->ntargets;   /* over the global batch */
+	return n ? 1.0f / n : 0.0f;
 }
 
 static double mean_loss(struct lspo_model *m)
@@ -552,6 +561,8 @@ static double mean_loss(struct lspo_model *m)
 	for (int i = 0; i < m->N; i++)
 		sum += l[i];
 	starpu_data_release(m->losses);
+	if (m->dp_hooks)
+		return m->dp_hooks->loss(m, sum);
 	return m->ntargets ? sum / m->ntargets : 0.0;
 }
 
