@@ -292,6 +292,21 @@ int lspo_dp_check_params(struct lspo_dp *dp, struct lspo_model *m, long step)
 		          n * sizeof(float) >> 20);
 	}
 	lspo_model_get_params(m, p);
+	/* Test hooks (tests/test_mpi.sh): LSPO_DP_FAULT=diverge:K makes rank K
+	 * see its first parameter one ulp higher, as a replica that diverged;
+	 * LSPO_DP_DUMP=PREFIX writes each rank's parameters to PREFIX.rankK. */
+	const char *fault = getenv("LSPO_DP_FAULT"), *dump = getenv("LSPO_DP_DUMP");
+	if (fault && !strncmp(fault, "diverge:", 8) && atoi(fault + 8) == dp->rank && n)
+		p[0] = nextafterf(p[0], INFINITY);
+	if (dump && *dump) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s.rank%d", dump, dp->rank);
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(p, sizeof(float), n, f) != n)
+			lspo_warn("LSPO_DP_DUMP: cannot write %s", path);
+		if (f)
+			fclose(f);
+	}
 	uint64_t mine = checksum(p, n);
 	free(p);
 	int rc = allgather(dp, &mine, sizeof(mine), all);
