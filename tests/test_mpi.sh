@@ -85,6 +85,14 @@ for mode in native zero lsp; do
   check "$mode: StarPU-MPI counted what lspo reports ($stats B = $total B)" "[ -n '$total' ] && [ '$stats' = '$total' ]"
   check "$mode: rank 0 saved the checkpoint" "[ -s '$out/$mode-save/model.safetensors' ]"
 done
+# --trace on 2 ranks: every rank traces (StarPU-MPI's FxT sync points are
+# collective), rank 1 into TRACE/rank-1; the reductions are tasks of the
+# `reduce` stage, one pack and one unpack per layer and step.
+mpi 2 "$lspo" train $common --steps 2 --batch 2 --sched lspo --trace "$out/trace" > "$out/trace.out" 2>&1
+check "--trace on 2 ranks" "[ $? -eq 0 ] && [ -s '$out/trace/tasks.csv' ] && [ -s '$out/trace/rank-1/tasks.csv' ]"
+check "reduce tasks in the trace: a pack per layer (L + 2 buckets) and step" \
+  "[ \$(grep -c 'bucket_pack:L[0-9]*:reduce' '$out/trace/tasks.csv') -eq $(( 2 * (L + 2) )) ]"
+
 # lsp sends G_hat instead of G: d^2 / (m n) of zero's bytes for the compressed matrices
 check "lsp/zero volume of the compressed matrices is d^2 / (m n)" \
   "[ \$(( $dense_bytes - $lsp_bytes )) -eq \$(( 4 * ($mn - $dd) )) ]"

@@ -2,6 +2,7 @@
  * cmd_train.c - `lspo train` and `lspo eval`: training and evaluation of any model
  * from HF checkpoints and llm.c token shards, one line per step.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -296,6 +298,7 @@ struct run {
 	char *config_json;        /* the effective options, saved as train_config.json */
 	struct lspo_dp *dp;       /* under mpirun/srun: the ranks (NULL: one process) */
 	int32_t *ginputs, *gtargets;   /* data parallel: the global batch */
+	char *rank_trace;         /* data parallel: rank k > 0 traces into TRACE/rank-k */
 };
 
 static void run_free(struct run *r)
@@ -311,6 +314,7 @@ static void run_free(struct run *r)
 	lspo_dp_free(r->dp);
 	free(r->ginputs);
 	free(r->gtargets);
+	free(r->rank_trace);
 	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
@@ -889,8 +893,9 @@ static int agreed_signal(struct run *r)
 }
 
 /* Under mpirun or srun: MPI, and the roles of the ranks.  Rank 0 writes
- * the checkpoints, the log, the trace and the step lines; the other ranks
- * print only errors. */
+ * the checkpoints, the log and the step lines; the other ranks print only
+ * errors.  With --trace every rank traces (StarPU-MPI's FxT sync points are
+ * collective): rank 0 into TRACE, rank k into TRACE/rank-k. */
 static int dp_begin(struct run *r, struct run_opts *o)
 {
 	if (!lspo_dp_launched())
@@ -899,7 +904,18 @@ static int dp_begin(struct run *r, struct run_opts *o)
 		return CLI_FAIL;
 	if (lspo_dp_rank(r->dp) > 0) {
 		o->log = NULL;
-		o->ctx.trace_dir = NULL;
+		if (o->ctx.trace_dir) {
+			if (asprintf(&r->rank_trace, "%s/rank-%d", o->ctx.trace_dir, lspo_dp_rank(r->dp)) < 0) {
+				r->rank_trace = NULL;
+				return CLI_FAIL;
+			}
+			if (mkdir(o->ctx.trace_dir, 0777) != 0 && errno != EEXIST) {
+				fprintf(stderr, "lspo train: --trace %s: cannot create it: %s\n", o->ctx.trace_dir,
+				        strerror(errno));
+				return CLI_FAIL;
+			}
+			o->ctx.trace_dir = r->rank_trace;
+		}
 		if (!freopen("/dev/null", "w", stdout))
 			return CLI_FAIL;
 	}
