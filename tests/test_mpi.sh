@@ -21,7 +21,7 @@ rm -rf "$out"; mkdir -p "$out"
 fail=0
 check() { if ! eval "$2"; then echo "FAILED: $1"; fail=1; fi; }
 
-export STARPU_NCPU=1 STARPU_NCUDA=0 STARPU_WORKERS_NOBIND=1 STARPU_SCHED=eager
+export STARPU_NCPU=1 STARPU_NCUDA=0 STARPU_WORKERS_NOBIND=1
 # Open MPI: shared memory between the two ranks (no single-copy mechanism,
 # which needs ptrace rights containers often lack), no binding.
 # (MPI_EXEC=1 mpi ...) & makes $! mpirun's pid.
@@ -30,7 +30,7 @@ mpi() {
   ${MPI_EXEC:+exec} "$mpirun" --allow-run-as-root --oversubscribe --bind-to none -np "$np" \
     --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
     -x STARPU_HOME -x STARPU_HOSTNAME -x STARPU_CALIBRATE -x STARPU_SILENT -x STARPU_FXT_TRACE \
-    -x OPENBLAS_NUM_THREADS -x STARPU_NCPU -x STARPU_NCUDA -x STARPU_WORKERS_NOBIND -x STARPU_SCHED \
+    -x OPENBLAS_NUM_THREADS -x STARPU_NCPU -x STARPU_NCUDA -x STARPU_WORKERS_NOBIND \
     -x STARPU_COMM_STATS -x LSPO_DP_DUMP -x LSPO_DP_FAULT "$@"
 }
 export STARPU_COMM_STATS=0 LSPO_DP_DUMP= LSPO_DP_FAULT=
@@ -43,7 +43,7 @@ done
 V=256 P=32 C=32 L=2 D=8
 "$lspo" init --vocab $V --n-positions $P --n-embd $C --n-layer $L --n-head 2 --seed 3 --out "$out/init" > /dev/null \
   || { echo "init failed"; exit 1; }
-common="--model $out/init --data $out/tok.bin --seq 16 --lr 1e-3 --seed 5 --check-freq 3"
+common="--model $out/init --data $out/tok.bin --seq 16 --lr 1e-3 --seed 5 --check-freq 3 --sched eager"
 
 # What the ring must send per step and rank (N = 2: 2 (N-1)/N = 1 x payload):
 # every gradient (native, zero), or, in lsp, G_hat (d, d) in place of each
