@@ -128,6 +128,20 @@ check "diverged replicas: an error, not a hang (exit $rc)" "[ $rc -ne 0 ] && [ $
 check "diverged replicas: the message names the ranks" \
   "grep -q 'after step 3 the parameters differ across ranks: checksum [0-9a-f]* on rank 0, [0-9a-f]* on rank 1' '$out/diverge.out'"
 
+# SIGTERM to rank 1 alone: the ranks agree to stop after the same step,
+# rank 0 publishes a checkpoint, every rank exits 75; resume continues it.
+(MPI_EXEC=1 mpi 2 "$lspo" train $common --steps 1000000 --batch 2 --save "$out/sig" > "$out/sig.out" 2>&1) &
+pid=$!
+n=0; while [ $n -lt 240 ] && [ "$(grep -c '^step ' "$out/sig.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
+victim=$(ps -o pid=,args= --ppid $pid | awk '/lspo/ { p = $1 } END { print p }')
+[ -n "$victim" ] && kill -TERM "$victim"
+ends $pid 120; rc=$?
+check "SIGTERM to one rank: exit 75 with a checkpoint" \
+  "[ $rc -eq 75 ] && grep -q '^lspo: SIGTERM: stopped after step [0-9]*; checkpoint .*published' '$out/sig.out' && [ -s '$out/sig/model.safetensors' ]"
+at=$(sed -n 's/^saved .* (step \([0-9]*\))$/\1/p' "$out/sig.out" | tail -n 1)
+mpi 2 "$lspo" train $common --steps $((at + 1)) --batch 2 --save "$out/sig" --resume auto > "$out/sig2.out" 2>&1
+check "resumed after the signal" "[ $? -eq 0 ] && grep -q '^resumed from .* at step $at' '$out/sig2.out'"
+
 # A rank that dies: the other ends with an error within 60 s.
 (MPI_EXEC=1 mpi 2 "$lspo" train $common --steps 1000000 --batch 2 > "$out/death.out" 2>&1) &
 pid=$!
