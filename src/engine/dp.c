@@ -103,8 +103,9 @@ void lspo_dp_bytes(const struct lspo_dp *dp, struct lspo_dp_bytes *out)
 int lspo_dp_create(struct lspo_dp **out)
 {
 	*out = NULL;
-	LSPO_FAIL(LSPO_ENOTSUP, "this lspo was built without StarPU-MPI: configure found no starpumpi "
-	          "library (build StarPU with MPI: scripts/build-starpu, with libopenmpi-dev installed)");
+	LSPO_FAIL(LSPO_ENOTSUP, "this lspo was built without StarPU-MPI (configure found no starpumpi "
+	          "library, or was given --disable-mpi): build StarPU with MPI (scripts/build-starpu, with "
+	          "libopenmpi-dev installed) and reconfigure");
 }
 int lspo_dp_start(struct lspo_dp *dp) { (void)dp; return LSPO_ENOTSUP; }
 int lspo_model_set_dp(struct lspo_model *m, struct lspo_dp *dp) { (void)m; return dp ? LSPO_ENOTSUP : LSPO_OK; }
