@@ -7,6 +7,7 @@ liblspo_la_SOURCES += src/engine/dp.c codelets/bucket.c codelets/bucket.h
 if LSPO_HAVE_MPI
 liblspo_la_LIBADD += $(STARPUMPI_LIBS) $(MPI_LIBS)
 endif
-TESTS += tests/test_mpi.sh
+check_PROGRAMS += tests/test_bucket
+TESTS += tests/test_bucket tests/test_mpi.sh
 dist_check_SCRIPTS += tests/test_mpi.sh
 EXTRA_DIST += examples/slurm/finetune-multinode.sbatch

@@ -334,6 +334,8 @@ struct bucket {
 	float *buf, *rbuf;                 /* the chunks, the received chunks */
 	starpu_data_handle_t *part, *recv; /* (1, len[c]) matrices; NULL where len[c] = 0 */
 	size_t *len;
+	starpu_data_handle_t *live;        /* the non-empty parts, in order (pack, unpack) */
+	int nlive;
 };
 
 struct dp_model {
@@ -358,6 +360,7 @@ static void bucket_free(struct bucket *b, int n)
 	free(b->part);
 	free(b->recv);
 	free(b->len);
+	free(b->live);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -377,8 +380,9 @@ static int bucket_build(struct bucket *b, int id, const starpu_data_handle_t *t,
 	b->part = calloc((size_t)n, sizeof(*b->part));
 	b->recv = calloc((size_t)n, sizeof(*b->recv));
 	b->len = calloc((size_t)n, sizeof(*b->len));
+	b->live = calloc((size_t)n, sizeof(*b->live));
 	size_t bytes = (b->total ? b->total : 1) * sizeof(float);
-	if (!b->tensors || !b->part || !b->recv || !b->len || starpu_malloc((void **)&b->buf, bytes)
+	if (!b->tensors || !b->part || !b->recv || !b->len || !b->live || starpu_malloc((void **)&b->buf, bytes)
 	    || starpu_malloc((void **)&b->rbuf, bytes)) {
 		bucket_free(b, 0);
 		LSPO_FAIL(LSPO_ENOMEM, "data parallel: cannot allocate a gradient bucket of %zu KiB", 2 * bytes >> 10);
@@ -391,6 +395,7 @@ static int bucket_build(struct bucket *b, int id, const starpu_data_handle_t *t,
 			continue;
 		lspo_matrix_register(&b->part[c], b->buf + lo, 1, (int)b->len[c]);
 		lspo_matrix_register(&b->recv[c], b->rbuf + lo, 1, (int)b->len[c]);
+		b->live[b->nlive++] = b->part[c];
 	}
 	return LSPO_OK;
 }
@@ -465,7 +470,7 @@ static int dp_reduce(struct lspo_model *m, int layer)
 	int name_layer = layer < 0 ? 0 : layer;
 	/* after the backward of its layer, before everything else of the pipeline */
 	int prio = 2 * m->cfg.n_layer + 2 + name_layer;
-	TRY(lspo_bucket_pack_submit(b->tensors, b->ntensors, b->part, n, prio,
+	TRY(lspo_bucket_pack_submit(b->tensors, b->ntensors, b->live, b->nlive, prio,
 	                            model_name(m, "bucket_pack", name_layer, "reduce")));
 	const char *add = model_name(m, "reduce_add", name_layer, "reduce");
 	for (int s = 0; s < n - 1; s++) {   /* reduce-scatter */
@@ -491,7 +496,7 @@ static int dp_reduce(struct lspo_model *m, int layer)
 			LSPO_STARPU(starpu_mpi_irecv_detached(b->part[cr], prev, tag, MPI_COMM_WORLD, NULL, NULL));
 	}
 	dp->payload += (double)b->total * sizeof(float);
-	return lspo_bucket_unpack_submit(b->part, n, b->tensors, b->ntensors, prio,
+	return lspo_bucket_unpack_submit(b->live, b->nlive, b->tensors, b->ntensors, prio,
 	                                 model_name(m, "bucket_unpack", name_layer, "reduce"));
 }
 
