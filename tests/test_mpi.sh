@@ -34,6 +34,12 @@ mpi() {
     -x STARPU_COMM_STATS -x LSPO_DP_DUMP -x LSPO_DP_FAULT "$@"
 }
 export STARPU_COMM_STATS=0 LSPO_DP_DUMP= LSPO_DP_FAULT=
+# Sanitizer build: Open MPI's plugins and libraries have no frame pointers
+# and are unloaded at MPI_Finalize; with the slow unwinder and the plugins
+# kept loaded, LeakSanitizer's stacks name them and tests/lsan.supp applies.
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+  export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0" OMPI_MCA_mca_base_component_disable_dlclose=1
+fi
 
 i=0; while [ $i -lt 40 ]; do
   echo "Ranks sum their gradients; every replica takes the same step." >> "$out/text.txt"
