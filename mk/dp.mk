@@ -4,6 +4,7 @@
 # compiles without MPI too (its API then reports LSPO_ENOTSUP), so the
 # library and the CLI are the same in both builds.
 liblspo_la_SOURCES += src/engine/dp.c codelets/bucket.c codelets/bucket.h
+lspo_SOURCES += src/cli/dp_watch.c
 if LSPO_HAVE_MPI
 liblspo_la_LIBADD += $(STARPUMPI_LIBS) $(MPI_LIBS)
 endif

@@ -8,8 +8,8 @@
 # gradient), and StarPU-MPI's own count (STARPU_COMM_STATS) equals the run
 # total lspo reports.  Resume on the same number of ranks continues bit for
 # bit; another number of ranks is refused unless the global batch matches.
-# A replica that diverges and a rank that dies end the job with an error
-# within a bounded time.  Both ranks share the 2 cores: one CPU worker
+# A replica that diverges, a rank that dies and a rank that hangs end the
+# job with an error within a bounded time.  Both ranks share the 2 cores: one CPU worker
 # each, unbound.  Skips (77) in a build without StarPU-MPI or without mpirun.
 set -u
 [ "${LSPO_HAVE_MPI:-no}" = yes ] || { echo "built without StarPU-MPI: skipped"; exit 77; }
@@ -122,6 +122,8 @@ check "resume on 1 process with the same global batch" "[ $? -eq 0 ] && grep -q 
 
 # A replica that diverges (rank 1's parameters one ulp off): an error at the
 # next checksum, every rank ends, non-zero exit.
+# steps FILE: step lines in FILE so far (0 before the launcher creates it)
+steps() { if [ -f "$1" ]; then grep -c '^step ' "$1"; else echo 0; fi; }
 # ends() PID SECONDS: waits at most SECONDS for PID; its exit status, or 200 (then killed)
 ends() {
   k=0; while [ $k -lt $(( $2 * 5 )) ] && kill -0 "$1" 2>/dev/null; do sleep 0.2; k=$((k + 1)); done
@@ -138,7 +140,7 @@ check "diverged replicas: the message names the ranks" \
 # rank 0 publishes a checkpoint, every rank exits 75; resume continues it.
 (MPI_EXEC=1 mpi 2 "$lspo" train $common --steps 1000000 --batch 2 --save "$out/sig" > "$out/sig.out" 2>&1) &
 pid=$!
-n=0; while [ $n -lt 240 ] && [ "$(grep -c '^step ' "$out/sig.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
+n=0; while [ $n -lt 240 ] && [ "$(steps "$out/sig.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
 victim=$(ps -o pid=,args= --ppid $pid | awk '/lspo/ { p = $1 } END { print p }')
 [ -n "$victim" ] && kill -TERM "$victim"
 ends $pid 120; rc=$?
@@ -151,7 +153,7 @@ check "resumed after the signal" "[ $? -eq 0 ] && grep -q '^resumed from .* at s
 # A rank that dies: the other ends with an error within 60 s.
 (MPI_EXEC=1 mpi 2 "$lspo" train $common --steps 1000000 --batch 2 > "$out/death.out" 2>&1) &
 pid=$!
-n=0; while [ $n -lt 120 ] && [ "$(grep -c '^step ' "$out/death.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
+n=0; while [ $n -lt 120 ] && [ "$(steps "$out/death.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
 victim=$(ps -o pid=,args= --ppid $pid | awk '/lspo/ { p = $1 } END { print p }')
 if [ -n "$victim" ]; then
   kill -9 "$victim"
@@ -162,6 +164,25 @@ if [ -n "$victim" ]; then
     "[ $rc -ne 0 ] && [ $rc -ne 200 ]"
 else
   check "a rank to kill was found" "false"
+  ends $pid 1
+fi
+
+# A rank that hangs (SIGSTOP): the launcher sees nothing; --rank-timeout 5
+# makes the other rank stop the job with an error.
+(MPI_EXEC=1 mpi 2 "$lspo" train $common --steps 1000000 --batch 2 --rank-timeout 5 > "$out/hang.out" 2>&1) &
+pid=$!
+n=0; while [ $n -lt 240 ] && [ "$(steps "$out/hang.out")" -lt 2 ]; do sleep 0.5; n=$((n + 1)); done
+victim=$(ps -o pid=,args= --ppid $pid | awk '/lspo/ { p = $1 } END { print p }')
+if [ -n "$victim" ]; then
+  kill -STOP "$victim"
+  t0=$(date +%s)
+  ends $pid 90; rc=$?
+  t1=$(date +%s)
+  kill -9 "$victim" 2>/dev/null
+  check "a rank hung: the job ends with an error (exit $rc) within 90 s ($((t1 - t0)) s)" \
+    "[ $rc -ne 0 ] && [ $rc -ne 200 ] && grep -q 'made no progress for 5 s (--rank-timeout)' '$out/hang.out'"
+else
+  check "a rank to stop was found" "false"
   ends $pid 1
 fi
 

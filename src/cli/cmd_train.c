@@ -23,7 +23,7 @@ struct run_opts {
 	enum lspo_lr_decay lr_decay;
 	long seed;
 	long save_every, keep, max_bad_steps;
-	double save_every_min;
+	double save_every_min, rank_timeout;
 	int resume_override, resume_auto;
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
@@ -35,7 +35,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .rank_timeout = 1800, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default() };
 }
 
@@ -106,6 +106,8 @@ static const char train_help[] =
 	"                     nothing; stop after N such steps in a row (default 3)\n"
 	"  --log FILE         also write the per-step lines as CSV (flushed every step);\n"
 	"                     lsp: each check's per-pair figures go to FILE.checks.csv\n"
+	"  --rank-timeout S   under mpirun/srun: a rank without progress (a step, check or\n"
+	"                     save) for S seconds stops every rank (default 1800; 0 = never)\n"
 	"  --config FILE      options from a JSON object {\"batch\": 8, \"lr\": 1e-4, ...};\n"
 	"                     the command line overrides them\n"
 	"SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 end the run after the current step with a\n"
@@ -126,7 +128,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD };
+       O_MAXBAD, O_RANKTIMEOUT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -147,7 +149,7 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -236,6 +238,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_KEEP: bad = cli_parse_int("--keep", optarg, 1, 1 << 20, &o->keep); break;
 		case O_OVERRIDE: o->resume_override = 1; break;
 		case O_MAXBAD: bad = cli_parse_int("--max-bad-steps", optarg, 0, 1L << 30, &o->max_bad_steps); break;
+		case O_RANKTIMEOUT: bad = cli_parse_float("--rank-timeout", optarg, 0, 1e9, &o->rank_timeout); break;
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -299,6 +302,7 @@ struct run {
 	struct lspo_dp *dp;       /* under mpirun/srun: the ranks (NULL: one process) */
 	int32_t *ginputs, *gtargets;   /* data parallel: the global batch */
 	char *rank_trace;         /* data parallel: rank k > 0 traces into TRACE/rank-k */
+	struct dp_watch *watch;   /* data parallel: --rank-timeout */
 };
 
 static void run_free(struct run *r)
@@ -309,6 +313,7 @@ static void run_free(struct run *r)
 	lspo_model_free(r->model);
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
+	dp_watch_stop(r->watch);
 	lspo_dp_stop(r->dp);
 	lspo_ctx_destroy(r->ctx);
 	lspo_dp_free(r->dp);
@@ -997,6 +1002,8 @@ static int train(int argc, char **argv)
 	printf("offload volume per step (from the graph): device->host %.3f MB (%.0f B), "
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	fflush(stdout);
+	if (dp_watch_start(r.dp, o.rank_timeout, &r.watch))
+		goto out;
 	double last_save = now_s();
 	long bad = 0, dp_steps = 0;
 	struct lspo_dp_bytes dpb0, dpb1, dp_steps_bytes = { 0 };
@@ -1014,11 +1021,13 @@ static int train(int argc, char **argv)
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && lsp_check(&r, &o, train_end, s))
 			goto out;
+		dp_watch_beat(r.watch);
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		lspo_dp_bytes(r.dp, &dpb0);
 		if (draw(&r, &o, r.train_loader, r.inputs, r.targets)
 		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
 			goto out;
+		dp_watch_beat(r.watch);
 		lspo_dp_bytes(r.dp, &dpb1);
 		double ranks_bytes = dpb1.reduce - dpb0.reduce;
 		dp_steps++;
@@ -1071,6 +1080,7 @@ static int train(int argc, char **argv)
 		if (o.save && (due || sig) && s < o.steps) {
 			if (save(&r, &o, s))
 				goto out;
+			dp_watch_beat(r.watch);
 			last_save = now_s();
 		}
 		if (sig && s < o.steps) {   /* at the last step, the end of the run saves */
