@@ -35,8 +35,8 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .rank_timeout = 1800, .ctx = lspo_config_default(),
-		.off = lspo_offload_opts_default() };
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
+		.off = lspo_offload_opts_default(), .rank_timeout = 1800 };
 }
 
 #define STATE_FILE "train_state.safetensors"
