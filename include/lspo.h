@@ -820,6 +820,31 @@ void lspo_dp_free(struct lspo_dp *dp);
 /* Ends the processes of every rank (MPI_Abort): for tools, when one rank
  * fails while the others may wait for it. */
 void lspo_dp_abort(struct lspo_dp *dp, int code);
+/* ------------------------------------------------------------------------ */
+/* Activation checkpointing and gradient accumulation (issue 13)            */
+
+/* Activation checkpointing every `every` blocks (>= 1; 0 turns it off): the
+ * forward keeps only the input of each segment of `every` blocks, the blocks
+ * of a segment write their activations into one shared set, and the
+ * backward submits a segment's forward again (tasks of stage "recompute")
+ * just before the backward of its blocks.  Losses and gradients are those
+ * of the run without it, bit for bit.  Waits for the model's tasks and
+ * registers its activations anew (their contents are lost); LSPO_EINVAL
+ * for every < 0. */
+int lspo_model_set_checkpointing(struct lspo_model *model, int every);
+int lspo_model_checkpointing(const struct lspo_model *model);   /* every, or 0 */
+
+/* One optimizer step over micro_batches micro-batches of the model's (B, T):
+ * inputs and targets (micro_batches B, T), micro-batch k in rows k B ..
+ * (k + 1) B - 1.  The gradients of the micro-batches add up where they are
+ * formed (in lsp mode the compressed G_hat, which is linear in the
+ * gradient), then one norm, one offload and one update, as for one batch of
+ * micro_batches B rows: equal to it within float summation order.  The
+ * loss is the mean over the targets of all micro-batches.  1 micro-batch is
+ * lspo_model_train_step; LSPO_EINVAL for fewer. */
+int lspo_model_train_step_accum(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
+                                int micro_batches, const struct lspo_optim *opt,
+                                struct lspo_step_stats *stats);
 
 #ifdef __cplusplus
 }

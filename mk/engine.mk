@@ -1,7 +1,7 @@
 # engine: src/engine/ (the step engine, modes, training state) and src/models/ (one file per family).
 # GPT-2 engine: the model as a StarPU task graph, training and evaluation.
 liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c src/engine/offload.c \
-	src/engine/train_state.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
+	src/engine/train_state.c src/engine/accum.c src/engine/recompute.c src/models/init.h src/models/init.c src/models/gpt2.c src/models/gpt2.h src/models/llama.c \
 	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
@@ -19,3 +19,7 @@ TESTS += tests/test_lsp_converge
 check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
 EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-step bench/bench-lsp-projectors
+# Gradient accumulation and activation checkpointing (issue 13).
+check_PROGRAMS += tests/test_accum
+TESTS += tests/test_accum tests/test_accum_cli.sh
+dist_check_SCRIPTS += tests/test_accum_cli.sh

@@ -91,6 +91,20 @@ for mode in native zero lsp; do
   check "$mode: StarPU-MPI counted what lspo reports ($stats B = $total B)" "[ -n '$total' ] && [ '$stats' = '$total' ]"
   check "$mode: rank 0 saved the checkpoint" "[ -s '$out/$mode-save/model.safetensors' ]"
 done
+# Gradient accumulation: each rank sums its K micro-batches, then the ring
+# sums the ranks' (once per step): 2 ranks x batch 2 x 2 micro-batches
+# against 1 process x batch 4 x 2 micro-batches (the same 8 rows a step),
+# with the seeded random projectors (learning would amplify the summation
+# order's last bits beyond 1e-5 within 5 steps).
+"$lspo" train $common --check-freq 0 --mode lsp --lsp-d $D --lsp-r 2 --steps 5 --batch 4 --grad-accum 2 \
+  --log "$out/accum-1.csv" > "$out/accum-1.out" 2>&1
+check "accum: 1 process runs" "[ $? -eq 0 ]"
+mpi 2 "$lspo" train $common --check-freq 0 --mode lsp --lsp-d $D --lsp-r 2 --steps 5 --batch 2 --grad-accum 2 \
+  --log "$out/accum-2.csv" > "$out/accum-2.out" 2>&1
+check "accum: 2 ranks run" "[ $? -eq 0 ]"
+check "accum: losses equal within 1e-5" "same_losses '$out/accum-1.csv' '$out/accum-2.csv'"
+check "accum: one reduction per step" "[ \"\$(col '$out/accum-2.csv' 9 | sort -u)\" = '$lsp_bytes' ]"
+
 # --trace on 2 ranks: every rank traces (StarPU-MPI's FxT sync points are
 # collective), rank 1 into TRACE/rank-1; the reductions are tasks of the
 # `reduce` stage, one pack and one unpack per layer and step.

@@ -10,7 +10,9 @@
 #   - the lspo policy keeps the GPU busy in lsp mode and hides the offload
 #     (trace summary: GPU busy >= 85 % with 4 layers, transfers hidden >= 50 %),
 #     and lsp's step is shorter than zero's;
-#   - a Llama-family model's zero and lsp move their analytic volume too.
+#   - a Llama-family model's zero and lsp move their analytic volume too;
+#   - with --grad-accum 2 (and activation checkpointing) zero and lsp move
+#     one batch's volume per step, as without.
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,6 +83,35 @@ dmdas_ms=$(awk -F, 'NR == 4 { print $5 }' "$out/lsp-dmdas.csv")
 # a few percent of each other, either way (bench/RESULTS.md has the 124M and
 # 774M comparison).
 echo "step 3 of lsp: lspo policy $lsp_ms ms, dmdas $dmdas_ms ms (simulated)"
+
+# Gradient accumulation (issue 13): 2 micro-batches of B / 2 per step move
+# what one batch of B moves: one offload per step, the same inputs and
+# outputs in all; with activation checkpointing as well.
+for mode in zero lsp; do
+  case $mode in
+    lsp) args="--mode lsp --lsp-d 64 --lsp-r 8" ;;
+    *) args="--mode $mode" ;;
+  esac
+  # shellcheck disable=SC2086
+  run accum-$mode $args --sched lspo --batch $((B / 2)) --grad-accum 2 --checkpoint-activations
+  [ -s "$out/accum-$mode.csv" ] || continue
+  v=$(volume accum-$mode)
+  lo_d=$(steady_min accum-$mode 7) hi_d=$(steady accum-$mode 7) lo_h=$(steady_min accum-$mode 8) hi_h=$(steady accum-$mode 8)
+  echo "$mode, --grad-accum 2 --checkpoint-activations: analytic $v B each way; steady steps d2h $lo_d..$hi_d B, h2d $lo_h..$hi_h B (batch $B: d2h $(steady_min $mode 7)..$(steady $mode 7) B, h2d $(steady_min $mode 8)..$(steady $mode 8) B)"
+  check "$mode --grad-accum: the volume of one batch" "[ $v -eq $(volume $mode) ]"
+  check "$mode --grad-accum: the bus bytes of one batch" "[ $lo_d -eq $(steady_min $mode 7) ] && [ $hi_d -eq $(steady $mode 7) ] && [ $lo_h -eq $(steady_min $mode 8) ] && [ $hi_h -eq $(steady $mode 8) ]"
+  check "$mode --grad-accum d2h = one offload + step outputs" "[ $lo_d -ge $v ] && [ $hi_d -le $((v + slack_d2h)) ]"
+  check "$mode --grad-accum h2d = one offload + step inputs" "[ $lo_h -ge $v ] && [ $hi_h -le $((v + slack_h2d)) ]"
+  check "$mode --grad-accum has recompute tasks" "grep -q ',recompute,' '$out/accum-$mode.trace/tasks.csv'"
+done
+# Under a 64 MiB cap, zero with checkpointing keeps every activation it
+# needs resident: only the offload and the step's inputs cross the bus
+# (without it, activations are evicted and fetched again: printed).
+run cap-ckpt --mode zero --gpu-mem 64 --checkpoint-activations
+run cap-plain --mode zero --gpu-mem 64
+v=$(volume cap-ckpt)
+echo "zero, 64 MiB cap: checkpointing d2h $(steady cap-ckpt 7) h2d $(steady cap-ckpt 8) B, $(awk -F, 'NR == 4 { print $5 }' "$out/cap-ckpt.csv") ms; without d2h $(steady cap-plain 7) h2d $(steady cap-plain 8) B, $(awk -F, 'NR == 4 { print $5 }' "$out/cap-plain.csv") ms (simulated)"
+check "zero, 64 MiB cap, checkpointing: no eviction" "[ $(steady cap-ckpt 7) -le $((v + slack_d2h)) ] && [ $(steady cap-ckpt 8) -le $((v + slack_h2d)) ]"
 
 # A Llama-family model (grouped-query attention, untied head, (out, in)
 # weights): zero and lsp move their analytic volume too; lsp compresses its

@@ -23,6 +23,7 @@ struct run_opts {
 	enum lspo_lr_decay lr_decay;
 	long seed;
 	long save_every, keep, max_bad_steps;
+	long grad_accum, ckpt_every;   /* micro-batches per step; checkpointing every N blocks (0: off) */
 	double save_every_min, rank_timeout;
 	int resume_override, resume_auto;
 	struct lspo_config ctx;
@@ -35,7 +36,7 @@ static void run_opts_default(struct run_opts *o)
 	*o = (struct run_opts){ .mode = "native", .offload_dtype = "fp32", .steps = 10, .batch = 4,
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
-		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .ctx = lspo_config_default(),
+		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
 		.off = lspo_offload_opts_default(), .rank_timeout = 1800 };
 }
 
@@ -53,7 +54,13 @@ static const char train_help[] =
 	"  --val-every N      validate every N steps and at the end (default 0: only at the end)\n"
 	"  --val-batches N    batches per validation (default 8)\n"
 	"  --steps N          optimizer steps (default 10)\n"
-	"  --batch B          sequences per step (default 4)\n"
+	"  --batch B          sequences per step, or per micro-batch with --grad-accum (default 4)\n"
+	"  --grad-accum K     K micro-batches of B per optimizer step, gradients summed: one\n"
+	"                     offload and one update per step, as a batch of K B (default 1)\n"
+	"  --checkpoint-activations [K]   keep only the inputs of segments of K blocks\n"
+	"                     (default 1: each block's input) and recompute the rest in the\n"
+	"                     backward: less accelerator memory, the same losses, about one\n"
+	"                     forward more per step\n"
 	"  --seq T            tokens per sequence, <= the model's n_positions (default 64)\n"
 	"  --lr LR            AdamW learning rate (default 3e-4)\n"
 	"  --warmup N         linear warmup over the first N steps (default 0)\n"
@@ -128,7 +135,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_RANKTIMEOUT };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_RANKTIMEOUT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -149,7 +156,8 @@ static const struct option train_options[] = {
 	{ "lsp-calib-batches", 1, 0, O_CALIB }, { "warmup", 1, 0, O_WARMUP }, { "lr-decay", 1, 0, O_LRDECAY },
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
-	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
+	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -166,6 +174,12 @@ static int sched_options(const char *cmd, const struct run_opts *o)
 	if (lspo_sched_set_opts(&so))
 		return cli_usage_error(cmd, "invalid lspo policy options");
 	return -1;
+}
+
+/* A word of digits only: the optional value of --checkpoint-activations. */
+static int is_count(const char *s)
+{
+	return s[0] && strspn(s, "0123456789") == strlen(s);
 }
 
 /* Parses the options; returns -1 to go on, else the exit code. */
@@ -238,6 +252,16 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_KEEP: bad = cli_parse_int("--keep", optarg, 1, 1 << 20, &o->keep); break;
 		case O_OVERRIDE: o->resume_override = 1; break;
 		case O_MAXBAD: bad = cli_parse_int("--max-bad-steps", optarg, 0, 1L << 30, &o->max_bad_steps); break;
+		case O_GRADACCUM: bad = cli_parse_int("--grad-accum", optarg, 1, 1 << 16, &o->grad_accum); break;
+		case O_CKPTACT: {   /* optional K: --checkpoint-activations=K or --checkpoint-activations K */
+			const char *k = optarg;
+			if (!k && optind < argc && is_count(argv[optind]))
+				k = argv[optind++];
+			o->ckpt_every = 1;
+			if (k)
+				bad = cli_parse_int("--checkpoint-activations", k, 1, 1 << 20, &o->ckpt_every);
+			break;
+		}
 		case O_RANKTIMEOUT: bad = cli_parse_float("--rank-timeout", optarg, 0, 1e9, &o->rank_timeout); break;
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
@@ -276,6 +300,9 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--offload-dtype: expected fp32 or bf16, got '%s'", o->offload_dtype);
 	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
+	if (o->grad_accum * o->batch > 1 << 20)
+		return cli_usage_error(cmd, "--grad-accum %ld x --batch %ld: more than %d sequences per step",
+		                       o->grad_accum, o->batch, 1 << 20);
 	if (o->off.lsp_r > o->off.lsp_d)
 		return cli_usage_error(cmd, "--lsp-r (%d) must not exceed --lsp-d (%d)", o->off.lsp_r, o->off.lsp_d);
 	o->off.seed = (uint64_t)o->seed;
@@ -422,7 +449,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return CLI_FAIL;
 	if (o->val && (lspo_shard_open(o->val, &r->val) || lspo_shard_check_vocab(r->val, r->cfg.vocab_size)))
 		return CLI_FAIL;
-	size_t bt = (size_t)o->batch * o->seq;
+	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
 	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
@@ -450,6 +477,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return CLI_FAIL;
 	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
 	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
+	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every))
 	    || lspo_model_set_dp(r->model, r->dp))
 		return CLI_FAIL;
 	return CLI_OK;
@@ -476,12 +504,13 @@ static int next_batch(struct lspo_loader *ld, size_t bt, int32_t *inputs, int32_
 /* Ranks (1 without data parallelism). */
 static int nranks(const struct run *r) { return lspo_dp_size(r->dp); }
 
-/* The next training or calibration batch of this rank: its loader draws
- * the global batch (ranks x --batch rows, as one process with that batch
- * would) and rank k keeps rows k B .. k B + B - 1. */
-static int draw(struct run *r, const struct run_opts *o, struct lspo_loader *ld, int32_t *inputs, int32_t *targets)
+/* The next `rows` training or calibration rows of this rank: its loader
+ * draws the global batch (ranks x rows, as one process with that batch
+ * would) and rank k keeps rows k rows .. (k + 1) rows - 1. */
+static int draw(struct run *r, const struct run_opts *o, struct lspo_loader *ld, long rows, int32_t *inputs,
+                int32_t *targets)
 {
-	size_t bt = (size_t)o->batch * o->seq, n = (size_t)nranks(r);
+	size_t bt = (size_t)rows * o->seq, n = (size_t)nranks(r);
 	if (n == 1)
 		return next_batch(ld, bt, inputs, targets, NULL);
 	if (next_batch(ld, bt * n, r->ginputs, r->gtargets, NULL))
@@ -539,7 +568,7 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch * nranks(r), (int)o->seq,
 	                                          (uint64_t)o->seed + 1000 + (uint64_t)step, begin, end, &ld);
 	for (size_t b = 0; !rc && b < nb; b++)
-		rc = draw(r, o, ld, in + b * bt, tg + b * bt);
+		rc = draw(r, o, ld, o->batch, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
 	if (!rc)
 		rc = lspo_model_lsp_check(r->model, in, tg, (int)nb, &rep);
@@ -661,6 +690,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	json_t *sc = json_pack("{s:f, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f}", "lr", o->lr, "min-lr", o->min_lr,
 	                       "warmup", (json_int_t)o->warmup, "lr-decay", decay_name(o->lr_decay), "wd", o->wd,
 	                       "clip", o->clip, "beta1", o->beta1, "beta2", o->beta2, "eps", o->eps);
+	if (tr && o->grad_accum > 1)   /* a step's rows; checkpointing changes no value */
+		json_object_set_new(tr, "grad-accum", json_integer(o->grad_accum));
 	if (sc && o->lr_decay != LSPO_LR_CONSTANT)   /* the decay ends at --steps */
 		json_object_set_new(sc, "steps", json_integer(o->steps));
 	json_t *root = tr && sc ? json_pack("{s:o, s:o}", "trajectory", tr, "schedule", sc) : NULL;
@@ -698,7 +729,9 @@ static int effective_config(struct run *r, int argc, char **argv)
 				opt = p;
 		if (!opt || !strcmp(key, "resume") || !strcmp(key, "help"))
 			continue;
-		if (opt->has_arg)
+		if (opt->has_arg == optional_argument)
+			value = eq ? eq + 1 : i + 1 < argc && is_count(argv[i + 1]) ? argv[++i] : NULL;
+		else if (opt->has_arg)
 			value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
 		json_object_set_new(root, key, value ? json_string(value) : json_true());
 	}
@@ -798,7 +831,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (draw(r, o, r->train_loader, r->inputs, r->targets))
+		if (draw(r, o, r->train_loader, o->grad_accum * o->batch, r->inputs, r->targets))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -967,13 +1000,16 @@ static int train(int argc, char **argv)
 		goto out;
 	rc = CLI_FAIL;
 	if (nranks(&r) > 1) {
-		size_t gbt = (size_t)nranks(&r) * o.batch * o.seq;
+		size_t gbt = (size_t)nranks(&r) * o.grad_accum * o.batch * o.seq;
 		r.ginputs = malloc(gbt * sizeof(int32_t));
 		r.gtargets = malloc(gbt * sizeof(int32_t));
 		if (!r.ginputs || !r.gtargets)
 			goto out;
 	}
-	if (lspo_loader_create(r.train, (int)o.batch * nranks(&r), (int)o.seq, (uint64_t)o.seed, 0, train_end,
+	/* A step's K micro-batches are the rows of one batch of K B, in order;
+	 * on N ranks the loader draws N K B rows and rank k takes the k-th K B. */
+	if (lspo_loader_create(r.train, (int)(o.grad_accum * o.batch) * nranks(&r), (int)o.seq, (uint64_t)o.seed, 0,
+	                       train_end,
 	                       &r.train_loader))
 		goto out;
 	long start = 0;
@@ -990,6 +1026,12 @@ static int train(int argc, char **argv)
 	if (nranks(&r) > 1)
 		printf("data parallel: %d ranks x batch %ld = global batch %ld; gradients summed by a ring "
 		       "all-reduce per layer (StarPU-MPI)\n", nranks(&r), o.batch, o.batch * nranks(&r));
+	if (o.grad_accum > 1)
+		printf("gradient accumulation: %ld micro-batches of %ld sequences per optimizer step\n", o.grad_accum,
+		       o.batch);
+	if (o.ckpt_every)
+		printf("activation checkpointing: segments of %ld block(s), only their inputs kept, the rest "
+		       "recomputed in the backward\n", o.ckpt_every);
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
@@ -1024,8 +1066,8 @@ static int train(int argc, char **argv)
 		dp_watch_beat(r.watch);
 		opt.lr = (float)lspo_lr_at(&sched, s);
 		lspo_dp_bytes(r.dp, &dpb0);
-		if (draw(&r, &o, r.train_loader, r.inputs, r.targets)
-		    || lspo_model_train_step(r.model, r.inputs, r.targets, &opt, &st))
+		if (draw(&r, &o, r.train_loader, o.grad_accum * o.batch, r.inputs, r.targets)
+		    || lspo_model_train_step_accum(r.model, r.inputs, r.targets, (int)o.grad_accum, &opt, &st))
 			goto out;
 		dp_watch_beat(r.watch);
 		lspo_dp_bytes(r.dp, &dpb1);
@@ -1034,7 +1076,7 @@ static int train(int argc, char **argv)
 		dp_steps_bytes.reduce += ranks_bytes;
 		dp_steps_bytes.reduce_analytic += dpb1.reduce_analytic - dpb0.reduce_analytic;
 		dp_steps_bytes.payload += dpb1.payload - dpb0.payload;
-		double tps = (double)o.batch * nranks(&r) * o.seq / st.seconds;
+		double tps = (double)o.grad_accum * o.batch * nranks(&r) * o.seq / st.seconds;
 		printf("step %5d | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s | d2h %.2f MB h2d %.2f MB",
 		       st.step, st.loss, opt.lr, st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h / 1e6,
 		       st.bytes_h2d / 1e6);

@@ -463,6 +463,8 @@ static int dp_reduce(struct lspo_model *m, int layer)
 	struct dp_model *d = m->dp;
 	struct lspo_dp *dp = d->dp;
 	struct bucket *b;
+	if (m->dp_defer)   /* gradient accumulation: the last micro-batch reduces the sums */
+		return LSPO_OK;
 	TRY(find_bucket(m, d, layer, &b));
 	if (!b)
 		return LSPO_OK;

@@ -37,6 +37,8 @@ const char *model_name(struct lspo_model *m, const char *op, int layer, const ch
 {
 	enum lspo_stage st;
 	const char *name;
+	if (m->recomputing && stage && !strcmp(stage, "fwd"))
+		stage = "recompute";   /* a checkpointed block's forward, again (recompute.c) */
 	if (lspo_stage_parse(stage, &st)) {
 		lspo_error("task %s: unknown stage '%s'", op, stage ? stage : "(null)");
 		m->name_failed = 1;
@@ -91,7 +93,7 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 
 /* Logits, losses and the family's activations: counted first when the
  * model splits products (they then need host memory), then registered. */
-static int register_activations(struct lspo_model *m)
+int model_register_activations(struct lspo_model *m)
 {
 	model_act(m, &m->logits, m->N, m->cfg.vocab_size);
 	model_act(m, &m->losses, 1, m->N);
@@ -116,21 +118,26 @@ static void register_host_data(struct lspo_model *m)
 /* ------------------------------------------------------------------------ */
 /* Split products (CPU-only runs)                                            */
 
-/* Row blocks (by_cols 0) or column blocks of h, planned on first use. */
+/* Row blocks (by_cols 0) or column blocks of h, planned on first use.  Each
+ * plan is allocated once, so the children returned stay where they are
+ * while later calls add plans (callers hold two or three at a time). */
 static starpu_data_handle_t *plan(struct lspo_model *m, starpu_data_handle_t h, int by_cols)
 {
 	for (int i = 0; i < m->nplans; i++)
-		if (m->plans[i].parent == h && m->plans[i].by_cols == by_cols)
-			return m->plans[i].children;
+		if (m->plans[i]->parent == h && m->plans[i]->by_cols == by_cols)
+			return m->plans[i]->children;
 	if (m->nplans == m->max_plans) {
 		int cap = m->max_plans ? 2 * m->max_plans : 64;
-		struct model_plan *p = realloc(m->plans, (size_t)cap * sizeof(*p));
-		if (!p)
+		struct model_plan **pp = realloc(m->plans, (size_t)cap * sizeof(*pp));
+		if (!pp)
 			return NULL;   /* the product then runs as one task */
-		m->plans = p;
+		m->plans = pp;
 		m->max_plans = cap;
 	}
-	struct model_plan *p = &m->plans[m->nplans++];
+	struct model_plan *p = malloc(sizeof(*p));
+	if (!p)
+		return NULL;
+	m->plans[m->nplans++] = p;
 	struct starpu_data_filter f = {
 		.filter_func = by_cols ? starpu_matrix_filter_block : starpu_matrix_filter_vertical_block,
 		.nchildren = (unsigned)m->split,
@@ -213,7 +220,7 @@ static int build(struct lspo_model *m)
 	m->split = starpu_cuda_worker_get_count() == 0 && ncpu > 1 ? (ncpu < MODEL_MAX_SPLIT ? ncpu : MODEL_MAX_SPLIT) : 1;
 	if (m->split > 1) {
 		m->counting = 1;
-		TRY(register_activations(m));
+		TRY(model_register_activations(m));
 		m->counting = 0;
 		TRY(alloc_slab(&m->act_slab, m->act_size));
 	}
@@ -221,7 +228,7 @@ static int build(struct lspo_model *m)
 	m->hw = m->hp;
 	m->registered = 1;
 	register_host_data(m);
-	TRY(register_activations(m));
+	TRY(model_register_activations(m));
 	if (m->act_failed)
 		LSPO_FAIL(LSPO_ENOMEM, "cannot register the model's activations");
 	model_use_native(m);
@@ -267,8 +274,11 @@ int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg,
 
 static void unregister_all(struct lspo_model *m)
 {
-	for (int i = 0; i < m->nplans; i++)
-		starpu_data_partition_clean(m->plans[i].parent, (unsigned)m->split, m->plans[i].children);
+	for (int i = 0; i < m->nplans; i++) {
+		starpu_data_partition_clean(m->plans[i]->parent, (unsigned)m->split, m->plans[i]->children);
+		free(m->plans[i]);
+	}
+	m->nplans = 0;
 	for (int i = 0; i < m->layout.ntensors; i++) {
 		starpu_data_unregister(m->hp[i]);
 		starpu_data_unregister(m->hg[i]);
@@ -295,6 +305,7 @@ void lspo_model_free(struct lspo_model *m)
 		m->free_mode(m);
 	if (m->registered)
 		unregister_all(m);
+	model_accum_free(m);   /* after unregister_all: it cleaned the plans on its handles */
 	if (m->fam && m->fam->free)
 		m->fam->free(m);
 	starpu_free(m->params);
@@ -400,11 +411,11 @@ int model_linear_dweights(struct lspo_model *m, int lin, starpu_data_handle_t in
 	const struct model_linear *L = &m->layout.linears[lin];
 	const char *name = model_name(m, "matmul", L->layer, "bwd");
 	if (dw && L->orient == ORIENT_IN_OUT)
-		TRY(model_matmul(m, inp, 1, dout, 0, dw, 1.0f, 0.0f, prio, name));
+		TRY(model_matmul(m, inp, 1, dout, 0, dw, 1.0f, model_grad_beta(m), prio, name));
 	else if (dw)
-		TRY(model_matmul(m, dout, 1, inp, 0, dw, 1.0f, 0.0f, prio, name));
+		TRY(model_matmul(m, dout, 1, inp, 0, dw, 1.0f, model_grad_beta(m), prio, name));
 	if (db && L->bias >= 0)
-		TRY(lspo_matmul_submit(m->ones_whole, dout, db, 1, 0, 1.0f, 0.0f, prio, name));
+		TRY(lspo_matmul_submit(m->ones_whole, dout, db, 1, 0, 1.0f, model_grad_beta(m), prio, name));
 	return LSPO_OK;
 }
 
@@ -426,6 +437,7 @@ static int submit_backward(struct lspo_model *m)
 	if (m->dp_hooks)   /* each layer's gradients go to the other ranks as soon as formed */
 		TRY(m->dp_hooks->reduce(m, m->cfg.n_layer));
 	for (int l = m->cfg.n_layer - 1; l >= 0; l--) {
+		TRY(model_recompute(m, l));   /* nothing without checkpointing */
 		TRY(m->fam->block_bwd(m, l));
 		if (m->dp_hooks)
 			TRY(m->dp_hooks->reduce(m, l));
@@ -621,12 +633,23 @@ static int submit_gradients(struct lspo_model *m)
 	return submit_backward(m);
 }
 
-static int submit_forward_backward(struct lspo_model *m, float clip)
+int model_submit_gradients(struct lspo_model *m)
 {
-	TRY(submit_gradients(m));
+	return submit_gradients(m);
+}
+
+/* What follows a step's gradients (of one batch or of K micro-batches). */
+static int submit_after_gradients(struct lspo_model *m, float clip)
+{
 	if (m->after_backward)
 		TRY(m->after_backward(m));
 	return model_submit_norm(m, clip);
+}
+
+static int submit_forward_backward(struct lspo_model *m, float clip)
+{
+	TRY(submit_gradients(m));
+	return submit_after_gradients(m, clip);
 }
 
 int model_dense_grads(struct lspo_model *m, const int32_t *inputs, const int32_t *targets)
@@ -661,17 +684,20 @@ int lspo_model_forward_backward(struct lspo_model *m, const int32_t *inputs, con
 	return LSPO_OK;
 }
 
-int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
-                          const struct lspo_optim *opt, struct lspo_step_stats *stats)
+/* A step of `micro` micro-batches of (B, T) (accum.c when more than one). */
+static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int micro,
+                      const struct lspo_optim *opt, struct lspo_step_stats *stats)
 {
 	double t0 = starpu_timing_now();
-	TRY(set_batch(m, inputs, targets));
+	TRY(micro > 1 ? model_accum_set_batches(m, inputs, targets, micro) : set_batch(m, inputs, targets));
 	double d2h0, h2d0;
 	bus_bytes(&d2h0, &h2d0);
 	m->step++;
 	starpu_iteration_push(m->step);
 	lspo_trace_mark_step(m->step);
-	int rc = submit_forward_backward(m, opt->clip);
+	int rc = micro > 1 ? model_accum_submit(m, micro) : submit_gradients(m);
+	if (!rc)
+		rc = submit_after_gradients(m, opt->clip);
 	if (!rc)
 		rc = m->update(m, opt);
 	starpu_iteration_pop();
@@ -681,13 +707,28 @@ int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int
 	if (rc)
 		return rc;
 	stats->step = m->step;
-	stats->loss = mean_loss(m);
+	stats->loss = micro > 1 ? model_accum_mean_loss(m, micro) : mean_loss(m);
 	stats->grad_norm = read_norm(m);
 	stats->seconds = (starpu_timing_now() - t0) * 1e-6;
 	bus_bytes(&stats->bytes_d2h, &stats->bytes_h2d);
 	stats->bytes_d2h -= d2h0;
 	stats->bytes_h2d -= h2d0;
 	return LSPO_OK;
+}
+
+int lspo_model_train_step(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
+                          const struct lspo_optim *opt, struct lspo_step_stats *stats)
+{
+	return train_step(m, inputs, targets, 1, opt, stats);
+}
+
+int lspo_model_train_step_accum(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
+                                int micro_batches, const struct lspo_optim *opt, struct lspo_step_stats *stats)
+{
+	if (micro_batches < 1)
+		LSPO_FAIL(LSPO_EINVAL, "gradient accumulation: %d micro-batches per step, expected at least 1",
+		          micro_batches);
+	return train_step(m, inputs, targets, micro_batches, opt, stats);
 }
 
 struct lspo_optim lspo_optim_default(void)

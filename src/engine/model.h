@@ -135,7 +135,7 @@ struct lspo_model {
 	int counting;                                  /* model_act only counts floats */
 	float *act_slab;                               /* host memory of activations when split */
 	size_t act_used, act_size;
-	struct model_plan *plans;
+	struct model_plan **plans;                     /* each allocated once (model.c plan) */
 	int nplans, max_plans;
 	int step;                                      /* optimizer steps done */
 	int registered;
@@ -162,10 +162,20 @@ struct lspo_model {
 	enum lspo_mode mode_id;
 	void *mode;                                    /* the mode's own state (offload.c) */
 	void (*free_mode)(struct lspo_model *m);
+
+	/* Activation checkpointing (engine/recompute.c): every `ckpt_every`
+	 * blocks, 0 off; `recomputing` while a block's forward is submitted
+	 * again for its backward (its tasks then have stage "recompute"). */
+	int ckpt_every, recomputing;
+	/* Gradient accumulation (engine/accum.c): `accumulating` while a
+	 * micro-batch after a step's first adds its gradients to the others. */
+	int accumulating;
+	struct model_accum *accum;                     /* micro-batch inputs and losses */
 	/* Data parallelism (engine/dp.c): NULL in a single process. */
 	const struct model_dp_hooks *dp_hooks;
 	void *dp;
 	int ntargets_all;                              /* targets counted on all ranks */
+	int dp_defer;                                  /* a micro-batch before the step's last */
 };
 
 /* What data parallelism adds to a step (engine/dp.c): after set_batch,
@@ -256,5 +266,41 @@ int lsp_state_nmats(const struct lspo_model *m);
 struct lsp_state lsp_state_matrix(struct lspo_model *m, int k);
 int lsp_state_npairs(const struct lspo_model *m);
 struct lspo_proj *lsp_state_pair(struct lspo_model *m, int i);
+
+/* ------------------------------------------------------------------------ */
+/* Activation checkpointing (recompute.c) and gradient accumulation (accum.c) */
+
+/* The first write of a gradient: the beta of the product that forms it
+ * (0, or 1 while accumulating micro-batches, so that it adds), and the
+ * zeroing before a kernel that adds into it (no task while accumulating). */
+static inline float model_grad_beta(const struct lspo_model *m) { return m->accumulating ? 1.0f : 0.0f; }
+int model_grad_zero(struct lspo_model *m, starpu_data_handle_t grad, int prio, const char *name);
+
+/* For a family's build: the block whose activation handles block `layer`
+ * uses (itself without checkpointing), and whether its output (the next
+ * block's input) has a handle of its own, kept from forward to backward. */
+int model_block_slot(const struct lspo_model *m, int layer);
+int model_block_keeps_output(const struct lspo_model *m, int layer);
+/* Just before block `layer`'s backward: with checkpointing, when `layer`
+ * ends a segment whose activations were overwritten, submits the segment's
+ * forward again (stage "recompute"). */
+int model_recompute(struct lspo_model *m, int layer);
+
+/* Floats of the activations the model registers with its current
+ * checkpointing (logits, losses, the family's): the analytic activation
+ * footprint, in float elements. */
+size_t model_activation_floats(struct lspo_model *m);
+
+/* model.c for recompute.c and accum.c. */
+int model_register_activations(struct lspo_model *m);
+int model_submit_gradients(struct lspo_model *m);       /* forward, loss, backward of the batch */
+/* accum.c for the step: the K micro-batches' inputs (K B, T) into their own
+ * handles; their forward and backward, gradients summed (model.c's step
+ * then submits what follows the gradients once); the mean loss of the K
+ * micro-batches. */
+int model_accum_set_batches(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int K);
+int model_accum_submit(struct lspo_model *m, int K);
+double model_accum_mean_loss(struct lspo_model *m, int K);
+void model_accum_free(struct lspo_model *m);
 
 #endif

@@ -213,7 +213,7 @@ static int lsp_linear_fwd(struct lspo_model *m, int lin, starpu_data_handle_t in
 {
 	TRY(model_linear_dense_fwd(m, lin, inp, out, prio));
 	struct lsp_matrix *mx = matrix(m, lin);
-	if (!mx)
+	if (!mx || m->recomputing)   /* A kept from the forward (recompute.c) */
 		return LSPO_OK;
 	starpu_data_handle_t pidx, pval;
 	lspo_proj_handles(mx->proj, &pidx, &pval, NULL, NULL);
@@ -235,7 +235,7 @@ static int lsp_linear_bwd(struct lspo_model *m, int lin, starpu_data_handle_t in
 		TRY(model_linear_dweights(m, lin, inp, dout, NULL, m->hg[L->bias], prio));
 	starpu_data_handle_t qidx, qval;
 	lspo_proj_handles(mx->proj, NULL, NULL, &qidx, &qval);
-	return lspo_project_bwd_submit(dout, qidx, qval, mx->A, mx->ghat, 0.0f,
+	return lspo_project_bwd_submit(dout, qidx, qval, mx->A, mx->ghat, model_grad_beta(m),
 	                               prio_pipeline(m, mx->layer) + m->cfg.n_layer,
 	                               model_name(m, "project_bwd", mx->layer, "proj"));
 }

@@ -142,6 +142,14 @@ static int build(struct lspo_model *m)
 	int N = m->N, C = m->cfg.n_embd, nstats = m->B * m->cfg.n_head * m->T;
 	for (int l = 0; l < m->cfg.n_layer; l++) {
 		struct block_acts *a = &g->blocks[l];
+		int slot = model_block_slot(m, l);   /* checkpointing: the shared set (recompute.c) */
+		if (slot != l) {   /* (a counting pass leaves the registered handles alone) */
+			if (!m->counting)
+				*a = g->blocks[slot];
+			if (model_block_keeps_output(m, l))
+				model_act(m, &a->res3, N, C);
+			continue;
+		}
 		model_act(m, &a->ln1, N, C); model_act(m, &a->ln1_mean, 1, N); model_act(m, &a->ln1_rstd, 1, N);
 		model_act(m, &a->qkv, N, 3 * C); model_act(m, &a->atty, N, C); model_act(m, &a->lse, 1, nstats);
 		model_act(m, &a->attproj, N, C); model_act(m, &a->res2, N, C);
@@ -224,10 +232,10 @@ static int head_bwd(struct lspo_model *m)
 	int L = m->cfg.n_layer, f = m->layout.ntensors - 2, prio = m->prio_bwd(m, L);
 	const char *mm = model_name(m, "matmul", L, "bwd"), *fill = model_name(m, "fill", L, "bwd");
 	TRY(model_matmul(m, m->logits, 0, m->hw[0], 0, g->dln, 1.0f, 0.0f, prio, mm));
-	TRY(model_matmul(m, m->logits, 1, g->lnf, 0, m->hg[0], 1.0f, 0.0f, prio, mm));
+	TRY(model_matmul(m, m->logits, 1, g->lnf, 0, m->hg[0], 1.0f, model_grad_beta(m), prio, mm));
 	TRY(lspo_fill_submit(g->dres, 0.0f, prio, fill));
-	TRY(lspo_fill_submit(m->hg[f], 0.0f, prio, fill));
-	TRY(lspo_fill_submit(m->hg[f + 1], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, m->hg[f], prio, fill));
+	TRY(model_grad_zero(m, m->hg[f + 1], prio, fill));
 	return lspo_layernorm_bwd_submit(g->dln, g->blocks[L - 1].res3, m->hw[f], g->lnf_mean, g->lnf_rstd,
 	                                 g->dres, m->hg[f], m->hg[f + 1], prio, model_name(m, "layernorm", L, "bwd"));
 }
@@ -243,16 +251,16 @@ static int block_bwd(struct lspo_model *m, int l)
 	TRY(model_linear_bwd(m, linear(l, ROLE_MLP_OUT), a->fch_gelu, g->dres, g->dfch_gelu, 0, prio));
 	TRY(lspo_gelu_bwd_submit(a->fch, g->dfch_gelu, g->dfch, prio, model_name(m, "gelu", l, "bwd")));
 	TRY(model_linear_bwd(m, linear(l, ROLE_FC), a->ln2, g->dfch, g->dln, 0, prio));
-	TRY(lspo_fill_submit(d[GPT2_LN2_W], 0.0f, prio, fill));
-	TRY(lspo_fill_submit(d[GPT2_LN2_B], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, d[GPT2_LN2_W], prio, fill));
+	TRY(model_grad_zero(m, d[GPT2_LN2_B], prio, fill));
 	TRY(lspo_layernorm_bwd_submit(g->dln, a->res2, p[GPT2_LN2_W], a->ln2_mean, a->ln2_rstd,
 	                              g->dres, d[GPT2_LN2_W], d[GPT2_LN2_B], prio, ln));
 	TRY(model_linear_bwd(m, linear(l, ROLE_ATTN_OUT), a->atty, g->dres, g->datty, 0, prio));
 	TRY(lspo_attention_bwd_submit(g->datty, a->qkv, a->atty, a->lse, g->dqkv, m->B, m->cfg.n_head,
 	                              prio, model_name(m, "attention", l, "bwd")));
 	TRY(model_linear_bwd(m, linear(l, ROLE_QKV), a->ln1, g->dqkv, g->dln, 0, prio));
-	TRY(lspo_fill_submit(d[GPT2_LN1_W], 0.0f, prio, fill));
-	TRY(lspo_fill_submit(d[GPT2_LN1_B], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, d[GPT2_LN1_W], prio, fill));
+	TRY(model_grad_zero(m, d[GPT2_LN1_B], prio, fill));
 	return lspo_layernorm_bwd_submit(g->dln, res_in, p[GPT2_LN1_W], a->ln1_mean, a->ln1_rstd,
 	                                 g->dres, d[GPT2_LN1_W], d[GPT2_LN1_B], prio, ln);
 }
@@ -261,7 +269,7 @@ static int embed_bwd(struct lspo_model *m)
 {
 	struct gpt2 *g = m->fam_state;
 	int prio = m->prio_bwd(m, 0);
-	TRY(lspo_fill_submit(m->hg[1], 0.0f, prio, model_name(m, "fill", 0, "bwd")));
+	TRY(model_grad_zero(m, m->hg[1], prio, model_name(m, "fill", 0, "bwd")));
 	return lspo_encoder_bwd_submit(g->dres, m->tokens, m->hg[0], m->hg[1], prio,
 	                               model_name(m, "encoder", 0, "bwd"));
 }

@@ -206,6 +206,14 @@ static int build(struct lspo_model *m)
 	int N = m->N, C = c->n_embd, Q = c->n_head * c->head_dim, K = c->n_kv_head * c->head_dim, I = c->n_inner;
 	for (int l = 0; l < c->n_layer; l++) {
 		struct block_acts *a = &s->blocks[l];
+		int slot = model_block_slot(m, l);   /* checkpointing: the shared set (recompute.c) */
+		if (slot != l) {   /* (a counting pass leaves the registered handles alone) */
+			if (!m->counting)
+				*a = s->blocks[slot];
+			if (model_block_keeps_output(m, l))
+				model_act(m, &a->res3, N, C);
+			continue;
+		}
 		model_act(m, &a->r1, N, C); model_act(m, &a->rstd1, 1, N);
 		model_act(m, &a->q, N, Q); model_act(m, &a->k, N, K); model_act(m, &a->v, N, K);
 		model_act(m, &a->att, N, Q); model_act(m, &a->lse, 1, m->B * c->n_head * m->T);
@@ -306,11 +314,11 @@ static int head_bwd(struct lspo_model *m)
 	int L = m->cfg.n_layer, prio = m->prio_bwd(m, L);
 	const char *mm = model_name(m, "matmul", L, "bwd"), *fill = model_name(m, "fill", L, "bwd");
 	TRY(model_matmul(m, m->logits, 0, m->hw[s->head], 0, s->dln, 1.0f, 0.0f, prio, mm));
-	TRY(model_matmul(m, m->logits, 1, s->rf, 0, m->hg[s->head], 1.0f, 0.0f, prio, mm));
+	TRY(model_matmul(m, m->logits, 1, s->rf, 0, m->hg[s->head], 1.0f, model_grad_beta(m), prio, mm));
 	if (s->head != 0)
-		TRY(lspo_fill_submit(m->hg[0], 0.0f, prio, fill));
+		TRY(model_grad_zero(m, m->hg[0], prio, fill));
 	TRY(lspo_fill_submit(s->dres, 0.0f, prio, fill));
-	TRY(lspo_fill_submit(m->hg[s->final_norm], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, m->hg[s->final_norm], prio, fill));
 	return lspo_rmsnorm_bwd_submit(s->dln, s->blocks[L - 1].res3, m->hw[s->final_norm], s->rstdf, s->dres,
 	                               m->hg[s->final_norm], prio, model_name(m, "rmsnorm", L, "bwd"));
 }
@@ -329,7 +337,7 @@ static int block_bwd(struct lspo_model *m, int l)
 	TRY(lspo_swiglu_bwd_submit(a->gate, a->up, s->dh, s->dgate, s->dup, prio, model_name(m, "swiglu", l, "bwd")));
 	TRY(model_linear_bwd(m, lin(l, ROLE_GATE), a->r2, s->dgate, s->dln, 0, prio));
 	TRY(model_linear_bwd(m, lin(l, ROLE_UP), a->r2, s->dup, s->dln, 1, prio));
-	TRY(lspo_fill_submit(m->hg[n2], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, m->hg[n2], prio, fill));
 	TRY(lspo_rmsnorm_bwd_submit(s->dln, a->res2, m->hw[n2], a->rstd2, s->dres, m->hg[n2], prio, norm));
 	TRY(model_linear_bwd(m, lin(l, ROLE_O), a->att, s->dres, s->datt, 0, prio));
 	TRY(lspo_gqa_attention_bwd_submit(s->datt, a->q, a->k, a->v, a->att, a->lse, s->dq, s->dk, s->dv, m->B,
@@ -340,7 +348,7 @@ static int block_bwd(struct lspo_model *m, int l)
 	TRY(model_linear_bwd(m, lin(l, ROLE_Q), a->r1, s->dq, s->dln, 0, prio));
 	TRY(model_linear_bwd(m, lin(l, ROLE_K), a->r1, s->dk, s->dln, 1, prio));
 	TRY(model_linear_bwd(m, lin(l, ROLE_V), a->r1, s->dv, s->dln, 1, prio));
-	TRY(lspo_fill_submit(m->hg[n1], 0.0f, prio, fill));
+	TRY(model_grad_zero(m, m->hg[n1], prio, fill));
 	return lspo_rmsnorm_bwd_submit(s->dln, x, m->hw[n1], a->rstd1, s->dres, m->hg[n1], prio, norm);
 }
 

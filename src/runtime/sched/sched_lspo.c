@@ -104,7 +104,7 @@ static int delay_of(const struct lspo_sched_opts *o, enum lspo_stage st)
 static int is_accel_stage(enum lspo_stage st)
 {
 	return st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_PROJ ||
-	       st == LSPO_STAGE_APPLY;
+	       st == LSPO_STAGE_APPLY || st == LSPO_STAGE_RECOMPUTE;
 }
 
 static int is_pipeline_stage(enum lspo_stage st)
@@ -298,8 +298,8 @@ static int push_task(struct starpu_task *task)
 	int delayed = 0, trigger = 0;
 	if (st == LSPO_STAGE_FWD) {
 		c = C_FWD;
-	} else if (st == LSPO_STAGE_BWD) {
-		c = C_BWD;
+	} else if (st == LSPO_STAGE_BWD || st == LSPO_STAGE_RECOMPUTE) {
+		c = C_BWD;   /* a checkpointed block's forward again, on the backward's path */
 	} else if (is_pipeline_stage(st) && layer >= 0) {
 		int deep = layer >= cut_in_use(s);
 		if (st == LSPO_STAGE_REDUCE)   /* the sums across ranks leave as soon as formed */
