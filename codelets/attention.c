@@ -22,6 +22,7 @@
 
 #include "attention.h"
 #include "internal.h"
+#include "bf16.h"
 
 /* Query rows are processed in blocks of ATT_ROWS: the rows [r0, r0 + nr)
  * only see the keys [0, r0 + nr), so the products skip most of the masked
@@ -192,10 +193,15 @@ static struct starpu_perfmodel attention_bwd_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_attention_bwd", .footprint = attention_footprint,
 };
 
+static void attention_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(attention_fwd_cpu_codelet, &cl_attention_fwd, b, a);
+}
+
 struct starpu_codelet cl_attention_fwd = {
-	.cpu_funcs = { attention_fwd_cpu_codelet },
-	.cpu_funcs_name = { "attention_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(attention_forward_cuda)
+	.cpu_funcs = { attention_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "attention_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(attention_forward_cuda_any)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_W, STARPU_W },
 	.model = &attention_fwd_model,
@@ -203,10 +209,15 @@ struct starpu_codelet cl_attention_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void attention_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(attention_bwd_cpu_codelet, &cl_attention_bwd, b, a);
+}
+
 struct starpu_codelet cl_attention_bwd = {
-	.cpu_funcs = { attention_bwd_cpu_codelet },
-	.cpu_funcs_name = { "attention_bwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(attention_backward_cuda)
+	.cpu_funcs = { attention_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "attention_bwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(attention_backward_cuda_any)
 	.nbuffers = 5,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &attention_bwd_model,
@@ -229,9 +240,8 @@ static int check_shapes(const char *name, starpu_data_handle_t qkv, starpu_data_
 	if (lspo_handle_rows(lse) != 1 || lspo_handle_cols(lse) != B * NH * *T)
 		LSPO_FAIL(LSPO_EINVAL, "%s: lse is (%d, %d), expected (1, %d)", name,
 		          lspo_handle_rows(lse), lspo_handle_cols(lse), B * NH * *T);
-	if (starpu_matrix_get_elemsize(qkv) != sizeof(float) || starpu_matrix_get_elemsize(out) != sizeof(float)
-	    || starpu_matrix_get_elemsize(lse) != sizeof(float))
-		LSPO_FAIL(LSPO_EINVAL, "%s: attention works on float32 matrices", name);
+	if (!lspo_handle_float(qkv) || !lspo_handle_float(out) || starpu_matrix_get_elemsize(lse) != sizeof(float))
+		LSPO_FAIL(LSPO_EINVAL, "%s: attention works on float32 or bf16 matrices (lse float32)", name);
 	return LSPO_OK;
 }
 

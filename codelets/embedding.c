@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "embedding.h"
 #include "gpt2_ops_util.h"
 
@@ -52,10 +53,15 @@ static void embedding_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(embedding_fwd_model, "lspo_embedding_fwd");
 LSPO_PERFMODEL(embedding_bwd_model, "lspo_embedding_bwd");
 
+static void embedding_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(embedding_fwd_cpu_codelet, &cl_embedding_fwd, b, a);
+}
+
 struct starpu_codelet cl_embedding_fwd = {
-	.cpu_funcs = { embedding_fwd_cpu_codelet },
-	.cpu_funcs_name = { "embedding_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(embedding_forward_cuda)
+	.cpu_funcs = { embedding_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "embedding_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(embedding_forward_cuda_any)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
 	.model = &embedding_fwd_model,
@@ -63,10 +69,15 @@ struct starpu_codelet cl_embedding_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void embedding_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(embedding_bwd_cpu_codelet, &cl_embedding_bwd, b, a);
+}
+
 struct starpu_codelet cl_embedding_bwd = {
-	.cpu_funcs = { embedding_bwd_cpu_codelet },
-	.cpu_funcs_name = { "embedding_bwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(embedding_backward_cuda)
+	.cpu_funcs = { embedding_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "embedding_bwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(embedding_backward_cuda_any)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_RW },
 	.model = &embedding_bwd_model,

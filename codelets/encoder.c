@@ -7,6 +7,7 @@
  * rows*cols and cols, C the cols of out, so no task argument is needed.
  */
 #include "internal.h"
+#include "bf16.h"
 #include "encoder.h"
 #include "gpt2_ops_util.h"
 
@@ -75,10 +76,15 @@ static void encoder_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(encoder_fwd_model, "lspo_encoder_fwd");
 LSPO_PERFMODEL(encoder_bwd_model, "lspo_encoder_bwd");
 
+static void encoder_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(encoder_fwd_cpu_codelet, &cl_encoder_fwd, b, a);
+}
+
 struct starpu_codelet cl_encoder_fwd = {
-	.cpu_funcs = { encoder_fwd_cpu_codelet },
-	.cpu_funcs_name = { "encoder_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(encoder_forward_cuda)
+	.cpu_funcs = { encoder_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "encoder_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(encoder_forward_cuda_any)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &encoder_fwd_model,
@@ -86,10 +92,15 @@ struct starpu_codelet cl_encoder_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void encoder_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(encoder_bwd_cpu_codelet, &cl_encoder_bwd, b, a);
+}
+
 struct starpu_codelet cl_encoder_bwd = {
-	.cpu_funcs = { encoder_bwd_cpu_codelet },
-	.cpu_funcs_name = { "encoder_bwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(encoder_backward_cuda)
+	.cpu_funcs = { encoder_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "encoder_bwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(encoder_backward_cuda_any)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_RW, STARPU_RW },
 	.model = &encoder_bwd_model,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "fill.h"
 
 void fill_cpu(float *x, int rows, int cols, int ld, float value)
@@ -27,9 +28,14 @@ static void fill_cpu_codelet(void *buffers[], void *cl_arg)
 
 LSPO_PERFMODEL(fill_model, "lspo_fill");
 
+static void fill_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(fill_cpu_codelet, &cl_fill, b, a);
+}
+
 struct starpu_codelet cl_fill = {
-	.cpu_funcs = { fill_cpu_codelet },
-	.cpu_funcs_name = { "fill_cpu_codelet" },
+	.cpu_funcs = { fill_cpu_codelet_any },
+	.cpu_funcs_name = { "fill_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(fill_cuda)
 	.nbuffers = 1,
 	.modes = { STARPU_W },

@@ -12,6 +12,7 @@
 #endif
 
 #include "internal.h"
+#include "bf16.h"
 #include "gelu.h"
 #include "gpt2_ops_util.h"
 
@@ -85,9 +86,14 @@ static void gelu_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(gelu_fwd_model, "lspo_gelu_fwd");
 LSPO_PERFMODEL(gelu_bwd_model, "lspo_gelu_bwd");
 
+static void gelu_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(gelu_fwd_cpu_codelet, &cl_gelu_fwd, b, a);
+}
+
 struct starpu_codelet cl_gelu_fwd = {
-	.cpu_funcs = { gelu_fwd_cpu_codelet },
-	.cpu_funcs_name = { "gelu_fwd_cpu_codelet" },
+	.cpu_funcs = { gelu_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "gelu_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(gelu_forward_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_W },
@@ -96,9 +102,14 @@ struct starpu_codelet cl_gelu_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void gelu_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(gelu_bwd_cpu_codelet, &cl_gelu_bwd, b, a);
+}
+
 struct starpu_codelet cl_gelu_bwd = {
-	.cpu_funcs = { gelu_bwd_cpu_codelet },
-	.cpu_funcs_name = { "gelu_bwd_cpu_codelet" },
+	.cpu_funcs = { gelu_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "gelu_bwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(gelu_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },

@@ -32,6 +32,7 @@
 
 #include "gqa_attention.h"
 #include "internal.h"
+#include "bf16.h"
 #include "gpt2_ops_util.h"
 
 #define ATT_ROWS 64
@@ -248,10 +249,15 @@ static struct starpu_perfmodel gqa_attention_bwd_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_gqa_attention_bwd", .footprint = gqa_attention_footprint,
 };
 
+static void gqa_attention_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(gqa_attention_fwd_cpu_codelet, &cl_gqa_attention_fwd, b, a);
+}
+
 struct starpu_codelet cl_gqa_attention_fwd = {
-	.cpu_funcs = { gqa_attention_fwd_cpu_codelet },
-	.cpu_funcs_name = { "gqa_attention_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(gqa_attention_forward_cuda)
+	.cpu_funcs = { gqa_attention_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "gqa_attention_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(gqa_attention_forward_cuda_any)
 	.nbuffers = 5,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W },
 	.model = &gqa_attention_fwd_model,
@@ -264,10 +270,15 @@ static enum starpu_data_access_mode gqa_attention_bwd_modes[9] = {
 	STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W,
 };
 
+static void gqa_attention_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(gqa_attention_bwd_cpu_codelet, &cl_gqa_attention_bwd, b, a);
+}
+
 struct starpu_codelet cl_gqa_attention_bwd = {
-	.cpu_funcs = { gqa_attention_bwd_cpu_codelet },
-	.cpu_funcs_name = { "gqa_attention_bwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(gqa_attention_backward_cuda)
+	.cpu_funcs = { gqa_attention_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "gqa_attention_bwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(gqa_attention_backward_cuda_any)
 	.nbuffers = 9,
 	.dyn_modes = gqa_attention_bwd_modes,
 	.model = &gqa_attention_bwd_model,
@@ -278,7 +289,7 @@ struct starpu_codelet cl_gqa_attention_bwd = {
 static int is_shape(starpu_data_handle_t h, int rows, int cols)
 {
 	return lspo_handle_rows(h) == rows && lspo_handle_cols(h) == cols && lspo_handle_contiguous(h)
-	       && starpu_matrix_get_elemsize(h) == sizeof(float);
+	       && lspo_handle_float(h);
 }
 
 /* Checks the head counts, q-like handles (B*T, nh*hd), k-like (B*T, nkv*hd)

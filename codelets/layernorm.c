@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "layernorm.h"
 #include "gpt2_ops_util.h"
 
@@ -120,9 +121,14 @@ static void layernorm_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(layernorm_fwd_model, "lspo_layernorm_fwd");
 LSPO_PERFMODEL(layernorm_bwd_model, "lspo_layernorm_bwd");
 
+static void layernorm_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(layernorm_fwd_cpu_codelet, &cl_layernorm_fwd, b, a);
+}
+
 struct starpu_codelet cl_layernorm_fwd = {
-	.cpu_funcs = { layernorm_fwd_cpu_codelet },
-	.cpu_funcs_name = { "layernorm_fwd_cpu_codelet" },
+	.cpu_funcs = { layernorm_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "layernorm_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(layernorm_forward_cuda)
 	.nbuffers = 6,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W, STARPU_W },
@@ -131,9 +137,14 @@ struct starpu_codelet cl_layernorm_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void layernorm_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(layernorm_bwd_cpu_codelet, &cl_layernorm_bwd, b, a);
+}
+
 struct starpu_codelet cl_layernorm_bwd = {
-	.cpu_funcs = { layernorm_bwd_cpu_codelet },
-	.cpu_funcs_name = { "layernorm_bwd_cpu_codelet" },
+	.cpu_funcs = { layernorm_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "layernorm_bwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(layernorm_backward_cuda)
 	.nbuffers = 8,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW, STARPU_RW, STARPU_RW },

@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "matmul.h"
 
 void matmul_cpu(const struct lspo_matmul_args *args, int m, int n, int k,
@@ -26,7 +27,9 @@ static void matmul_cpu_codelet(void *buffers[], void *cl_arg)
 	           lspo_mat_ptr(B), lspo_mat_ld(B), lspo_mat_ptr(C), lspo_mat_ld(C));
 }
 
-/* The cost depends on m, n, k and on the transposes, not on buffer sizes alone. */
+/* The cost depends on m, n, k and on the transposes, not on buffer sizes
+ * alone; and on the element sizes when an operand is bf16 (fp32 products
+ * keep their footprints). */
 static uint32_t matmul_footprint(struct starpu_task *task)
 {
 	const struct lspo_matmul_args *args = task->cl_arg;
@@ -36,6 +39,9 @@ static uint32_t matmul_footprint(struct starpu_task *task)
 	uint32_t h = starpu_hash_crc32c_be(starpu_matrix_get_ny(C), 0);
 	h = starpu_hash_crc32c_be(starpu_matrix_get_nx(C), h);
 	h = starpu_hash_crc32c_be(k, h);
+	size_t ea = starpu_matrix_get_elemsize(A), ec = starpu_matrix_get_elemsize(C);
+	if (ea != sizeof(float) || ec != sizeof(float))
+		h = starpu_hash_crc32c_be((uint32_t)(ea * 16 + ec), h);
 	return starpu_hash_crc32c_be((uint32_t)(args->trans_a * 2 + args->trans_b), h);
 }
 
@@ -43,9 +49,14 @@ static struct starpu_perfmodel matmul_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_matmul", .footprint = matmul_footprint,
 };
 
+static void matmul_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(matmul_cpu_codelet, &cl_matmul, b, a);
+}
+
 struct starpu_codelet cl_matmul = {
-	.cpu_funcs = { matmul_cpu_codelet },
-	.cpu_funcs_name = { "matmul_cpu_codelet" },
+	.cpu_funcs = { matmul_cpu_codelet_any },
+	.cpu_funcs_name = { "matmul_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(matmul_cuda)
 	.nbuffers = STARPU_VARIABLE_NBUFFERS,  /* C is W or RW, chosen per task */
 	.model = &matmul_model,

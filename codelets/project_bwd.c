@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "project_bwd.h"
 #include "project_fwd.h"
 
@@ -55,10 +56,15 @@ static struct starpu_perfmodel project_bwd_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_project_bwd", .footprint = project_bwd_footprint,
 };
 
+static void project_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(project_bwd_cpu_codelet, &cl_project_bwd, b, a);
+}
+
 struct starpu_codelet cl_project_bwd = {
-	.cpu_funcs = { project_bwd_cpu_codelet },
-	.cpu_funcs_name = { "project_bwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(project_bwd_cuda)
+	.cpu_funcs = { project_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "project_bwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(project_bwd_cuda_any)
 	.nbuffers = STARPU_VARIABLE_NBUFFERS,  /* G_hat is W or RW, chosen per task */
 	.model = &project_bwd_model,
 	.name = "project_bwd",

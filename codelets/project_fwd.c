@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "project_fwd.h"
 
 #define PROJ_TB 64  /* tokens per block: out block d x 64 floats stays in L2 */
@@ -110,10 +111,15 @@ static struct starpu_perfmodel project_fwd_model = {
 	LSPO_MODEL_KIND, .symbol = "lspo_project_fwd", .footprint = project_fwd_footprint,
 };
 
+static void project_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(project_fwd_cpu_codelet, &cl_project_fwd, b, a);
+}
+
 struct starpu_codelet cl_project_fwd = {
-	.cpu_funcs = { project_fwd_cpu_codelet },
-	.cpu_funcs_name = { "project_fwd_cpu_codelet" },
-	LSPO_CUDA_FUNC(project_fwd_cuda)
+	.cpu_funcs = { project_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "project_fwd_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(project_fwd_cuda_any)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W },
 	.model = &project_fwd_model,

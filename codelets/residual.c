@@ -4,6 +4,7 @@
  * submit helpers.  The CUDA kernels are in residual.cu.
  */
 #include "internal.h"
+#include "bf16.h"
 #include "residual.h"
 #include "gpt2_ops_util.h"
 
@@ -55,9 +56,14 @@ static void accumulate_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(residual_fwd_model, "lspo_residual_fwd");
 LSPO_PERFMODEL(accumulate_model, "lspo_accumulate");
 
+static void residual_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(residual_fwd_cpu_codelet, &cl_residual_fwd, b, a);
+}
+
 struct starpu_codelet cl_residual_fwd = {
-	.cpu_funcs = { residual_fwd_cpu_codelet },
-	.cpu_funcs_name = { "residual_fwd_cpu_codelet" },
+	.cpu_funcs = { residual_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "residual_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(residual_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
@@ -66,9 +72,14 @@ struct starpu_codelet cl_residual_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void accumulate_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(accumulate_cpu_codelet, &cl_accumulate, b, a);
+}
+
 struct starpu_codelet cl_accumulate = {
-	.cpu_funcs = { accumulate_cpu_codelet },
-	.cpu_funcs_name = { "accumulate_cpu_codelet" },
+	.cpu_funcs = { accumulate_cpu_codelet_any },
+	.cpu_funcs_name = { "accumulate_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(accumulate_cuda)
 	.nbuffers = 2,
 	.modes = { STARPU_R, STARPU_RW },

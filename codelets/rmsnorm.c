@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "rmsnorm.h"
 #include "gpt2_ops_util.h"
 
@@ -102,9 +103,14 @@ static void rmsnorm_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(rmsnorm_fwd_model, "lspo_rmsnorm_fwd");
 LSPO_PERFMODEL(rmsnorm_bwd_model, "lspo_rmsnorm_bwd");
 
+static void rmsnorm_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(rmsnorm_fwd_cpu_codelet, &cl_rmsnorm_fwd, b, a);
+}
+
 struct starpu_codelet cl_rmsnorm_fwd = {
-	.cpu_funcs = { rmsnorm_fwd_cpu_codelet },
-	.cpu_funcs_name = { "rmsnorm_fwd_cpu_codelet" },
+	.cpu_funcs = { rmsnorm_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "rmsnorm_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(rmsnorm_forward_cuda)
 	.nbuffers = 4,
 	.modes = { STARPU_R, STARPU_R, STARPU_W, STARPU_W },
@@ -113,9 +119,14 @@ struct starpu_codelet cl_rmsnorm_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void rmsnorm_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(rmsnorm_bwd_cpu_codelet, &cl_rmsnorm_bwd, b, a);
+}
+
 struct starpu_codelet cl_rmsnorm_bwd = {
-	.cpu_funcs = { rmsnorm_bwd_cpu_codelet },
-	.cpu_funcs_name = { "rmsnorm_bwd_cpu_codelet" },
+	.cpu_funcs = { rmsnorm_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "rmsnorm_bwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(rmsnorm_backward_cuda)
 	.nbuffers = 6,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_R, STARPU_RW, STARPU_RW },
@@ -127,7 +138,7 @@ struct starpu_codelet cl_rmsnorm_bwd = {
 static int is_shape(starpu_data_handle_t h, int rows, int cols)
 {
 	return lspo_handle_rows(h) == rows && lspo_handle_cols(h) == cols && lspo_handle_contiguous(h)
-	       && starpu_matrix_get_elemsize(h) == sizeof(float);
+	       && lspo_handle_float(h);
 }
 
 int lspo_rmsnorm_fwd_submit(starpu_data_handle_t inp, starpu_data_handle_t w,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "rope.h"
 #include "gpt2_ops_util.h"
 
@@ -52,10 +53,15 @@ static void rope_cpu_codelet(void *buffers[], void *cl_arg)
 /* The default footprint hashes every buffer's (rows, cols): N, C, T and head_dim. */
 LSPO_PERFMODEL(rope_model, "lspo_rope");
 
+static void rope_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(rope_cpu_codelet, &cl_rope, b, a);
+}
+
 struct starpu_codelet cl_rope = {
-	.cpu_funcs = { rope_cpu_codelet },
-	.cpu_funcs_name = { "rope_cpu_codelet" },
-	LSPO_CUDA_FUNC(rope_cuda)
+	.cpu_funcs = { rope_cpu_codelet_any },
+	.cpu_funcs_name = { "rope_cpu_codelet_any" },
+	LSPO_CUDA_FUNC(rope_cuda_any)
 	.nbuffers = 2,
 	.modes = { STARPU_RW, STARPU_R },
 	.model = &rope_model,
@@ -71,7 +77,7 @@ int lspo_rope_submit(starpu_data_handle_t x, starpu_data_handle_t table, int n_h
 		LSPO_FAIL(LSPO_EINVAL, "%s: n_head %d and head_dim %d: need n_head >= 1 and an even head_dim >= 2",
 		          name, n_head, head_dim);
 	if (N < 1 || C != n_head * head_dim || !lspo_handle_contiguous(x)
-	    || starpu_matrix_get_elemsize(x) != sizeof(float))
+	    || !lspo_handle_float(x))
 		LSPO_FAIL(LSPO_EINVAL, "%s: x is %dx%d, expected contiguous float (N, %d) for %d heads of %d",
 		          name, N, C, n_head * head_dim, n_head, head_dim);
 	if (T < 1 || N % T != 0 || lspo_handle_cols(table) != head_dim || !lspo_handle_contiguous(table)

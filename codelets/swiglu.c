@@ -13,6 +13,7 @@
 #endif
 
 #include "internal.h"
+#include "bf16.h"
 #include "swiglu.h"
 #include "gpt2_ops_util.h"
 
@@ -77,9 +78,14 @@ static void swiglu_bwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(swiglu_fwd_model, "lspo_swiglu_fwd");
 LSPO_PERFMODEL(swiglu_bwd_model, "lspo_swiglu_bwd");
 
+static void swiglu_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(swiglu_fwd_cpu_codelet, &cl_swiglu_fwd, b, a);
+}
+
 struct starpu_codelet cl_swiglu_fwd = {
-	.cpu_funcs = { swiglu_fwd_cpu_codelet },
-	.cpu_funcs_name = { "swiglu_fwd_cpu_codelet" },
+	.cpu_funcs = { swiglu_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "swiglu_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(swiglu_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
@@ -88,9 +94,14 @@ struct starpu_codelet cl_swiglu_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void swiglu_bwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(swiglu_bwd_cpu_codelet, &cl_swiglu_bwd, b, a);
+}
+
 struct starpu_codelet cl_swiglu_bwd = {
-	.cpu_funcs = { swiglu_bwd_cpu_codelet },
-	.cpu_funcs_name = { "swiglu_bwd_cpu_codelet" },
+	.cpu_funcs = { swiglu_bwd_cpu_codelet_any },
+	.cpu_funcs_name = { "swiglu_bwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(swiglu_backward_cuda)
 	.nbuffers = 5,
 	.modes = { STARPU_R, STARPU_R, STARPU_R, STARPU_W, STARPU_W },
@@ -103,7 +114,7 @@ static int same_shape(starpu_data_handle_t a, starpu_data_handle_t b)
 {
 	return lspo_handle_rows(a) == lspo_handle_rows(b) && lspo_handle_cols(a) == lspo_handle_cols(b)
 	       && lspo_handle_contiguous(a) && lspo_handle_contiguous(b)
-	       && starpu_matrix_get_elemsize(a) == sizeof(float) && starpu_matrix_get_elemsize(b) == sizeof(float);
+	       && lspo_handle_float(a) && lspo_handle_float(b);
 }
 
 int lspo_swiglu_fwd_submit(starpu_data_handle_t gate, starpu_data_handle_t up,

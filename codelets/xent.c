@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "xent.h"
 #include "gpt2_ops_util.h"
 
@@ -111,9 +112,14 @@ static void xent_fwdbwd_cpu_codelet(void *buffers[], void *cl_arg)
 LSPO_PERFMODEL(xent_fwd_model, "lspo_xent_fwd");
 LSPO_PERFMODEL(xent_fwdbwd_model, "lspo_xent_fwdbwd");
 
+static void xent_fwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(xent_fwd_cpu_codelet, &cl_xent_fwd, b, a);
+}
+
 struct starpu_codelet cl_xent_fwd = {
-	.cpu_funcs = { xent_fwd_cpu_codelet },
-	.cpu_funcs_name = { "xent_fwd_cpu_codelet" },
+	.cpu_funcs = { xent_fwd_cpu_codelet_any },
+	.cpu_funcs_name = { "xent_fwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(xent_forward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_R, STARPU_R, STARPU_W },
@@ -122,9 +128,14 @@ struct starpu_codelet cl_xent_fwd = {
 	.color = LSPO_COLOR_COMPUTE,
 };
 
+static void xent_fwdbwd_cpu_codelet_any(void *b[], void *a)
+{
+	lspo_bf16_cpu_call(xent_fwdbwd_cpu_codelet, &cl_xent_fwdbwd, b, a);
+}
+
 struct starpu_codelet cl_xent_fwdbwd = {
-	.cpu_funcs = { xent_fwdbwd_cpu_codelet },
-	.cpu_funcs_name = { "xent_fwdbwd_cpu_codelet" },
+	.cpu_funcs = { xent_fwdbwd_cpu_codelet_any },
+	.cpu_funcs_name = { "xent_fwdbwd_cpu_codelet_any" },
 	LSPO_CUDA_FUNC(xent_backward_cuda)
 	.nbuffers = 3,
 	.modes = { STARPU_RW, STARPU_R, STARPU_W },

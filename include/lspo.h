@@ -846,6 +846,29 @@ int lspo_model_train_step_accum(struct lspo_model *model, const int32_t *inputs,
                                 int micro_batches, const struct lspo_optim *opt,
                                 struct lspo_step_stats *stats);
 
+/* ------------------------------------------------------------------------ */
+/* bf16 on the accelerator (lspo train --dtype bf16)                         */
+
+/* fp32: every tensor float32.  bf16: the weights that the forward and
+ * backward read and the activations (and their gradients) are stored as
+ * bf16, matrix products take bf16 operands with float32 accumulation, every
+ * other op computes in float32 between a bf16 load and a bf16 store
+ * (rounded to nearest even); float32 stay: the master weights (updated by
+ * the optimizers), gradients, optimizer moments, norm statistics, the
+ * attention log-sum-exp, the losses, lsp's A, G_hat and projectors. */
+enum lspo_dtype { LSPO_DTYPE_FP32 = 0, LSPO_DTYPE_BF16 };
+
+const char *lspo_dtype_name(enum lspo_dtype dtype);
+/* "fp32" or "bf16"; LSPO_EINVAL naming the text otherwise. */
+int lspo_dtype_parse(const char *text, enum lspo_dtype *dtype);
+/* lspo_model_create with the model's dtype. */
+int lspo_model_create_dtype(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
+                            enum lspo_dtype dtype, struct lspo_model **out);
+enum lspo_dtype lspo_model_dtype(const struct lspo_model *model);
+/* Bytes of the stored tensors the forward and backward read: the working
+ * weights and every activation handle (element size times elements). */
+void lspo_model_stored_bytes(const struct lspo_model *model, size_t *weights, size_t *activations);
+
 #ifdef __cplusplus
 }
 #endif

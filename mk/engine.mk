@@ -5,6 +5,13 @@ liblspo_la_SOURCES += src/engine/model.h src/engine/layout.c src/engine/model.c 
 	codelets/fill.c codelets/fill.h codelets/embedding.c codelets/embedding.h \
 	codelets/cast.c codelets/cast.h
 CUDA_SOURCES += codelets/fill.cu codelets/cast.cu codelets/embedding.cu
+# --dtype bf16: the bf16 working weights, and the codelets' bf16 loads and stores.
+liblspo_la_SOURCES += src/engine/dtype.c codelets/bf16.c codelets/bf16.h
+CUDA_SOURCES += codelets/bf16.cu
+EXTRA_DIST += codelets/bf16.cuh
+check_PROGRAMS += tests/test_bf16 tests/test_bf16_cuda
+TESTS += tests/test_bf16 tests/test_bf16_cuda tests/test_bf16_cli.sh
+dist_check_SCRIPTS += tests/test_bf16_cli.sh
 EXTRA_DIST += tests/ref
 lspo_SOURCES += src/cli/cmd_train.c
 check_PROGRAMS += tests/test_gpt2_golden tests/test_llama_golden tests/test_train_converge

@@ -49,6 +49,7 @@
 #include "rope.h"
 #include "swiglu.h"
 #include "gqa_attention.h"
+#include "bf16.h"
 
 /* The emulated entry points: tests/cuemu/cu2cpp renames f to cuemu_f. */
 #define EMULATED(f) void cuemu_##f(void *buffers[], void *cl_arg);
@@ -95,8 +96,8 @@ int cuemu_selftest_rules(void);
  * Cases: buffers in two copies, the CPU function on one, the emulated CUDA
  * function on the other. */
 
-enum { F32, I32, F64, U16 };
-static const size_t type_size[] = { 4, 4, 8, 2 };
+enum { F32, I32, F64, U16, BF16 };   /* U16: compared bit for bit; BF16: as values */
+static const size_t type_size[] = { 4, 4, 8, 2, 2 };
 #define MAXBUF 320
 
 struct tbuf {
@@ -152,6 +153,8 @@ static void *tc_mat(struct tcase *c, int type, int rows, int cols, int ld)
 			((double *)b->data[0])[i] = test_uniform(&seed);
 		else if (type == U16)
 			((uint16_t *)b->data[0])[i] = (uint16_t)(test_uniform(&seed) * 32768.0f + 32768.0f);
+		else if (type == BF16)
+			((uint16_t *)b->data[0])[i] = lspo_bf16_from_f32(test_uniform(&seed));
 		else
 			((int32_t *)b->data[0])[i] = 0;
 	}
@@ -232,6 +235,9 @@ static double compare(const struct tbuf *b, double min_scale, int *pad_diff)
 			} else if (b->type == U16) {
 				x = ((const uint16_t *)c)[j];
 				y = ((const uint16_t *)e)[j];
+			} else if (b->type == BF16) {
+				x = lspo_bf16_to_f32(((const uint16_t *)c)[j]);
+				y = lspo_bf16_to_f32(((const uint16_t *)e)[j]);
 			} else {
 				x = ((const int32_t *)c)[j];
 				y = ((const int32_t *)e)[j];
@@ -443,6 +449,12 @@ static void case_fill(int rows, int cols, int ld, float value)
 	tc_run(&tc, &cl_fill, cuemu_fill_cuda, &value, 0, "fill %dx%d ld %d value %g", rows, cols, ld, value);
 }
 
+static void case_fill_bf16(int rows, int cols, int ld, float value)
+{
+	tc_mat(&tc, BF16, rows, cols, ld);
+	tc_run(&tc, &cl_fill, cuemu_fill_cuda, &value, 0, "fill bf16 %dx%d ld %d value %g", rows, cols, ld, value);
+}
+
 static void case_gelu_residual(int N, int C)
 {
 	/* gelu(x) for x ~ -5 is 0.5 x (1 + tanh(..)), 1 + tanh cancelling to
@@ -539,6 +551,112 @@ static void case_matmul(void (*emu)(void *[], void *), int m, int n, int k, int 
 	       pad, beta);
 }
 
+/* A bf16 matrix of bf16-rounded U(-1, 1) values, compared as values. */
+static uint16_t *tc_bf16(struct tcase *c, int rows, int cols, int ld)
+{
+	return tc_mat(c, BF16, rows, cols, ld);
+}
+
+/* --dtype bf16 products: bf16 A and B through cublasGemmEx (C bf16 or
+ * float32), and float32 A with bf16 B and C through the float32 copies of
+ * lspo_bf16_cuda_call (cudaMallocAsync, widen and round kernels, strided). */
+static void case_matmul_bf16(int m, int n, int k, int ta, int tb, int pad, float beta, int a_f32, int c_f32)
+{
+	struct lspo_matmul_args a = { ta, tb, 1.25f, beta };
+	int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+	if (a_f32)
+		tc_mat(&tc, F32, ar, ac, ac + pad);
+	else
+		tc_bf16(&tc, ar, ac, ac + pad);
+	tc_bf16(&tc, br, bc, bc + 2 * pad);
+	if (c_f32)
+		tc_mat(&tc, F32, m, n, n + pad);
+	else
+		tc_bf16(&tc, m, n, n + pad);
+	tc_run(&tc, &cl_matmul, cuemu_matmul_cuda, &a, 1e-5, "matmul bf16 m=%d n=%d k=%d ta=%d tb=%d pad=%d beta=%g "
+	       "A %s C %s", m, n, k, ta, tb, pad, beta, a_f32 ? "f32" : "bf16", c_f32 ? "f32" : "bf16");
+}
+
+/* Ops on bf16 operands: layernorm, rmsnorm, residual, accumulate, gelu and
+ * swiglu load and store bf16 in the kernel (a residual of mixed types
+ * through the float32 copies).  The sums are exact in float32, so they agree
+ * bit for bit; the float32 sums of the norms and the tanh and exp of gelu
+ * and swiglu differ from the CPU's in the last bits, so a result may round
+ * the other way: one bf16 spacing (2^-8 relative). */
+static void case_ops_bf16(int N, int C)
+{
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, N);
+	tc_f32(&tc, 1, N);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_layernorm_fwd, cuemu_layernorm_forward_cuda, NULL, 1e-2, "layernorm bf16 N=%d C=%d", N, C);
+	/* dout, inp, w (bf16), mean, rstd (float32, as the forward gives them), dinp (bf16), dw, db */
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	float *mean = tc_f32(&tc, 1, N), *rstd = tc_f32(&tc, 1, N);
+	for (int i = 0; i < N; i++)
+		rstd[i] = 1.0f + 0.5f * (mean[i] + 1.0f);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, C);
+	tc_f32(&tc, 1, C);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_layernorm_bwd, cuemu_layernorm_backward_cuda, NULL, 1e-2, "layernorm bwd bf16 N=%d C=%d", N,
+	       C);
+	struct lspo_rmsnorm_args ra = { 1e-5f };
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, N);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_rmsnorm_fwd, cuemu_rmsnorm_forward_cuda, &ra, 1e-2, "rmsnorm bf16 N=%d C=%d", N, C);
+	/* dout, inp, w (bf16), rstd (float32), dinp (bf16), dw (float32) */
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, 1, C, C);
+	float *rs = tc_f32(&tc, 1, N);
+	for (int i = 0; i < N; i++)
+		rs[i] = 1.0f + 0.5f * (rs[i] + 1.0f);
+	tc_bf16(&tc, N, C, C);
+	tc_f32(&tc, 1, C);
+	tc.min_scale = 1.0;
+	tc_run(&tc, &cl_rmsnorm_bwd, cuemu_rmsnorm_backward_cuda, &ra, 1e-2, "rmsnorm bwd bf16 N=%d C=%d", N, C);
+	for (int mixed = 0; mixed < 2; mixed++) {
+		if (mixed)
+			tc_f32(&tc, N, C);
+		else
+			tc_bf16(&tc, N, C, C);
+		tc_bf16(&tc, N, C, C);
+		tc_bf16(&tc, N, C, C);
+		tc_run(&tc, &cl_residual_fwd, cuemu_residual_forward_cuda, NULL, 0, "residual bf16%s N=%d C=%d",
+		       mixed ? " (a float32)" : "", N, C);
+	}
+	tc_bf16(&tc, N, C, C);
+	tc_bf16(&tc, N, C, C);
+	tc_run(&tc, &cl_accumulate, cuemu_accumulate_cuda, NULL, 0, "accumulate bf16 N=%d C=%d", N, C);
+	for (int b = 0; b < 2; b++) {   /* gelu fwd, bwd */
+		uint16_t *x = tc_bf16(&tc, N, C, C);
+		for (size_t i = 0; i < (size_t)N * C; i++)
+			x[i] = lspo_bf16_from_f32(5.0f * lspo_bf16_to_f32(x[i]));
+		tc_bf16(&tc, N, C, C);
+		if (b)
+			tc_bf16(&tc, N, C, C);
+		tc.min_scale = 1.0;
+		tc_run(&tc, b ? &cl_gelu_bwd : &cl_gelu_fwd, b ? cuemu_gelu_backward_cuda : cuemu_gelu_forward_cuda, NULL,
+		       1e-2, "gelu %s bf16 N=%d C=%d", b ? "bwd" : "fwd", N, C);
+	}
+	for (int b = 0; b < 2; b++) {   /* swiglu fwd (gate, up, out), bwd (gate, up, dout, dgate, dup) */
+		for (int k = 0; k < (b ? 5 : 3); k++)
+			tc_bf16(&tc, N, C, C);
+		tc.min_scale = 1.0;
+		tc_run(&tc, b ? &cl_swiglu_bwd : &cl_swiglu_fwd, b ? cuemu_swiglu_backward_cuda : cuemu_swiglu_forward_cuda,
+		       NULL, 1e-2, "swiglu %s bf16 N=%d C=%d", b ? "bwd" : "fwd", N, C);
+	}
+}
+
 static void case_proj(int T, int m, int n, int d, int r)
 {
 	/* project_fwd: X (T, m), pidx/pval (m, r), A (d, T) */
@@ -595,6 +713,26 @@ static void case_xent(int B, int T, int V)
 		tc.min_scale = grad ? a.dloss : 1.0;
 		tc_run(&tc, grad ? &cl_xent_fwdbwd : &cl_xent_fwd, grad ? cuemu_xent_backward_cuda : cuemu_xent_forward_cuda,
 		       &a, 1e-4, "xent %s B=%d T=%d V=%d", grad ? "fwdbwd" : "fwd", B, T, V);
+	}
+}
+
+/* bf16 logits: the kernel loads bf16 and rounds dlogits on store; the CPU
+ * side computes on float32 copies.  Their float32 exps differ by an ulp, so
+ * a dlogit may round the other way: one bf16 spacing (2^-8 relative). */
+static void case_xent_bf16(int B, int T, int V)
+{
+	int N = B * T;
+	for (int grad = 0; grad < 2; grad++) {
+		struct lspo_xent_args a = { 1.0f / (float)N };
+		uint16_t *x = tc_bf16(&tc, N, V, V);
+		for (size_t i = 0; i < (size_t)N * V; i++)
+			x[i] = lspo_bf16_from_f32(4.0f * lspo_bf16_to_f32(x[i]));
+		int32_t *t = tc_ids(&tc, B, T, V);
+		t[0] = -1;                /* an ignored target */
+		tc_f32(&tc, 1, N);
+		tc.min_scale = grad ? a.dloss : 1.0;
+		tc_run(&tc, grad ? &cl_xent_fwdbwd : &cl_xent_fwd, grad ? cuemu_xent_backward_cuda : cuemu_xent_forward_cuda,
+		       &a, 1e-2, "xent bf16 %s B=%d T=%d V=%d", grad ? "fwdbwd" : "fwd", B, T, V);
 	}
 }
 
@@ -800,6 +938,21 @@ static void all_cases(void)
 					for (int c = 0; c < nsizes; c++)
 						case_matmul(cuemu_matmul_cuda, sizes[a], sizes[b], sizes[c], ta, tb, (a + c) % 2,
 						            1.25f, (a + b + c) % 2 ? 0.5f : 0.0f);
+
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int v = 0; v < 3; v++) {   /* bf16 -> bf16, bf16 -> f32, f32 x bf16 -> bf16 */
+				case_matmul_bf16(33, 7, 127, ta, tb, (ta + tb) % 2, (ta + v) % 2 ? 0.5f : 0.0f, v == 2,
+				                 v == 1);
+				case_matmul_bf16(1, 33, 7, ta, tb, 1, 0.0f, v == 2, v == 1);
+			}
+	case_ops_bf16(5, 96);
+	case_ops_bf16(64, 33);
+	case_fill_bf16(3, 5, 5, 0.0f);     /* cudaMemsetAsync of 2-byte elements */
+	case_fill_bf16(3, 5, 8, 0.0f);
+	case_fill_bf16(3, 5, 8, 1.3f);     /* rounded to bf16 */
+	case_xent_bf16(2, 3, 50257);
+	case_xent_bf16(4, 5, 77);
 
 	/* test_proj_codelets_cuda's shapes: T, m, n, d, r */
 	static const int proj[][5] = {

@@ -130,5 +130,20 @@ for mode in zero lsp; do
   check "$name h2d = analytic + step inputs" "[ $lo_h -ge $v ] && [ $hi_h -le $((v + slack_h2d)) ]"
 done
 check "llama lsp moves 4 d^2 per map, 7 maps per block" "[ $(volume llama-lsp) -eq $((4 * 7 * 4 * 64 * 64)) ]"
+
+# --dtype bf16 (issue 13): zero mode's weights go up as bf16 (half the fp32
+# volume), its gradients down as fp32; the bus carries exactly that.
+run zero-dtype-bf16 --mode zero --dtype bf16 --sched lspo
+if [ -s "$out/zero-dtype-bf16.csv" ]; then
+  vd=$(volume zero-dtype-bf16)
+  vh=$(sed -n 's/^offload volume per step (from the graph): .* host->device [0-9.]* MB (\([0-9]*\) B).*/\1/p' \
+    "$out/zero-dtype-bf16.out")
+  lo_d=$(steady_min zero-dtype-bf16 7) hi_d=$(steady zero-dtype-bf16 7)
+  lo_h=$(steady_min zero-dtype-bf16 8) hi_h=$(steady zero-dtype-bf16 8)
+  echo "zero --dtype bf16: analytic $vd B down, $vh B up; steady steps d2h $lo_d..$hi_d B, h2d $lo_h..$hi_h B"
+  check "zero --dtype bf16: weights up in bf16" "[ $((2 * vh)) -eq $(volume zero) ] && [ $vd -eq $(volume zero) ]"
+  check "zero --dtype bf16 d2h = analytic + step outputs" "[ $lo_d -ge $vd ] && [ $hi_d -le $((vd + slack_d2h)) ]"
+  check "zero --dtype bf16 h2d = analytic + step inputs" "[ $lo_h -ge $vh ] && [ $hi_h -le $((vh + slack_h2d)) ]"
+fi
 [ $fail -eq 0 ] && echo "test_sim: all checks passed"
 exit $fail

@@ -28,6 +28,8 @@ struct run_opts {
 	int resume_override, resume_auto;
 	struct lspo_config ctx;
 	struct lspo_offload_opts off;
+	const char *dtype;           /* --dtype */
+	enum lspo_dtype dt;
 };
 
 static void run_opts_default(struct run_opts *o)
@@ -37,7 +39,7 @@ static void run_opts_default(struct run_opts *o)
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
 		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
-		.off = lspo_offload_opts_default(), .rank_timeout = 1800 };
+		.off = lspo_offload_opts_default(), .dtype = "fp32", .rank_timeout = 1800 };
 }
 
 #define STATE_FILE "train_state.safetensors"
@@ -76,6 +78,8 @@ static const char train_help[] =
 	"                     compressed gradients, subspace Adam on CPU workers)\n"
 	"  --offload-dtype T  zero: dtype of the gradients and weights that cross the bus:\n"
 	"                     fp32 (default) or bf16 (master weights and AdamW stay fp32)\n"
+	"  --dtype T          fp32 (default) or bf16: weights and activations stored as bf16\n"
+	"                     on the accelerator; masters, gradients, optimizer stay float32\n"
 	"  --gpu-mem MiB      cap the accelerator memory StarPU may use (STARPU_LIMIT_CUDA_MEM)\n"
 	"  --lsp-d D          lsp: subspace size d, capped at each matrix's smaller side (default 256)\n"
 	"  --lsp-r R          lsp: non-zeros per projector row (default 8)\n"
@@ -135,7 +139,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_RANKTIMEOUT };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_RANKTIMEOUT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -157,7 +161,8 @@ static const struct option train_options[] = {
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
 	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
-	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE },
+	{ "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -225,6 +230,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_NCUDA: bad = cli_parse_int("--ncuda", optarg, 0, 64, &v); o->ctx.ncuda = (int)v; break;
 		case O_TRACE: o->ctx.trace_dir = optarg; break;
 		case O_ODTYPE: o->offload_dtype = optarg; break;
+		case O_DTYPE: o->dtype = optarg; break;
 		case O_GPUMEM: bad = cli_parse_int("--gpu-mem", optarg, 1, 1L << 30, &o->gpu_mem); break;
 		case O_LSPD: bad = cli_parse_int("--lsp-d", optarg, 1, 1 << 16, &v); o->off.lsp_d = (int)v; break;
 		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
@@ -298,6 +304,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		o->off.offload_bf16 = 1;
 	else if (strcmp(o->offload_dtype, "fp32") != 0)
 		return cli_usage_error(cmd, "--offload-dtype: expected fp32 or bf16, got '%s'", o->offload_dtype);
+	if (lspo_dtype_parse(o->dtype, &o->dt))
+		return cli_usage_error(cmd, "--dtype: expected fp32 or bf16, got '%s'", o->dtype);
 	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
 	if (o->grad_accum * o->batch > 1 << 20)
@@ -475,7 +483,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	job_signals_install();   /* again: StarPU may have taken SIGINT */
 	if (r->dp && lspo_dp_start(r->dp))
 		return CLI_FAIL;
-	if (lspo_model_create(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, &r->model)
+	if (lspo_model_create_dtype(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, o->dt, &r->model)
 	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
 	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every))
 	    || lspo_model_set_dp(r->model, r->dp))
@@ -669,6 +677,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	                                     "seq", (json_int_t)o->seq, "seed", (json_int_t)o->seed, "mode", o->mode,
 	                                     "offload-dtype", o->offload_dtype, "val-fraction", o->val_fraction,
 	                                     "data", data, "val", val) : NULL;
+	if (tr && o->dt != LSPO_DTYPE_FP32)   /* absent for fp32: older checkpoints resume */
+		json_object_set_new(tr, "dtype", json_string(o->dtype));
 	if (tr && o->off.mode == LSPO_MODE_LSP) {
 		json_t *lsp = json_pack("{s:i, s:i, s:f, s:I, s:I, s:i, s:f, s:s, s:b, s:b, s:b, s:b}",
 		                        "lsp-d", o->off.lsp_d, "lsp-r", o->off.lsp_r, "lsp-alpha", o->off.lsp_alpha,
@@ -1035,6 +1045,12 @@ static int train(int argc, char **argv)
 	if (lspo_ctx_simulated(r.ctx))
 		printf("simulated run (StarPU SimGrid): kernels do not run, losses are not computed, "
 		       "times are estimates\n");
+	if (o.dt == LSPO_DTYPE_BF16) {
+		size_t wbytes, abytes;
+		lspo_model_stored_bytes(r.model, &wbytes, &abytes);
+		printf("dtype bf16: working weights %.2f MiB, activations %.2f MiB (bf16 but for fp32 statistics); "
+		       "masters, gradients and optimizer states fp32\n", wbytes / 1048576.0, abytes / 1048576.0);
+	}
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };
 	struct lspo_lr_schedule sched = { .lr = o.lr, .min_lr = o.min_lr, .warmup = o.warmup,

@@ -25,6 +25,7 @@
 #include "runtime/tag.h"
 #include "runtime/trace.h"
 #include "adamw.h"
+#include "cast.h"
 #include "fill.h"
 #include "gradnorm.h"
 #include "matmul.h"
@@ -66,9 +67,10 @@ static int check_names(struct lspo_model *m)
 
 void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols)
 {
-	size_t n = (size_t)rows * cols;
+	size_t n = (size_t)rows * cols, esz = m->bf16 && !m->act_f32 ? sizeof(uint16_t) : sizeof(float);
+	size_t floats = (n * esz + sizeof(float) - 1) / sizeof(float);   /* bf16: half */
 	if (m->counting) {
-		m->act_size += n;
+		m->act_size += floats;
 		return;
 	}
 	if (m->nacts == m->cap_acts) {
@@ -83,12 +85,19 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 		m->cap_acts = cap;
 	}
 	if (m->split < 2) {
-		lspo_matrix_register(h, NULL, rows, cols);
+		lspo_matrix_register_elem(h, NULL, rows, cols, esz);
 	} else {
-		lspo_matrix_register(h, m->act_slab + m->act_used, rows, cols);
-		m->act_used += n;
+		lspo_matrix_register_elem(h, m->act_slab + m->act_used, rows, cols, esz);
+		m->act_used += floats;
 	}
 	m->acts[m->nacts++] = *h;
+}
+
+void model_act_f32(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols)
+{
+	m->act_f32 = 1;
+	model_act(m, h, rows, cols);
+	m->act_f32 = 0;
 }
 
 /* Logits, losses and the family's activations: counted first when the
@@ -96,7 +105,7 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 int model_register_activations(struct lspo_model *m)
 {
 	model_act(m, &m->logits, m->N, m->cfg.vocab_size);
-	model_act(m, &m->losses, 1, m->N);
+	model_act_f32(m, &m->losses, 1, m->N);
 	return m->fam->build(m);
 }
 
@@ -105,10 +114,15 @@ static void register_host_data(struct lspo_model *m)
 {
 	for (int i = 0; i < m->N; i++)
 		m->ones_buf[i] = 1.0f;
+	/* bf16: 1 in bf16 (0x3f80) in the first half of the buffer, so that
+	 * bias products have bf16 operands only. */
+	size_t esz = m->bf16 ? sizeof(uint16_t) : sizeof(float);
+	for (int i = 0; m->bf16 && i < m->N; i++)
+		((uint16_t *)m->ones_buf)[i] = 0x3f80u;
 	/* Two handles on the same ones: never written, so they cannot disagree,
 	 * and whole-matrix uses do not undo the row partition of the other. */
-	lspo_matrix_register(&m->ones, m->ones_buf, m->N, 1);
-	lspo_matrix_register(&m->ones_whole, m->ones_buf, m->N, 1);
+	lspo_matrix_register_elem(&m->ones, m->ones_buf, m->N, 1, esz);
+	lspo_matrix_register_elem(&m->ones_whole, m->ones_buf, m->N, 1, esz);
 	lspo_matrix_register_elem(&m->tokens, m->tok_buf, m->B, m->T, sizeof(int32_t));
 	lspo_matrix_register_elem(&m->targets, m->tgt_buf, m->B, m->T, sizeof(int32_t));
 	lspo_matrix_register_elem(&m->targets_flat, m->tgt_buf, 1, m->N, sizeof(int32_t));
@@ -227,6 +241,8 @@ static int build(struct lspo_model *m)
 	register_tensors(m);
 	m->hw = m->hp;
 	m->registered = 1;
+	if (m->bf16)
+		TRY(model_bf16_build(m));
 	register_host_data(m);
 	TRY(model_register_activations(m));
 	if (m->act_failed)
@@ -238,10 +254,18 @@ static int build(struct lspo_model *m)
 int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
                       struct lspo_model **out)
 {
+	return lspo_model_create_dtype(ctx, cfg, B, T, LSPO_DTYPE_FP32, out);
+}
+
+int lspo_model_create_dtype(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int B, int T,
+                            enum lspo_dtype dtype, struct lspo_model **out)
+{
 	(void)ctx;
 	*out = NULL;
 	if (B < 1 || T < 1)
 		LSPO_FAIL(LSPO_EINVAL, "batch (%d) and sequence length (%d) must be positive", B, T);
+	if (dtype != LSPO_DTYPE_FP32 && dtype != LSPO_DTYPE_BF16)
+		LSPO_FAIL(LSPO_EINVAL, "unknown dtype %d: expected fp32 or bf16", (int)dtype);
 	struct lspo_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate the model");
@@ -251,6 +275,7 @@ int lspo_model_create(struct lspo_ctx *ctx, const struct lspo_model_config *cfg,
 		return rc;
 	}
 	m->fam = model_family_of(m->cfg.family);
+	m->bf16 = dtype == LSPO_DTYPE_BF16;
 	if (T > m->cfg.n_positions) {
 		lspo_error("sequence length %d exceeds the model's context (n_positions = %d)", T,
 		           m->cfg.n_positions);
@@ -289,6 +314,7 @@ static void unregister_all(struct lspo_model *m)
 	for (int i = 0; i < m->nacts; i++)
 		if (m->acts[i])
 			starpu_data_unregister(m->acts[i]);
+	model_bf16_free(m);
 	starpu_data_handle_t rest[] = { m->ones, m->ones_whole, m->targets_flat, m->tokens, m->targets, m->clip };
 	for (size_t k = 0; k < sizeof(rest) / sizeof(rest[0]); k++)
 		starpu_data_unregister(rest[k]);
@@ -355,6 +381,8 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 		TRY(lspo_fill_submit(m->hv[i], 0.0f, 0, name));
 	}
 	m->step = 0;
+	if (m->bf16)
+		TRY(model_bf16_refresh(m));
 	return m->after_set_params ? m->after_set_params(m) : LSPO_OK;
 }
 
@@ -372,9 +400,13 @@ int lspo_model_get_grads(struct lspo_model *m, float *grads)
 
 int lspo_model_get_logits(struct lspo_model *m, float *logits)
 {
+	size_t n = (size_t)m->N * m->cfg.vocab_size;
 	starpu_data_acquire(m->logits, STARPU_R);
-	const float *p = (const float *)starpu_data_get_local_ptr(m->logits);
-	memcpy(logits, p, (size_t)m->N * m->cfg.vocab_size * sizeof(float));
+	const void *p = starpu_data_get_local_ptr(m->logits);
+	if (starpu_matrix_get_elemsize(m->logits) == sizeof(uint16_t))
+		cast_bf16_f32_cpu(logits, p, n);
+	else
+		memcpy(logits, p, n * sizeof(float));
 	starpu_data_release(m->logits);
 	return LSPO_OK;
 }
@@ -700,6 +732,8 @@ static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t
 		rc = submit_after_gradients(m, opt->clip);
 	if (!rc)
 		rc = m->update(m, opt);
+	if (!rc && m->bf16)
+		rc = model_bf16_refresh(m);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
 	if (!rc)

@@ -159,6 +159,11 @@ struct lspo_model {
 	int (*after_backward)(struct lspo_model *m);
 	/* Non-NULL and true: tensor i's norm partial runs on a CPU worker. */
 	int (*norm_on_cpu)(struct lspo_model *m, int tensor);
+	/* --dtype bf16 (engine/dtype.c): w16 are the bf16 working weights (hw),
+	 * refreshed from the fp32 masters hp after every update; activations
+	 * are bf16 unless registered by model_act_f32. */
+	int bf16, act_f32;
+	starpu_data_handle_t *w16;
 	enum lspo_mode mode_id;
 	void *mode;                                    /* the mode's own state (offload.c) */
 	void (*free_mode)(struct lspo_model *m);
@@ -200,6 +205,18 @@ const char *model_name(struct lspo_model *m, const char *op, int layer, const ch
  * unless the model splits products (host memory under partition plans).
  * The engine unregisters it. */
 void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols);
+
+/* An activation that stays float32 under --dtype bf16 (statistics that
+ * numerics need: norm means and rstd, log-sum-exp, losses). */
+void model_act_f32(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols);
+
+/* --dtype bf16 (engine/dtype.c): builds the bf16 working weights (hw),
+ * rounds the fp32 masters into them (after new parameters and after every
+ * update: on CPU workers in zero mode, where the masters are, else on the
+ * accelerator), unregisters them. */
+int model_bf16_build(struct lspo_model *m);
+int model_bf16_refresh(struct lspo_model *m);
+void model_bf16_free(struct lspo_model *m);
 
 /* C = alpha op(A) op(B) + beta C, as `split` tasks on row blocks of C when
  * the model splits (op(A) cut accordingly), else one task. */

@@ -318,12 +318,16 @@ static void offload_free(struct lspo_model *m)
 	starpu_task_wait_for_all();
 	for (int k = 0; k < o->nmats; k++)
 		lsp_matrix_free(&o->mats[k]);
-	if (o->work) {
-		m->hw = m->hp;
+	if (o->grad16) {
+		if (o->work)
+			m->hw = m->hp;
 		for (int i = 0; i < m->layout.ntensors; i++) {
-			starpu_data_unregister(o->work[i]);
-			starpu_data_unregister(o->grad16[i]);
-			starpu_data_unregister(o->weight16[i]);
+			if (o->work && o->work[i])
+				starpu_data_unregister(o->work[i]);
+			if (o->grad16[i])
+				starpu_data_unregister(o->grad16[i]);
+			if (o->weight16 && o->weight16[i])
+				starpu_data_unregister(o->weight16[i]);
 		}
 		free(o->work);
 		free(o->grad16);
@@ -397,15 +401,22 @@ static int lsp_build(struct lspo_model *m, struct offload *o)
 static int zero_bf16_build(struct lspo_model *m, struct offload *o)
 {
 	int n = m->layout.ntensors;
-	o->work = calloc(n, sizeof(*o->work));
 	o->grad16 = calloc(n, sizeof(*o->grad16));
+	if (!o->grad16)
+		LSPO_FAIL(LSPO_ENOMEM, "zero: cannot allocate the bf16 handles");
+	for (int i = 0; i < n; i++) {
+		const struct model_tensor *t = &m->layout.tensors[i];
+		lspo_matrix_register_elem(&o->grad16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
+	}
+	if (m->bf16)   /* --dtype bf16: the working weights are already bf16 (dtype.c) */
+		return LSPO_OK;
+	o->work = calloc(n, sizeof(*o->work));
 	o->weight16 = calloc(n, sizeof(*o->weight16));
-	if (!o->work || !o->grad16 || !o->weight16)
+	if (!o->work || !o->weight16)
 		LSPO_FAIL(LSPO_ENOMEM, "zero: cannot allocate the bf16 handles");
 	for (int i = 0; i < n; i++) {
 		const struct model_tensor *t = &m->layout.tensors[i];
 		lspo_matrix_register(&o->work[i], NULL, t->rows, t->cols);
-		lspo_matrix_register_elem(&o->grad16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
 		lspo_matrix_register_elem(&o->weight16[i], NULL, t->rows, t->cols, sizeof(uint16_t));
 	}
 	m->hw = o->work;
@@ -423,7 +434,7 @@ static void use_offload_hooks(struct lspo_model *m, enum lspo_mode mode)
 		struct offload *o = m->mode;
 		m->norm_on_cpu = zero_norm_where;
 		m->update = zero_update;
-		m->after_backward = o->work ? zero_bf16_offload : NULL;
+		m->after_backward = o->grad16 ? zero_bf16_offload : NULL;
 		m->after_set_params = o->work ? zero_bf16_upload_all : NULL;
 		return;
 	}
@@ -482,13 +493,15 @@ int lspo_model_set_mode(struct lspo_model *m, const struct lspo_offload_opts *op
 void lspo_model_offload_volume(const struct lspo_model *m, double *d2h, double *h2d)
 {
 	const struct offload *o = m->mode;
-	double bytes = 0;
-	if (m->mode_id == LSPO_MODE_ZERO)
-		bytes = (o && o->work ? 2.0 : 4.0) * (double)m->layout.nfloats;
+	double bytes = 0, up = 0;
+	if (m->mode_id == LSPO_MODE_ZERO) {   /* gradients down; weights up, bf16 under --dtype bf16 */
+		bytes = (o && o->grad16 ? 2.0 : 4.0) * (double)m->layout.nfloats;
+		up = (o && o->work) || m->bf16 ? 2.0 * (double)m->layout.nfloats : bytes;
+	}
 	for (int k = 0; o && m->mode_id == LSPO_MODE_LSP && k < o->nmats; k++)
 		bytes += 4.0 * o->mats[k].d * o->mats[k].d;
 	*d2h = bytes;
-	*h2d = bytes;
+	*h2d = m->mode_id == LSPO_MODE_ZERO ? up : bytes;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -150,15 +150,15 @@ static int build(struct lspo_model *m)
 				model_act(m, &a->res3, N, C);
 			continue;
 		}
-		model_act(m, &a->ln1, N, C); model_act(m, &a->ln1_mean, 1, N); model_act(m, &a->ln1_rstd, 1, N);
-		model_act(m, &a->qkv, N, 3 * C); model_act(m, &a->atty, N, C); model_act(m, &a->lse, 1, nstats);
+		model_act(m, &a->ln1, N, C); model_act_f32(m, &a->ln1_mean, 1, N); model_act_f32(m, &a->ln1_rstd, 1, N);
+		model_act(m, &a->qkv, N, 3 * C); model_act(m, &a->atty, N, C); model_act_f32(m, &a->lse, 1, nstats);
 		model_act(m, &a->attproj, N, C); model_act(m, &a->res2, N, C);
-		model_act(m, &a->ln2, N, C); model_act(m, &a->ln2_mean, 1, N); model_act(m, &a->ln2_rstd, 1, N);
+		model_act(m, &a->ln2, N, C); model_act_f32(m, &a->ln2_mean, 1, N); model_act_f32(m, &a->ln2_rstd, 1, N);
 		model_act(m, &a->fch, N, 4 * C); model_act(m, &a->fch_gelu, N, 4 * C);
 		model_act(m, &a->fcproj, N, C); model_act(m, &a->res3, N, C);
 	}
 	model_act(m, &g->encoded, N, C);
-	model_act(m, &g->lnf, N, C); model_act(m, &g->lnf_mean, 1, N); model_act(m, &g->lnf_rstd, 1, N);
+	model_act(m, &g->lnf, N, C); model_act_f32(m, &g->lnf_mean, 1, N); model_act_f32(m, &g->lnf_rstd, 1, N);
 	model_act(m, &g->dres, N, C); model_act(m, &g->dln, N, C); model_act(m, &g->datty, N, C);
 	model_act(m, &g->dqkv, N, 3 * C); model_act(m, &g->dfch, N, 4 * C); model_act(m, &g->dfch_gelu, N, 4 * C);
 	return LSPO_OK;

@@ -214,15 +214,15 @@ static int build(struct lspo_model *m)
 				model_act(m, &a->res3, N, C);
 			continue;
 		}
-		model_act(m, &a->r1, N, C); model_act(m, &a->rstd1, 1, N);
+		model_act(m, &a->r1, N, C); model_act_f32(m, &a->rstd1, 1, N);
 		model_act(m, &a->q, N, Q); model_act(m, &a->k, N, K); model_act(m, &a->v, N, K);
-		model_act(m, &a->att, N, Q); model_act(m, &a->lse, 1, m->B * c->n_head * m->T);
+		model_act(m, &a->att, N, Q); model_act_f32(m, &a->lse, 1, m->B * c->n_head * m->T);
 		model_act(m, &a->attproj, N, C); model_act(m, &a->res2, N, C);
-		model_act(m, &a->r2, N, C); model_act(m, &a->rstd2, 1, N);
+		model_act(m, &a->r2, N, C); model_act_f32(m, &a->rstd2, 1, N);
 		model_act(m, &a->gate, N, I); model_act(m, &a->up, N, I); model_act(m, &a->h, N, I);
 		model_act(m, &a->down, N, C); model_act(m, &a->res3, N, C);
 	}
-	model_act(m, &s->x0, N, C); model_act(m, &s->rf, N, C); model_act(m, &s->rstdf, 1, N);
+	model_act(m, &s->x0, N, C); model_act(m, &s->rf, N, C); model_act_f32(m, &s->rstdf, 1, N);
 	model_act(m, &s->dres, N, C); model_act(m, &s->dln, N, C); model_act(m, &s->datt, N, Q);
 	model_act(m, &s->dq, N, Q); model_act(m, &s->dk, N, K); model_act(m, &s->dv, N, K);
 	model_act(m, &s->dh, N, I); model_act(m, &s->dgate, N, I); model_act(m, &s->dup, N, I);

@@ -982,6 +982,87 @@ extern "C" cublasHandle_t cuemu_cublas_handle(void)
 	return (cublasHandle_t)(void *)&cublas_handle;
 }
 
+static float widen_bf16(uint16_t b)
+{
+	uint32_t u = (uint32_t)b << 16;
+	float x;
+	memcpy(&x, &u, sizeof(x));
+	return x;
+}
+
+static uint16_t round_bf16(float x)
+{
+	uint32_t u;
+	memcpy(&u, &x, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40u);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* A column-major (ld, cols) matrix of `type` as float32 (malloc'd). */
+static float *widen_matrix(const void *p, cudaDataType type, int ld, int cols)
+{
+	size_t n = (size_t)(ld > 0 ? ld : 1) * (size_t)(cols > 0 ? cols : 1);
+	float *f = (float *)malloc(n * sizeof(float));
+	for (size_t i = 0; f && p && i < (size_t)(ld > 0 ? ld : 0) * (size_t)(cols > 0 ? cols : 0); i++)
+		f[i] = type == CUDA_R_16BF ? widen_bf16(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+	return f;
+}
+
+extern "C" cublasStatus_t cuemu_cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                             int m, int n, int k, const void *alpha, const void *A,
+                                             cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+                                             const void *beta, void *C, cudaDataType ct, int ldc,
+                                             cublasComputeType_t compute, cublasGemmAlgo_t algo,
+                                             const char *file, int line)
+{
+	(void)algo;
+	int known = (at == CUDA_R_32F || at == CUDA_R_16BF) && (ct == CUDA_R_32F || ct == CUDA_R_16BF);
+	if (!known || at != bt || compute != CUBLAS_COMPUTE_32F || (at == CUDA_R_32F && ct != CUDA_R_32F)) {
+		add_report("%s:%d: cublasGemmEx: types A %d, B %d, C %d, compute %d: not a combination cuBLAS "
+		           "supports with CUBLAS_COMPUTE_32F here (CUBLAS_STATUS_NOT_SUPPORTED)", file, line, (int)at,
+		           (int)bt, (int)ct, (int)compute);
+		return CUBLAS_STATUS_INVALID_VALUE;
+	}
+	int ca = ta == CUBLAS_OP_N ? k : m, cb = tb == CUBLAS_OP_N ? n : k;
+	float *fa = widen_matrix(A, at, lda, ca), *fb = widen_matrix(B, bt, ldb, cb);
+	float *fc = widen_matrix(C, ct, ldc, n);
+	cublasStatus_t st = CUBLAS_STATUS_INVALID_VALUE;
+	if (fa && fb && fc)
+		st = cuemu_cublasSgemm(h, ta, tb, m, n, k, (const float *)alpha, fa, lda, fb, ldb, (const float *)beta,
+		                       fc, ldc, file, line);
+	if (st == CUBLAS_STATUS_SUCCESS)
+		for (int j = 0; j < n; j++)
+			for (int i = 0; i < m; i++) {
+				size_t at_ = (size_t)j * ldc + i;
+				if (ct == CUDA_R_16BF)
+					((uint16_t *)C)[at_] = round_bf16(fc[at_]);
+				else
+					((float *)C)[at_] = fc[at_];
+			}
+	free(fa);
+	free(fb);
+	free(fc);
+	return st;
+}
+
+extern "C" cudaError_t cuemu_cudaMallocAsync(void **p, size_t n, const char *file, int line)
+{
+	*p = malloc(n ? n : 1);
+	if (!*p) {
+		add_report("%s:%d: cudaMallocAsync of %zu bytes: out of memory", file, line, n);
+		return cudaErrorMemoryAllocation;
+	}
+	memset(*p, 0xff, n);   /* NaN, as the emulator's fresh shared memory: a read before a write shows */
+	return cudaSuccess;
+}
+
+extern "C" cudaError_t cuemu_cudaFreeAsync(void *p)
+{
+	free(p);
+	return cudaSuccess;
+}
+
 /* cublasSgemm's checks, as its documentation lists them: m, n, k >= 0,
  * known transposes, lda >= max(1, rows of A as stored) (m for N, k for T),
  * ldb >= max(1, k for N, n for T), ldc >= max(1, m); alpha and beta host

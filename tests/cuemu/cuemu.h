@@ -326,4 +326,26 @@ extern "C" cublasStatus_t cuemu_cublasSgemm(cublasHandle_t h, cublasOperation_t 
 	cuemu_cublasSgemm(h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, __FILE__, __LINE__)
 extern "C" cublasHandle_t cuemu_cublas_handle(void);
 
+/* cublasGemmEx for float32 and bf16 storage (values as in the CUDA headers),
+ * CUBLAS_COMPUTE_32F only: operands widened to float32, cublasSgemm's
+ * checks and product, C rounded to nearest even when it is bf16. */
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+extern "C" cublasStatus_t cuemu_cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                             int m, int n, int k, const void *alpha, const void *A,
+                                             cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+                                             const void *beta, void *C, cudaDataType ct, int ldc,
+                                             cublasComputeType_t compute, cublasGemmAlgo_t algo,
+                                             const char *file, int line);
+#define cublasGemmEx(h, ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, ctype, algo) \
+	cuemu_cublasGemmEx(h, ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, ctype, algo, \
+	                   __FILE__, __LINE__)
+
+/* Stream-ordered allocation: a plain malloc and free (launches run at once). */
+extern "C" cudaError_t cuemu_cudaMallocAsync(void **p, size_t n, const char *file, int line);
+extern "C" cudaError_t cuemu_cudaFreeAsync(void *p);
+#define cudaMallocAsync(p, n, ...) cuemu_cudaMallocAsync((void **)(p), n, __FILE__, __LINE__)
+#define cudaFreeAsync(p, ...) cuemu_cudaFreeAsync(p)
+
 #endif
