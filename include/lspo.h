@@ -869,6 +869,27 @@ enum lspo_dtype lspo_model_dtype(const struct lspo_model *model);
  * weights and every activation handle (element size times elements). */
 void lspo_model_stored_bytes(const struct lspo_model *model, size_t *weights, size_t *activations);
 
+/* ------------------------------------------------------------------------ */
+/* Projector checks in the background (issue 12)                            */
+
+/* lsp: a check whose learning runs beside the next `lag` (>= 1) training
+ * steps.  It starts as lspo_model_lsp_check (calibration gradients, each
+ * pair's error; waits for those tasks) and fills *report with the errors
+ * before (every pair still "kept"); the learning tasks of the pairs to
+ * refresh are then handed out in lag slices by lspo_model_lsp_learn_advance,
+ * to be called before every training step: calls 1 to lag submit a slice
+ * (it runs at the lowest priority beside that step's tasks, and the step
+ * waits for it), call lag + 1 re-projects the moments, publishes the new
+ * pairs, waits, sets *published = 1 and fills *report as
+ * lspo_model_lsp_check would.  A check started before step s thus takes
+ * effect before step s + lag, whatever the timing.  A new check (either
+ * kind) publishes a pending one first; saving the training state while one
+ * is pending keeps the pairs in place (the pending learning is lost). */
+int lspo_model_lsp_check_start(struct lspo_model *model, const int32_t *inputs, const int32_t *targets,
+                               int nbatches, int lag, struct lspo_lsp_check *report);
+/* *published = 0 and nothing else when no check is pending (or not lsp). */
+int lspo_model_lsp_learn_advance(struct lspo_model *model, int *published, struct lspo_lsp_check *report);
+
 #ifdef __cplusplus
 }
 #endif

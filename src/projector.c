@@ -374,6 +374,37 @@ static int reproject_scaled(const struct lspo_proj *old_p, const struct lspo_pro
 	return LSPO_OK;
 }
 
+int lspo_proj_refresh_install(struct lspo_proj *p, const struct lspo_proj *fresh,
+                              const struct lspo_proj *learned, const float *const *check_grads, int ncheck,
+                              float *const *M, float *const *V, int nmoments,
+                              struct lspo_proj_refresh_report *rep)
+{
+	const struct lspo_proj *install = NULL;
+	double bar = rep->err_check < 1.0 ? rep->err_check : 1.0;
+	if (rep->err_candidate < bar) {
+		install = learned;
+		rep->outcome = LSPO_PROJ_LEARNED;
+	} else if (rep->err_fresh < rep->err_check) {
+		install = fresh;
+		rep->outcome = LSPO_PROJ_REJECTED_RANDOM;
+	} else {
+		rep->outcome = LSPO_PROJ_REJECTED_KEPT;
+	}
+	if (!install)
+		return LSPO_OK;
+	int rc = reproject_scaled(p, install, M, V, nmoments);
+	if (rc)
+		return rc;
+	lspo_proj_acquire_rw(p);
+	proj_copy_arrays(p, install);
+	lspo_proj_release(p);
+	rep->refreshed = 1;
+	rc = lspo_proj_error(p, check_grads, ncheck, &rep->err_after);
+	if (!rc)
+		rc = lspo_proj_captured(p, check_grads, ncheck, &rep->captured_after);
+	return rc;
+}
+
 int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads, int ncheck,
                             const float *const *train_grads, int ntrain,
                             const struct lspo_proj_refresh_opts *opts,
@@ -409,30 +440,8 @@ int lspo_proj_maybe_refresh(struct lspo_proj *p, const float *const *check_grads
 			rc = lspo_proj_learn(learned, train_grads, ntrain, &opts->learn, NULL, &rep.err_learned);
 		if (!rc)
 			rc = lspo_proj_error(learned, check_grads, ncheck, &rep.err_candidate);
-		const struct lspo_proj *install = NULL;
-		if (!rc) {
-			double bar = rep.err_check < 1.0 ? rep.err_check : 1.0;
-			if (rep.err_candidate < bar) {
-				install = learned;
-				rep.outcome = LSPO_PROJ_LEARNED;
-			} else if (rep.err_fresh < rep.err_check) {
-				install = fresh;
-				rep.outcome = LSPO_PROJ_REJECTED_RANDOM;
-			} else {
-				rep.outcome = LSPO_PROJ_REJECTED_KEPT;
-			}
-		}
-		if (!rc && install)
-			rc = reproject_scaled(p, install, M, V, nmoments);
-		if (!rc && install) {
-			lspo_proj_acquire_rw(p);
-			proj_copy_arrays(p, install);
-			lspo_proj_release(p);
-			rep.refreshed = 1;
-			rc = lspo_proj_error(p, check_grads, ncheck, &rep.err_after);
-			if (!rc)
-				rc = lspo_proj_captured(p, check_grads, ncheck, &rep.captured_after);
-		}
+		if (!rc)
+			rc = lspo_proj_refresh_install(p, fresh, learned, check_grads, ncheck, M, V, nmoments, &rep);
 		lspo_proj_free(learned);
 		lspo_proj_free(fresh);
 	}

@@ -58,4 +58,28 @@ void lspo_ell_mdot(int N, int r, const int32_t *idx, int L, const float *A, cons
  * values, gP (m, r) and gQ (n, r): what one learning step uses. */
 int lspo_proj_loss_grad(const struct lspo_proj *p, const float *G, float *gP, float *gQ, double *loss);
 
+/* ---- The kernels of the check tasks (issue 12; src/engine/lsp_learn.c). ---- */
+
+/* Floats of `work` for lspo_proj_error_one on an (m, n) pair of subspace d. */
+size_t lspo_proj_error_work(int m, int n, int d);
+/* The relative error of p on one G (m, n), and (captured not NULL) the part
+ * of G's norm it keeps: one term of lspo_proj_error / lspo_proj_captured. */
+void lspo_proj_error_one(const struct lspo_proj *p, const float *G, float *work, double *err,
+                         double *captured);
+/* Floats of `work` for lspo_proj_learn_one. */
+size_t lspo_proj_learn_work(int m, int n, int d, int r);
+/* One Adam step t (1, 2, ...) of lspo_proj_learn on one G: p's values
+ * change; mom (2 (m + n) r) holds the first moments of P and Q, then the
+ * second moments of P and Q. */
+void lspo_proj_learn_one(struct lspo_proj *p, const float *G, float *work, float *mom, int t,
+                         const struct lspo_proj_learn_opts *o);
+/* The end of lspo_proj_maybe_refresh once rep holds err_check, err_fresh,
+ * err_candidate and captured_before: chooses the outcome, re-projects the
+ * moments onto the chosen pair and copies it into p, then measures
+ * err_after and captured_after on check_grads (rep's other fields stay). */
+int lspo_proj_refresh_install(struct lspo_proj *p, const struct lspo_proj *fresh,
+                              const struct lspo_proj *learned, const float *const *check_grads, int ncheck,
+                              float *const *M, float *const *V, int nmoments,
+                              struct lspo_proj_refresh_report *rep);
+
 #endif

@@ -77,22 +77,20 @@ struct learn_ws {
 	float *block;
 };
 
-static void ws_free(struct learn_ws *w)
-{
-	free(w->block);
-	memset(w, 0, sizeof(*w));
-}
-
-static int ws_alloc(struct learn_ws *w, int m, int n, int d, int grads)
+/* Floats of the work arrays of loss_grad for one (m, n, d); grads: with
+ * the gradient's own arrays. */
+static size_t ws_floats(int m, int n, int d, int grads)
 {
 	size_t mn = (size_t)m * n, dm = (size_t)d * m, dn = (size_t)d * n;
-	size_t total = grads ? 6 * mn + 4 * dm + 3 * dn : 3 * mn + dm + dn;
+	return grads ? 6 * mn + 4 * dm + 3 * dn : 3 * mn + dm + dn;
+}
+
+/* Carves w's arrays out of block (ws_floats(m, n, d, grads) floats). */
+static void ws_carve(struct learn_ws *w, float *block, int m, int n, int d, int grads)
+{
+	size_t mn = (size_t)m * n, dm = (size_t)d * m, dn = (size_t)d * n;
 	memset(w, 0, sizeof(*w));
-	w->block = malloc(sizeof(float) * total);
-	if (!w->block)
-		LSPO_FAIL(LSPO_ENOMEM, "projector learning: cannot allocate %.1f MB of work arrays",
-		          4.0 * total / 1e6);
-	float *q = w->block;
+	float *q = block;
 	w->gt = q; q += mn;
 	w->ct = q; q += mn;
 	w->c = q; q += mn;
@@ -110,6 +108,23 @@ static int ws_alloc(struct learn_ws *w, int m, int n, int d, int grads)
 		w->ptg = q; q += dn;
 		(void)q;
 	}
+}
+
+static void ws_free(struct learn_ws *w)
+{
+	free(w->block);
+	memset(w, 0, sizeof(*w));
+}
+
+static int ws_alloc(struct learn_ws *w, int m, int n, int d, int grads)
+{
+	size_t total = ws_floats(m, n, d, grads);
+	float *block = malloc(sizeof(float) * total);
+	if (!block)
+		LSPO_FAIL(LSPO_ENOMEM, "projector learning: cannot allocate %.1f MB of work arrays",
+		          4.0 * total / 1e6);
+	ws_carve(w, block, m, n, d, grads);
+	w->block = block;
 	return LSPO_OK;
 }
 
@@ -181,26 +196,33 @@ int lspo_proj_error(const struct lspo_proj *p, const float *const *grads, int ng
 	return LSPO_OK;
 }
 
+/* |P^T G Q|_F / |G|_F at |P|_F^2 = |Q|_F^2 = d for one G; work (2 d n + d d). */
+static double captured_one(const struct lspo_proj *p, const float *G, float *work)
+{
+	int m = p->m, n = p->n, d = p->d, r = p->r;
+	float *ptg = work, *gtp = ptg + (size_t)d * n, *c = gtp + (size_t)d * n;
+	double np = norm2((size_t)m * r, p->val[0]), nq = norm2((size_t)n * r, p->val[1]);
+	double unit = np > 0 && nq > 0 ? d / (np * nq) : 0;
+	lspo_ell_tmul(m, d, r, p->idx[0], p->val[0], n, G, ptg);   /* P^T G (d, n) */
+	transpose(d, n, ptg, gtp);                                /* G^T P (n, d) */
+	lspo_ell_tmul(n, d, r, p->idx[1], p->val[1], d, gtp, c);  /* (P^T G Q)^T (d, d) */
+	double ng = norm2((size_t)m * n, G);
+	return ng > 0 ? norm2((size_t)d * d, c) * unit / ng : 0;
+}
+
 int lspo_proj_captured(const struct lspo_proj *p, const float *const *grads, int ngrads, double *frac)
 {
 	int rc = check_grads(p, grads, ngrads);
 	if (rc)
 		return rc;
-	int m = p->m, n = p->n, d = p->d, r = p->r;
-	float *ptg = malloc(sizeof(float) * ((size_t)2 * d * n + (size_t)d * d));
-	if (!ptg)
+	int n = p->n, d = p->d;
+	float *work = malloc(sizeof(float) * ((size_t)2 * d * n + (size_t)d * d));
+	if (!work)
 		LSPO_FAIL(LSPO_ENOMEM, "projector: cannot allocate %dx%d work arrays", d, n);
-	float *gtp = ptg + (size_t)d * n, *c = gtp + (size_t)d * n;
-	double np = norm2((size_t)m * r, p->val[0]), nq = norm2((size_t)n * r, p->val[1]);
-	double s = 0, unit = np > 0 && nq > 0 ? d / (np * nq) : 0;
-	for (int k = 0; k < ngrads; k++) {
-		lspo_ell_tmul(m, d, r, p->idx[0], p->val[0], n, grads[k], ptg);   /* P^T G (d, n) */
-		transpose(d, n, ptg, gtp);                                       /* G^T P (n, d) */
-		lspo_ell_tmul(n, d, r, p->idx[1], p->val[1], d, gtp, c);         /* (P^T G Q)^T (d, d) */
-		double ng = norm2((size_t)m * n, grads[k]);
-		s += ng > 0 ? norm2((size_t)d * d, c) * unit / ng : 0;
-	}
-	free(ptg);
+	double s = 0;
+	for (int k = 0; k < ngrads; k++)
+		s += captured_one(p, grads[k], work);
+	free(work);
 	*frac = s / ngrads;
 	return LSPO_OK;
 }
@@ -236,6 +258,51 @@ static void adam_values(float *x, const float *g, float *m, float *v, size_t n, 
 	}
 }
 
+/* One Adam step of p's values on G: g (m r + n r) the gradient's room,
+ * mom (2 (m r + n r)): first moments of P, Q, then second moments of P, Q. */
+static void learn_step(struct lspo_proj *p, const float *G, struct learn_ws *w, float *g, float *mom,
+                       int t, const struct lspo_proj_learn_opts *o)
+{
+	size_t np = (size_t)p->m * p->r, nq = (size_t)p->n * p->r;
+	float *mP = mom, *mQ = mP + np, *vP = mQ + nq, *vQ = vP + np;
+	memset(g, 0, sizeof(float) * (np + nq));
+	loss_grad(p, G, w, g, g + np);
+	adam_values(p->val[0], g, mP, vP, np, t, o);
+	adam_values(p->val[1], g + np, mQ, vQ, nq, t, o);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The kernels of the check tasks (codelets/proj_error.c, proj_learn.c)    */
+
+size_t lspo_proj_error_work(int m, int n, int d)
+{
+	size_t a = ws_floats(m, n, d, 0), b = (size_t)2 * d * n + (size_t)d * d;
+	return (a > b ? a : b) + 16;   /* + the CUDA kernel's norms (codelets/proj_ell.cuh) */
+}
+
+void lspo_proj_error_one(const struct lspo_proj *p, const float *G, float *work, double *err,
+                         double *captured)
+{
+	struct learn_ws w;
+	ws_carve(&w, work, p->m, p->n, p->d, 0);
+	*err = loss_grad(p, G, &w, NULL, NULL);
+	if (captured)
+		*captured = captured_one(p, G, work);
+}
+
+size_t lspo_proj_learn_work(int m, int n, int d, int r)
+{
+	return ws_floats(m, n, d, 1) + (size_t)(m + n) * r + 16;   /* + as lspo_proj_error_work */
+}
+
+void lspo_proj_learn_one(struct lspo_proj *p, const float *G, float *work, float *mom, int t,
+                         const struct lspo_proj_learn_opts *o)
+{
+	struct learn_ws w;
+	ws_carve(&w, work, p->m, p->n, p->d, 1);
+	learn_step(p, G, &w, work + ws_floats(p->m, p->n, p->d, 1), mom, t, o);
+}
+
 int lspo_proj_learn(struct lspo_proj *p, const float *const *grads, int ngrads,
                     const struct lspo_proj_learn_opts *opts, double *err_before, double *err_after)
 {
@@ -256,17 +323,11 @@ int lspo_proj_learn(struct lspo_proj *p, const float *const *grads, int ngrads,
 		free(st);
 		return rc;
 	}
-	float *gP = st, *gQ = gP + np, *mP = gQ + nq, *mQ = mP + np, *vP = mQ + nq, *vQ = vP + np;
 	lspo_proj_acquire_rw(p);
 	int t = 0;
 	for (int it = 0; it < opts->iters; it++)
-		for (int k = 0; k < ngrads; k++) {
-			memset(gP, 0, sizeof(float) * (np + nq));
-			loss_grad(p, grads[k], &w, gP, gQ);
-			t++;
-			adam_values(p->val[0], gP, mP, vP, np, t, opts);
-			adam_values(p->val[1], gQ, mQ, vQ, nq, t, opts);
-		}
+		for (int k = 0; k < ngrads; k++)
+			learn_step(p, grads[k], &w, st, st + np + nq, ++t, opts);
 	lspo_proj_release(p);
 	ws_free(&w);
 	free(st);

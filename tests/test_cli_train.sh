@@ -60,10 +60,31 @@ check "lsp checks at steps 1 and 4" "[ \$(grep -c '^lsp check before step' '$out
 check "lsp run with --log" "[ $? -eq 0 ]"
 npair=$(grep -c '^  pair [0-9]* ([0-9]*x[0-9]*, d [0-9]*, [0-9]* matri[a-z]*): error [0-9.]* -> [0-9.]*.*|G^|/|G| [0-9.]* -> [0-9.]* (random ~[0-9.]*), [a-z-]*$' "$out/lsp.out")
 check "per-pair lines at both checks" "[ $npair -ge 2 ] && [ \$((npair % 2)) -eq 0 ]"
-check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome' ]"
+check "checks CSV header" "[ \"\$(head -n1 '$out/lsp.csv.checks.csv')\" = 'step,pair,m,n,d,matrices,err_before,err_after,err_candidate,captured_before,captured_after,captured_random,outcome,effective_step' ]"
 check "checks CSV: one row per pair line, steps 1 and 4" "[ \$(tail -n +2 '$out/lsp.csv.checks.csv' | wc -l) -eq $npair ] && [ \"\$(tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f1 | sort -u | tr '\n' ' ')\" = '1 4 ' ]"
 check "checks CSV outcomes" "! tail -n +2 '$out/lsp.csv.checks.csv' | cut -d, -f13 | grep -qvE '^(kept|learned|rejected-kept|rejected-random)$'"
 check "step log keeps its columns" "[ \"\$(head -n1 '$out/lsp.csv')\" = 'step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d' ] && [ \$(wc -l < '$out/lsp.csv') -eq 5 ]"
+
+# Issue 12: --lsp-learn async: the check before step 1 takes effect before step
+# 1 + 3/2 = 2 (LOG.checks.csv's last column), the one before step 4 is still
+# learning when the run ends; two runs print the same losses.
+for i in 1 2; do
+  "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 4 --batch 2 --seq 16 --lr 1e-3 --mode lsp \
+    --lsp-d 16 --lsp-r 4 --check-freq 3 --lsp-learn async --log "$out/async$i.csv" > "$out/async$i.out" 2>&1
+  check "lsp --lsp-learn async run $i" "[ $? -eq 0 ]"
+done
+check "async: the check took effect before step 2" "grep -q '^lsp check before step 1 took effect before step 2:' '$out/async1.out' && [ \"\$(tail -n +2 '$out/async1.csv.checks.csv' | cut -d, -f1,14 | sort -u | tr '\n' ' ')\" = '1,2 ' ]"
+cut -d, -f1,2 "$out/async1.csv" > "$out/async1.loss"; cut -d, -f1,2 "$out/async2.csv" > "$out/async2.loss"
+check "async: deterministic losses" "[ \$(wc -l < '$out/async1.loss') -eq 5 ] && cmp -s '$out/async1.loss' '$out/async2.loss'"
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 1 --mode lsp --lsp-learn later > /dev/null 2> "$out/bad.err"
+check "--lsp-learn later refused" "[ $? -eq 2 ] && grep -q 'lsp-learn: expected sync or async' '$out/bad.err'"
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 1 --mode lsp --lsp-learn async --check-freq 3 \
+  --lsp-learn-lag 4 > /dev/null 2> "$out/bad.err"
+check "--lsp-learn-lag above --check-freq refused" "[ $? -eq 2 ] && grep -q 'lsp-learn-lag 4 exceeds --check-freq 3' '$out/bad.err'"
+# lag = check-freq: each check takes effect just before the next one starts (steps 1 -> 3 -> 5)
+"$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 6 --batch 2 --seq 16 --lr 1e-3 --mode lsp \
+  --lsp-d 16 --lsp-r 4 --check-freq 2 --lsp-learn async --lsp-learn-lag 2 --log "$out/async3.csv" > "$out/async3.out" 2>&1
+check "async, lag = check-freq" "[ $? -eq 0 ] && [ \"\$(tail -n +2 '$out/async3.csv.checks.csv' | cut -d, -f1,14 | sort -u | tr '\n' ' ')\" = '1,3 3,5 ' ]"
 
 # The apply's gain sqrt(m n) / (|P| |Q|) is exactly 1 for sign projectors
 # with r = 4 (values +-1/2): --lsp-plain-apply changes nothing there, and

@@ -50,6 +50,10 @@
 #include "swiglu.h"
 #include "gqa_attention.h"
 #include "bf16.h"
+#include "calib_add.h"
+#include "proj_error.h"
+#include "proj_learn.h"
+#include "projector.h"
 
 /* The emulated entry points: tests/cuemu/cu2cpp renames f to cuemu_f. */
 #define EMULATED(f) void cuemu_##f(void *buffers[], void *cl_arg);
@@ -85,6 +89,9 @@ EMULATED(swiglu_backward_cuda)
 EMULATED(gqa_attention_forward_cuda)
 EMULATED(gqa_attention_backward_cuda)
 EMULATED(proj_apply_t_cuda)
+EMULATED(calib_add_cuda)
+EMULATED(proj_error_cuda)
+EMULATED(proj_learn_cuda)
 /* The mutants of the self-test (mk/cuemu.mk). */
 EMULATED(mut_barrier_sumsq_cuda)
 EMULATED(mut_smem_attention_forward_cuda)
@@ -693,6 +700,53 @@ static void case_proj(int T, int m, int n, int d, int r)
 	}
 }
 
+/* Issue 12: a projector check's tasks (calib_add, proj_error, proj_learn). */
+static void *tc_vec(struct tcase *c, int type, int len)
+{
+	void *p = tc_mat(c, type, 1, len, len);
+	c->b[c->nb - 1].vector = 1;
+	return p;
+}
+
+static void case_proj_check(int m, int n, int d, int r)
+{
+	/* calib_add: G (m, n) or (n, m) transposed, C (m, n) */
+	for (int tr = 0; tr < 2; tr++)
+		for (int first = 0; first < 2; first++) {
+			struct lspo_calib_add_args a = { first, tr };
+			tc_f32(&tc, tr ? n : m, tr ? m : n);
+			tc_f32(&tc, m, n);
+			tc_run(&tc, &cl_calib_add, cuemu_calib_add_cuda, &a, 0, "calib_add m=%d n=%d transpose=%d first=%d",
+			       m, n, tr, first);
+		}
+	/* proj_error: pidx/pval (m, r), qidx/qval (n, r), G (m, n), out (doubles), scratch */
+	for (int cap = 0; cap < 2; cap++) {
+		struct lspo_proj_error_args a = { 1, cap, d };
+		tc_ell(&tc, m, r, d);
+		tc_f32(&tc, m, r);
+		tc_ell(&tc, n, r, d);
+		tc_f32(&tc, n, r);
+		tc_f32(&tc, m, n);
+		tc_vec(&tc, F64, 4);
+		tc_scratch(&tc, F32, 1, (int)lspo_proj_error_work(m, n, d), 1);
+		tc_run(&tc, &cl_proj_error, cuemu_proj_error_cuda, &a, 1e-5, "proj_error m=%d n=%d d=%d r=%d captured=%d",
+		       m, n, d, r, cap);
+	}
+	/* proj_learn: as proj_error, mom (2 (m + n) r; second moments >= 0), step 3 */
+	struct lspo_proj_learn_args a = { .d = d, .t = 3, .opts = lspo_proj_learn_opts_default() };
+	tc_ell(&tc, m, r, d);
+	tc_f32(&tc, m, r);
+	tc_ell(&tc, n, r, d);
+	tc_f32(&tc, n, r);
+	tc_f32(&tc, m, n);
+	size_t nm = (size_t)(m + n) * r;
+	float *mom = tc_vec(&tc, F32, (int)(2 * nm));
+	for (size_t i = nm; i < 2 * nm; i++)
+		mom[i] = fabsf(mom[i]);
+	tc_scratch(&tc, F32, 1, (int)lspo_proj_learn_work(m, n, d, r), 1);
+	tc_run(&tc, &cl_proj_learn, cuemu_proj_learn_cuda, &a, 1e-5, "proj_learn m=%d n=%d d=%d r=%d", m, n, d, r);
+}
+
 static void case_xent(int B, int T, int V)
 {
 	int N = B * T;
@@ -961,6 +1015,10 @@ static void all_cases(void)
 	};
 	for (int i = 0; i < 6; i++)
 		case_proj(proj[i][0], proj[i][1], proj[i][2], proj[i][3], proj[i][4]);
+	/* a projector check's tasks (issue 12): m, n, d, r */
+	static const int chk[][4] = { { 1, 1, 1, 1 }, { 5, 7, 4, 4 }, { 29, 41, 13, 3 }, { 64, 96, 24, 8 } };
+	for (int i = 0; i < 4; i++)
+		case_proj_check(chk[i][0], chk[i][1], chk[i][2], chk[i][3]);
 
 	/* fill and cast */
 	case_fill(1, 1, 1, 0.0f);

@@ -28,6 +28,7 @@
 
 #include "internal.h"
 #include "engine/model.h"
+#include "engine/lsp_learn.h"
 #include "projector.h"
 #include "adamw.h"
 #include "cast.h"
@@ -60,10 +61,7 @@ struct offload {
 	int nmats;
 	int *matrix_of_tensor;                     /* tensor -> index in mats, or -1 */
 	int *matrix_of_linear;                     /* linear map -> index in mats, or -1 */
-	float *calib;                              /* summed calibration gradients of mats, (in, out) */
-	size_t *calib_offset;                      /* (nmats) */
-	struct lspo_lsp_pair_check *checks;        /* the last check's per-pair report */
-	int checks_cap;
+	struct lsp_learn *learn;                   /* the projector check's state (lsp_learn.c) */
 };
 
 struct lspo_offload_opts lspo_offload_opts_default(void)
@@ -316,6 +314,7 @@ static void offload_free(struct lspo_model *m)
 	if (!o)
 		return;
 	starpu_task_wait_for_all();
+	lsp_learn_free(o->learn);
 	for (int k = 0; k < o->nmats; k++)
 		lsp_matrix_free(&o->mats[k]);
 	if (o->grad16) {
@@ -334,9 +333,6 @@ static void offload_free(struct lspo_model *m)
 		free(o->weight16);
 	}
 	lspo_proj_registry_free(o->reg);
-	free(o->calib);
-	free(o->calib_offset);
-	free(o->checks);
 	free(o->mats);
 	free(o->matrix_of_tensor);
 	free(o->matrix_of_linear);
@@ -539,136 +535,70 @@ struct lspo_proj *lsp_state_pair(struct lspo_model *m, int i)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The projector check (paper Alg. 1, MAYBEUPDATE)                          */
+/* The projector check (paper Alg. 1, MAYBEUPDATE): tasks, in lsp_learn.c    */
 
-/* Refreshes the pair `p` from the gradients and moments of the matrices using it. */
-static int check_pair(struct lspo_model *m, struct offload *o, struct lspo_proj *p, int seq,
-                      struct lspo_lsp_check *report)
+struct lsp_check_matrix lsp_check_matrix_at(struct lspo_model *m, int k)
 {
-	int n = 0;
-	for (int k = 0; k < o->nmats; k++)
-		n += o->mats[k].proj == p;
-	const float **grads = calloc(n ? n : 1, sizeof(*grads));
-	float **M = calloc(n ? n : 1, sizeof(*M)), **V = calloc(n ? n : 1, sizeof(*V));
-	if (!grads || !M || !V) {
-		free(grads); free(M); free(V);
-		LSPO_FAIL(LSPO_ENOMEM, "lsp check: out of memory");
-	}
-	n = 0;
-	for (int k = 0; k < o->nmats; k++)
-		if (o->mats[k].proj == p) {
-			struct lsp_matrix *mx = &o->mats[k];
-			grads[n] = o->calib + o->calib_offset[k];
-			M[n] = mx->host + 2 * (size_t)mx->d * mx->d;
-			V[n] = mx->host + 3 * (size_t)mx->d * mx->d;
-			starpu_data_acquire(mx->M, STARPU_RW);
-			starpu_data_acquire(mx->V, STARPU_RW);
-			n++;
-		}
-	struct lspo_proj_refresh_opts ro = lspo_proj_refresh_opts_default();
-	ro.alpha = o->o.lsp_alpha;
-	ro.init = o->o.lsp_init;
-	ro.learn = o->o.learn;
-	ro.seed = o->o.seed * 1000003u + (uint64_t)m->step * 7919u + (uint64_t)seq;
-	struct lspo_proj_refresh_report rep;
-	int rc = lspo_proj_maybe_refresh(p, grads, n, NULL, 0, &ro, M, V, n, &rep);
-	for (int k = 0; k < o->nmats; k++)
-		if (o->mats[k].proj == p) {
-			starpu_data_release(o->mats[k].M);
-			starpu_data_release(o->mats[k].V);
-		}
-	free(grads); free(M); free(V);
-	if (!rc && seq >= o->checks_cap) {
-		int cap = seq + 16;
-		struct lspo_lsp_pair_check *nc = realloc(o->checks, sizeof(*nc) * (size_t)cap);
-		if (!nc)
-			LSPO_FAIL(LSPO_ENOMEM, "lsp check: out of memory");
-		o->checks = nc;
-		o->checks_cap = cap;
-	}
-	if (!rc) {
-		report->err_before += rep.err_check * n;
-		report->err_after += rep.err_after * n;
-		report->refreshed += rep.refreshed;
-		report->accepted += rep.outcome == LSPO_PROJ_LEARNED;
-		report->rejected += rep.outcome == LSPO_PROJ_REJECTED_KEPT
-		                    || rep.outcome == LSPO_PROJ_REJECTED_RANDOM;
-		report->nmatrices += n;
-		o->checks[seq] = (struct lspo_lsp_pair_check){
-			.pair = seq, .nmatrices = n, .m = p->m, .n = p->n, .d = p->d, .outcome = rep.outcome,
-			.err_before = rep.err_check, .err_after = rep.err_after, .err_candidate = rep.err_candidate,
-			.captured_before = rep.captured_before, .captured_after = rep.captured_after,
-			.captured_random = rep.captured_random,
-		};
-		report->npairs = seq + 1;
-		report->pairs = o->checks;
-	}
-	return rc;
+	struct lsp_matrix *mx = &((struct offload *)m->mode)->mats[k];
+	return (struct lsp_check_matrix){ .proj = mx->proj, .tensor = mx->tensor, .layer = mx->layer, .m = mx->m,
+	                                  .n = mx->n, .d = mx->d, .transposed = mx->orient != ORIENT_IN_OUT,
+	                                  .M = mx->M, .V = mx->V };
 }
 
-/* calib += (or =, first) the dense gradients of the compressed matrices,
- * in the (in, out) form the projectors see. */
-static int add_calibration(struct lspo_model *m, struct offload *o, int first)
+const struct lspo_offload_opts *lsp_check_opts(const struct lspo_model *m)
 {
-	if (!o->calib) {
-		size_t total = 0;
-		o->calib_offset = malloc((o->nmats ? o->nmats : 1) * sizeof(*o->calib_offset));
-		for (int k = 0; o->calib_offset && k < o->nmats; k++) {
-			o->calib_offset[k] = total;
-			total += (size_t)o->mats[k].m * o->mats[k].n;
-		}
-		o->calib = o->calib_offset ? malloc((total ? total : 1) * sizeof(float)) : NULL;
-		if (!o->calib)
-			LSPO_FAIL(LSPO_ENOMEM, "lsp check: cannot allocate %zu MiB of calibration gradients",
-			          total * sizeof(float) >> 20);
-	}
-	for (int k = 0; k < o->nmats; k++) {
-		struct lsp_matrix *mx = &o->mats[k];
-		size_t len = (size_t)mx->m * mx->n;
-		const float *src = m->grads + m->layout.tensors[mx->tensor].offset;
-		float *dst = o->calib + o->calib_offset[k];
-		starpu_data_acquire(m->hg[mx->tensor], STARPU_R);
-		if (mx->orient == ORIENT_IN_OUT) {
-			for (size_t i = 0; i < len; i++)
-				dst[i] = first ? src[i] : dst[i] + src[i];
-		} else {   /* stored (out, in) = (n, m) */
-			for (int i = 0; i < mx->m; i++)
-				for (int j = 0; j < mx->n; j++) {
-					float g = src[(size_t)j * mx->m + i];
-					float *x = &dst[(size_t)i * mx->n + j];
-					*x = first ? g : *x + g;
-				}
-		}
-		starpu_data_release(m->hg[mx->tensor]);
-	}
-	return LSPO_OK;
+	return &((const struct offload *)m->mode)->o;
 }
 
-int lspo_model_lsp_check(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int nbatches,
-                         struct lspo_lsp_check *report)
+struct lsp_learn **lsp_check_state(struct lspo_model *m)
 {
-	struct offload *o = m->mode;
-	memset(report, 0, sizeof(*report));
-	if (m->mode_id != LSPO_MODE_LSP || !o)
-		LSPO_FAIL(LSPO_EINVAL, "lspo_model_lsp_check: the model is not in lsp mode");
+	return &((struct offload *)m->mode)->learn;
+}
+
+/* Full weight gradients of the calibration batches, as the native graph
+ * forms them, summed (as the reference code does) by tasks. */
+static int lsp_calibrate(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int nbatches,
+                         const char *what)
+{
+	if (m->mode_id != LSPO_MODE_LSP || !m->mode)
+		LSPO_FAIL(LSPO_EINVAL, "%s: the model is not in lsp mode", what);
 	if (nbatches < 1)
-		LSPO_FAIL(LSPO_EINVAL, "lspo_model_lsp_check: %d calibration batches", nbatches);
-	/* Full weight gradients of the calibration batches, as the native graph
-	 * forms them, summed (as the reference code does). */
+		LSPO_FAIL(LSPO_EINVAL, "%s: %d calibration batches", what, nbatches);
+	TRY(lsp_learn_flush(m));
 	int rc = LSPO_OK;
 	model_use_native(m);
 	for (int b = 0; b < nbatches && !rc; b++) {
 		size_t at = (size_t)b * m->N;
 		rc = model_dense_grads(m, inputs + at, targets + at);
 		if (!rc)
-			rc = add_calibration(m, o, b == 0);
+			rc = lsp_learn_calib_add(m, b);
 	}
 	use_offload_hooks(m, LSPO_MODE_LSP);
-	for (int i = 0; i < lspo_proj_registry_count(o->reg) && !rc; i++)
-		rc = check_pair(m, o, lspo_proj_registry_at(o->reg, i), i, report);
-	if (report->nmatrices) {
-		report->err_before /= report->nmatrices;
-		report->err_after /= report->nmatrices;
-	}
 	return rc;
+}
+
+int lspo_model_lsp_check(struct lspo_model *m, const int32_t *inputs, const int32_t *targets, int nbatches,
+                         struct lspo_lsp_check *report)
+{
+	memset(report, 0, sizeof(*report));
+	TRY(lsp_calibrate(m, inputs, targets, nbatches, "lspo_model_lsp_check"));
+	return lsp_learn_check(m, 0, report);
+}
+
+int lspo_model_lsp_check_start(struct lspo_model *m, const int32_t *inputs, const int32_t *targets,
+                               int nbatches, int lag, struct lspo_lsp_check *report)
+{
+	memset(report, 0, sizeof(*report));
+	if (lag < 1)
+		LSPO_FAIL(LSPO_EINVAL, "lspo_model_lsp_check_start: lag %d (expected >= 1)", lag);
+	TRY(lsp_calibrate(m, inputs, targets, nbatches, "lspo_model_lsp_check_start"));
+	return lsp_learn_check(m, lag, report);
+}
+
+int lspo_model_lsp_learn_advance(struct lspo_model *m, int *published, struct lspo_lsp_check *report)
+{
+	*published = 0;
+	if (m->mode_id != LSPO_MODE_LSP || !m->mode)
+		return LSPO_OK;
+	return lsp_learn_advance(m, published, report);
 }

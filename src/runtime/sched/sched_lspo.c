@@ -17,7 +17,8 @@
 
 #include "sched_lspo.h"
 
-enum cls { C_HEAD = 0, C_BWD, C_LCFS, C_FWD, C_OTHER, C_FCFS, NCLS };
+/* C_IDLE: projector learning (issue 12), only on a worker nothing else wants. */
+enum cls { C_HEAD = 0, C_BWD, C_LCFS, C_FWD, C_OTHER, C_FCFS, C_IDLE, NCLS };
 enum place { P_ANY = 0, P_ACCEL, P_CPU, NPLACE };
 
 /* ------------------------------------------------------------------------ */
@@ -73,6 +74,8 @@ struct lspo_sched {
 	int fwd_popped;                /* a fwd task was popped since the last bwd pop */
 	int bwd_live;                  /* bwd tasks pushed and not yet retired */
 	int retire[STARPU_NMAXWORKERS];/* bwd tasks a worker ran, retired at its next pop */
+	atomic_int running[2];         /* tasks popped and not yet done: [0] others, [1] C_IDLE */
+	int idle_ok;                   /* pick may hand out C_IDLE tasks (set by pop) */
 
 	/* Estimates for the automatic cut (microseconds, per layer). */
 	int fwd_pushed;                /* a fwd task was pushed since the last bwd push */
@@ -174,6 +177,8 @@ static void init_sched(unsigned ctx)
 	for (int c = 0; c < NCLS; c++)
 		starpu_task_list_init(&s->q[c]);
 	atomic_init(&s->nqueued, 0);
+	atomic_init(&s->running[0], 0);
+	atomic_init(&s->running[1], 0);
 	STARPU_PTHREAD_MUTEX_INIT(&s->lock, NULL);
 	s->opts_version = lspo_sched_opts_snapshot(&s->opts);
 	s->auto_cut = -1;
@@ -298,6 +303,8 @@ static int push_task(struct starpu_task *task)
 	int delayed = 0, trigger = 0;
 	if (st == LSPO_STAGE_FWD) {
 		c = C_FWD;
+	} else if (st == LSPO_STAGE_LEARN) {
+		c = C_IDLE;
 	} else if (st == LSPO_STAGE_BWD || st == LSPO_STAGE_RECOMPUTE) {
 		c = C_BWD;   /* a checkpointed block's forward again, on the backward's path */
 	} else if (is_pipeline_stage(st) && layer >= 0) {
@@ -384,7 +391,7 @@ static int may_take(const struct lspo_sched *s, uintptr_t v, int cpu, int strict
 static struct starpu_task *pick(struct lspo_sched *s, unsigned worker, int cpu, int strict)
 {
 	for (int c = 0; c < NCLS; c++) {
-		if (s->nplace[c][P_ANY] + s->nplace[c][cpu ? P_CPU : P_ACCEL] == 0)
+		if (s->nplace[c][P_ANY] + s->nplace[c][cpu ? P_CPU : P_ACCEL] == 0 || (c == C_IDLE && !s->idle_ok))
 			continue;
 		for (struct starpu_task *t = starpu_task_list_begin(&s->q[c]);
 		     t != starpu_task_list_end(&s->q[c]); t = starpu_task_list_next(t)) {
@@ -430,6 +437,10 @@ static struct starpu_task *pop_task(unsigned ctx)
 		s->retire[worker] = 0;
 		wake = s->bwd_live == 0 && s->ndelayed > 0;
 	}
+	/* Learning fills idle workers: while other tasks run, one worker stays
+	 * out of it, free for the next backward or apply. */
+	s->idle_ok = atomic_load(&s->running[0]) == 0
+	             || atomic_load(&s->running[1]) < (int)starpu_sched_ctx_get_nworkers(ctx) - 1;
 	struct starpu_task *task = pick(s, worker, cpu, 1);
 	if (!task && s->ndelayed > 0 && s->bwd_live == 0)
 		task = pick(s, worker, cpu, 0);   /* no backward left to wait for */
@@ -440,6 +451,7 @@ static struct starpu_task *pop_task(unsigned ctx)
 		atomic_fetch_sub(&s->nqueued, 1);
 		if (v & TI_DELAYED)
 			s->ndelayed--;
+		atomic_fetch_add(&s->running[c == C_IDLE], 1);
 		enum lspo_stage st = ti_stage(v);
 		if (st == LSPO_STAGE_FWD) {
 			s->fwd_popped = 1;
@@ -463,9 +475,12 @@ static struct starpu_task *pop_task(unsigned ctx)
 static void post_exec_hook(struct starpu_task *task, unsigned ctx)
 {
 	uintptr_t v = ti(task);
-	if (!(v & TI_VALID) || ti_stage(v) != LSPO_STAGE_BWD)
+	if (!(v & TI_VALID))
 		return;
 	struct lspo_sched *s = starpu_sched_ctx_get_policy_data(ctx);
+	atomic_fetch_sub(&s->running[ti_cls(v) == C_IDLE], 1);
+	if (ti_stage(v) != LSPO_STAGE_BWD)
+		return;
 	int w = starpu_worker_get_id();
 	STARPU_PTHREAD_MUTEX_LOCK(&s->lock);
 	if (w >= 0)

@@ -20,6 +20,7 @@
  *   reduce of any layer            -> HEAD  (sums across MPI ranks, engine/dp.c)
  *   upd, upload, apply of layer >= cut -> FCFS
  *   proj .. apply of layer < cut -> LCFS
+ *   stage learn                  -> IDLE
  *   anything else (a name that is not a tag, another stage such as check,
  *   layer > LSPO_SCHED_MAX_LAYER, or a step-level pipeline stage such as
  *   "clip_scale:upd") -> OTHER
@@ -37,6 +38,10 @@
  *   6. FCFS   first come, first served: the deep layers' update pipeline,
  *             which runs in the gaps (CPU workers have nothing else to run
  *             but LCFS upds and OTHER tasks, so deep upds start at once).
+ *   7. IDLE   stage learn (projector learning, issue 12), FIFO: only when
+ *             nothing else is queued, and while other tasks run at most
+ *             (workers - 1) at once, so a worker stays free for the
+ *             backward or an apply the next forward needs.
  * Placement: fwd, bwd, proj and apply go only to non-CPU workers when one
  * of the context's accelerators can run the task; so does upd (native
  * AdamW stays with its data), while the offloaded updates (subspace Adam,
