@@ -764,6 +764,62 @@ int lspo_st_check_finite(const char *path);
 uint32_t lspo_crc32c(uint32_t crc, const void *data, size_t n);
 int lspo_file_crc32c(const char *path, uint32_t *crc, uint64_t *bytes);
 
+
+/* ------------------------------------------------------------------------ */
+/* Data parallelism over MPI ranks (StarPU-MPI; src/engine/dp.c)            */
+
+/* `mpirun -np N lspo train`: every rank holds a replica of the model and its
+ * own StarPU workers and trains on its share of each global batch.  As soon
+ * as a layer's backward has formed its gradients, the engine submits their
+ * sum across ranks into the same task graph (a ring all-reduce: pack, N-1
+ * reduce-scatter and N-1 all-gather exchanges of StarPU-MPI requests,
+ * unpack; tasks tagged with the `reduce` stage), so the traffic overlaps the
+ * backward of the layers below.  native and zero reduce the full gradients;
+ * lsp reduces G_hat (d, d) of the compressed matrices and the full gradients
+ * of the rest.  Each rank sends 2 (N-1)/N of the reduced payload per step.
+ * Use:
+ *   1. lspo_dp_create (initialises MPI) before lspo_ctx_create;
+ *   2. lspo_dp_start after it (StarPU-MPI), lspo_model_set_dp on the model;
+ *   3. every rank runs the same steps on its rows of the global batch;
+ *   4. lspo_model_free, lspo_dp_stop, lspo_ctx_destroy, lspo_dp_free.
+ * Builds without StarPU-MPI return LSPO_ENOTSUP from create. */
+struct lspo_dp;
+
+/* 1 if this build has StarPU-MPI. */
+int lspo_dp_available(void);
+/* 1 if the environment says an MPI launcher (mpirun, srun --mpi=pmix/pmi2)
+ * started this process (LSPO_MPI=0 or 1 overrides). */
+int lspo_dp_launched(void);
+/* MPI_Init_thread (MPI_THREAD_SERIALIZED); rank and size of MPI_COMM_WORLD. */
+int lspo_dp_create(struct lspo_dp **out);
+int lspo_dp_rank(const struct lspo_dp *dp);
+int lspo_dp_size(const struct lspo_dp *dp);
+/* Starts StarPU-MPI on the running StarPU (after lspo_ctx_create). */
+int lspo_dp_start(struct lspo_dp *dp);
+/* From now on the model's steps reduce their gradients across the ranks,
+ * its loss is the mean over the global batch and its gradient the global
+ * batch's.  A size-1 dp changes nothing. */
+int lspo_model_set_dp(struct lspo_model *model, struct lspo_dp *dp);
+/* Collective: *value = the largest of the ranks' values. */
+int lspo_dp_agree_max(struct lspo_dp *dp, long *value);
+/* Collective: checksums the parameters on every rank and compares them;
+ * LSPO_EINVAL naming the ranks and checksums when the replicas differ. */
+int lspo_dp_check_params(struct lspo_dp *dp, struct lspo_model *model, long step);
+/* Bytes this rank sent to other ranks since lspo_dp_start: the gradient
+ * reduction (measured: what its requests carried), its analytic volume
+ * (2 (N-1)/N x payload), the payload reduced, and the small exchanges
+ * (batch counts, losses, checksums, agreements). */
+struct lspo_dp_bytes {
+	double reduce, reduce_analytic, payload, control;
+};
+void lspo_dp_bytes(const struct lspo_dp *dp, struct lspo_dp_bytes *out);
+/* Stops StarPU-MPI (before lspo_ctx_destroy).  NULL is a no-op. */
+void lspo_dp_stop(struct lspo_dp *dp);
+/* MPI_Finalize and free.  NULL is a no-op. */
+void lspo_dp_free(struct lspo_dp *dp);
+/* Ends the processes of every rank (MPI_Abort): for tools, when one rank
+ * fails while the others may wait for it. */
+void lspo_dp_abort(struct lspo_dp *dp, int code);
 /* ------------------------------------------------------------------------ */
 /* Memory: the analytic footprint of a run, and what StarPU allocated       */
 /* (issue 13).                                                              */

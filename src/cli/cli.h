@@ -73,4 +73,11 @@ int job_check_model_size(const char *cmd, const struct lspo_model_config *cfg, d
 int job_config_expand(const char *cmd, int argc, char **argv, int *nargc, char ***nargv, char ***owned);
 void job_config_free(char **nargv, char **argv, char **owned);
 
+/* Data parallel runs (dp_watch.c): a rank without progress (a beat) for
+ * `seconds` stops every rank.  No-op (out NULL) for one rank or seconds <= 0. */
+struct dp_watch;
+int dp_watch_start(struct lspo_dp *dp, double seconds, struct dp_watch **out);
+void dp_watch_beat(struct dp_watch *w);   /* NULL: no-op */
+void dp_watch_stop(struct dp_watch *w);   /* NULL: no-op */
+
 #endif

@@ -2,6 +2,7 @@
  * cmd_train.c - `lspo train` and `lspo eval`: training and evaluation of any model
  * from HF checkpoints and llm.c token shards, one line per step.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -22,7 +24,7 @@ struct run_opts {
 	long seed;
 	long save_every, keep, max_bad_steps;
 	long grad_accum, ckpt_every;   /* micro-batches per step; checkpointing every N blocks (0: off) */
-	double save_every_min;
+	double save_every_min, rank_timeout;
 	int resume_override, resume_auto;
 	int lsp_learn_async;      /* --lsp-learn async (issue 12) */
 	long lsp_learn_lag;       /* --lsp-learn-lag: steps from a check to its effect; 0: half of
@@ -40,7 +42,7 @@ static void run_opts_default(struct run_opts *o)
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
 		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
-		.off = lspo_offload_opts_default(), .dtype = "fp32" };
+		.off = lspo_offload_opts_default(), .dtype = "fp32", .rank_timeout = 1800 };
 }
 
 #define STATE_FILE "train_state.safetensors"
@@ -124,6 +126,8 @@ static const char train_help[] =
 	"                     nothing; stop after N such steps in a row (default 3)\n"
 	"  --log FILE         also write the per-step lines as CSV (flushed every step);\n"
 	"                     lsp: each check's per-pair figures go to FILE.checks.csv\n"
+	"  --rank-timeout S   under mpirun/srun: a rank without progress (a step, check or\n"
+	"                     save) for S seconds stops every rank (default 1800; 0 = never)\n"
 	"  --config FILE      options from a JSON object {\"batch\": 8, \"lr\": 1e-4, ...};\n"
 	"                     the command line overrides them\n"
 	"SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 end the run after the current step with a\n"
@@ -144,7 +148,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG, O_RANKTIMEOUT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -167,7 +171,7 @@ static const struct option train_options[] = {
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
 	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
 	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "lsp-learn", 1, 0, O_LSPLEARN },
-	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { 0 } };
+	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
 static int sched_options(const char *cmd, const struct run_opts *o)
@@ -279,6 +283,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 				bad = cli_parse_int("--checkpoint-activations", k, 1, 1 << 20, &o->ckpt_every);
 			break;
 		}
+		case O_RANKTIMEOUT: bad = cli_parse_float("--rank-timeout", optarg, 0, 1e9, &o->rank_timeout); break;
 		case O_HELP:
 			printf("%s" CTX_HELP, strcmp(cmd, "train") ? eval_help : train_help);
 			return CLI_OK;
@@ -350,6 +355,10 @@ struct run {
 	char *run_json;           /* the manifest's "run": what must match on resume */
 	char *config_json;        /* the effective options, saved as train_config.json */
 	long check_step;          /* lsp, async: the step of the check learning in the background */
+	struct lspo_dp *dp;       /* under mpirun/srun: the ranks (NULL: one process) */
+	int32_t *ginputs, *gtargets;   /* data parallel: the global batch */
+	char *rank_trace;         /* data parallel: rank k > 0 traces into TRACE/rank-k */
+	struct dp_watch *watch;   /* data parallel: --rank-timeout */
 };
 
 static void run_free(struct run *r)
@@ -360,7 +369,13 @@ static void run_free(struct run *r)
 	lspo_model_free(r->model);
 	lspo_shard_close(r->train);
 	lspo_shard_close(r->val);
+	dp_watch_stop(r->watch);
+	lspo_dp_stop(r->dp);
 	lspo_ctx_destroy(r->ctx);
+	lspo_dp_free(r->dp);
+	free(r->ginputs);
+	free(r->gtargets);
+	free(r->rank_trace);
 	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
@@ -487,9 +502,12 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 		return rc == LSPO_EINVAL ? CLI_USAGE : CLI_FAIL;
 	}
 	job_signals_install();   /* again: StarPU may have taken SIGINT */
+	if (r->dp && lspo_dp_start(r->dp))
+		return CLI_FAIL;
 	if (lspo_model_create_dtype(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, o->dt, &r->model)
 	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
-	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every)))
+	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every))
+	    || lspo_model_set_dp(r->model, r->dp))
 		return CLI_FAIL;
 	return CLI_OK;
 }
@@ -510,6 +528,26 @@ static int next_batch(struct lspo_loader *ld, size_t bt, int32_t *inputs, int32_
 	if (counted)
 		*counted = n;
 	return rc;
+}
+
+/* Ranks (1 without data parallelism). */
+static int nranks(const struct run *r) { return lspo_dp_size(r->dp); }
+
+/* The next `rows` training or calibration rows of this rank: its loader
+ * draws the global batch (ranks x rows, as one process with that batch
+ * would) and rank k keeps rows k rows .. (k + 1) rows - 1. */
+static int draw(struct run *r, const struct run_opts *o, struct lspo_loader *ld, long rows, int32_t *inputs,
+                int32_t *targets)
+{
+	size_t bt = (size_t)rows * o->seq, n = (size_t)nranks(r);
+	if (n == 1)
+		return next_batch(ld, bt, inputs, targets, NULL);
+	if (next_batch(ld, bt * n, r->ginputs, r->gtargets, NULL))
+		return 1;
+	size_t at = bt * (size_t)lspo_dp_rank(r->dp);
+	memcpy(inputs, r->ginputs + at, bt * sizeof(int32_t));
+	memcpy(targets, r->gtargets + at, bt * sizeof(int32_t));
+	return 0;
 }
 
 /* Mean loss over nbatches batches of [begin, end) of a shard. */
@@ -559,10 +597,10 @@ static int lsp_check(struct run *r, const struct run_opts *o, size_t train_end, 
 	size_t end = r->val ? lspo_shard_ntokens(r->val) : lspo_shard_ntokens(r->train);
 	size_t bt = (size_t)o->batch * o->seq, nb = (size_t)o->calib_batches;
 	int32_t *in = malloc(nb * bt * sizeof(int32_t)), *tg = malloc(nb * bt * sizeof(int32_t));
-	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch, (int)o->seq,
+	int rc = !in || !tg || lspo_loader_create(s, (int)o->batch * nranks(r), (int)o->seq,
 	                                          (uint64_t)o->seed + 1000 + (uint64_t)step, begin, end, &ld);
 	for (size_t b = 0; !rc && b < nb; b++)
-		rc = next_batch(ld, bt, in + b * bt, tg + b * bt, NULL);
+		rc = draw(r, o, ld, o->batch, in + b * bt, tg + b * bt);
 	struct lspo_lsp_check rep;
 	if (!rc)
 		rc = o->lsp_learn_async
@@ -692,7 +730,10 @@ static int describe_run(struct run *r, const struct run_opts *o)
 {
 	json_t *data = data_identity(r->train, o->data);
 	json_t *val = r->val ? data_identity(r->val, o->val) : json_null();
-	json_t *tr = data && val ? json_pack("{s:I, s:I, s:I, s:s, s:s, s:f, s:o, s:o}", "batch", (json_int_t)o->batch,
+	/* the global batch: a run on N ranks continues one on M ranks when N x
+	 * --batch is the same (the loader draws the same rows) */
+	json_t *tr = data && val ? json_pack("{s:I, s:I, s:I, s:s, s:s, s:f, s:o, s:o}", "batch",
+	                                     (json_int_t)o->batch * nranks(r),
 	                                     "seq", (json_int_t)o->seq, "seed", (json_int_t)o->seed, "mode", o->mode,
 	                                     "offload-dtype", o->offload_dtype, "val-fraction", o->val_fraction,
 	                                     "data", data, "val", val) : NULL;
@@ -862,7 +903,7 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 		}
 	}
 	for (long s = 0; !rc && s < *start; s++)
-		if (next_batch(r->train_loader, (size_t)o->grad_accum * o->batch * o->seq, r->inputs, r->targets, NULL))
+		if (draw(r, o, r->train_loader, o->grad_accum * o->batch, r->inputs, r->targets))
 			rc = CLI_FAIL;
 	if (!rc) {
 		r->saved_step = *start;
@@ -879,6 +920,12 @@ static int save(struct run *r, const struct run_opts *o, long step)
 {
 	if (step == r->saved_step)
 		return CLI_OK;
+	if (lspo_dp_check_params(r->dp, r->model, step))   /* the replicas agree on what is saved */
+		return CLI_FAIL;
+	if (lspo_dp_rank(r->dp) > 0) {   /* rank 0 writes the checkpoints */
+		r->saved_step = step;
+		return CLI_OK;
+	}
 	const char *tmp;
 	if (lspo_ckptdir_begin(r->ckpt, step, &tmp))
 		return CLI_FAIL;
@@ -993,6 +1040,47 @@ static void print_run_memory(void)
 }
 
 #define LOG_HEADER "step,loss,lr,grad_norm,ms,tokens_per_s,bytes_d2h,bytes_h2d,peak_device_bytes,evicted_bytes,refetched_bytes"
+/* data parallel: the bytes this rank sent to the others in the step */
+#define LOG_HEADER_DP LOG_HEADER ",bytes_ranks"
+
+/* A signal any rank received (all ranks stop after the same step). */
+static int agreed_signal(struct run *r)
+{
+	long sig = job_signal_pending();
+	if (lspo_dp_agree_max(r->dp, &sig))
+		return -1;
+	return (int)sig;
+}
+
+/* Under mpirun or srun: MPI, and the roles of the ranks.  Rank 0 writes
+ * the checkpoints, the log and the step lines; the other ranks print only
+ * errors.  With --trace every rank traces (StarPU-MPI's FxT sync points are
+ * collective): rank 0 into TRACE, rank k into TRACE/rank-k. */
+static int dp_begin(struct run *r, struct run_opts *o)
+{
+	if (!lspo_dp_launched())
+		return CLI_OK;
+	if (lspo_dp_create(&r->dp))
+		return CLI_FAIL;
+	if (lspo_dp_rank(r->dp) > 0) {
+		o->log = NULL;
+		if (o->ctx.trace_dir) {
+			if (asprintf(&r->rank_trace, "%s/rank-%d", o->ctx.trace_dir, lspo_dp_rank(r->dp)) < 0) {
+				r->rank_trace = NULL;
+				return CLI_FAIL;
+			}
+			if (mkdir(o->ctx.trace_dir, 0777) != 0 && errno != EEXIST) {
+				fprintf(stderr, "lspo train: --trace %s: cannot create it: %s\n", o->ctx.trace_dir,
+				        strerror(errno));
+				return CLI_FAIL;
+			}
+			o->ctx.trace_dir = r->rank_trace;
+		}
+		if (!freopen("/dev/null", "w", stdout))
+			return CLI_FAIL;
+	}
+	return CLI_OK;
+}
 
 static int train(int argc, char **argv)
 {
@@ -1003,9 +1091,9 @@ static int train(int argc, char **argv)
 		return rc;
 	job_signals_install();
 	struct run r = { .saved_step = -1 };
-	if ((rc = resolve_model(&r, &o)) || (rc = check_paths(&r, &o)))
+	if ((rc = dp_begin(&r, &o)) || (rc = resolve_model(&r, &o)) || (rc = check_paths(&r, &o)))
 		goto out;
-	if (o.save && lspo_ckptdir_open(o.save, (int)o.keep, &r.ckpt)) {
+	if (o.save && lspo_dp_rank(r.dp) == 0 && lspo_ckptdir_open(o.save, (int)o.keep, &r.ckpt)) {
 		fprintf(stderr, "lspo train: --save %s: cannot save there\n", o.save);
 		rc = CLI_FAIL;
 		goto out;
@@ -1033,21 +1121,33 @@ static int train(int argc, char **argv)
 	if ((rc = describe_run(&r, &o)) || (rc = effective_config(&r, argc, argv)))
 		goto out;
 	rc = CLI_FAIL;
-	/* A step's K micro-batches are the rows of one batch of K B, in order. */
-	if (lspo_loader_create(r.train, (int)(o.grad_accum * o.batch), (int)o.seq, (uint64_t)o.seed, 0, train_end,
+	if (nranks(&r) > 1) {
+		size_t gbt = (size_t)nranks(&r) * o.grad_accum * o.batch * o.seq;
+		r.ginputs = malloc(gbt * sizeof(int32_t));
+		r.gtargets = malloc(gbt * sizeof(int32_t));
+		if (!r.ginputs || !r.gtargets)
+			goto out;
+	}
+	/* A step's K micro-batches are the rows of one batch of K B, in order;
+	 * on N ranks the loader draws N K B rows and rank k takes the k-th K B. */
+	if (lspo_loader_create(r.train, (int)(o.grad_accum * o.batch) * nranks(&r), (int)o.seq, (uint64_t)o.seed, 0,
+	                       train_end,
 	                       &r.train_loader))
 		goto out;
 	long start = 0;
 	if (r.resuming && (rc = resume(&r, &o, &start)))
 		goto out;
 	rc = CLI_FAIL;
-	if (o.log && job_log_open(o.log, LOG_HEADER, start, &r.log))
+	if (o.log && job_log_open(o.log, nranks(&r) > 1 ? LOG_HEADER_DP : LOG_HEADER, start, &r.log))
 		goto out;
 	printf("lspo train: %s, %s, %d layers, %d heads, n_embd %d, vocab %d; B %ld, T %ld, %ld steps, "
 	       "mode %s, policy %s, %d CPU + %d CUDA workers\n", r.model_dir, lspo_family_name(r.cfg.family),
 	       r.cfg.n_layer, r.cfg.n_head,
 	       r.cfg.n_embd, r.cfg.vocab_size, o.batch, o.seq, o.steps, o.mode, lspo_ctx_sched(r.ctx),
 	       lspo_ctx_ncpus(r.ctx), lspo_ctx_ncuda(r.ctx));
+	if (nranks(&r) > 1)
+		printf("data parallel: %d ranks x batch %ld = global batch %ld; gradients summed by a ring "
+		       "all-reduce per layer (StarPU-MPI)\n", nranks(&r), o.batch, o.batch * nranks(&r));
 	if (o.grad_accum > 1)
 		printf("gradient accumulation: %ld micro-batches of %ld sequences per optimizer step\n", o.grad_accum,
 		       o.batch);
@@ -1073,10 +1173,15 @@ static int train(int argc, char **argv)
 	       "host->device %.3f MB (%.0f B)\n", vd2h / 1e6, vd2h, vh2d / 1e6, vh2d);
 	print_footprint(&r, &o);
 	fflush(stdout);
+	if (dp_watch_start(r.dp, o.rank_timeout, &r.watch))
+		goto out;
 	double last_save = now_s();
-	long bad = 0;
+	long bad = 0, dp_steps = 0;
+	struct lspo_dp_bytes dpb0, dpb1, dp_steps_bytes = { 0 };
 	for (long s = start + 1; s <= o.steps; s++) {
-		int sig = job_signal_pending();
+		int sig = agreed_signal(&r);
+		if (sig < 0)
+			goto out;
 		if (sig) {   /* arrived before the first step: nothing new to save */
 			printf("lspo: %s before step %ld: stopping (exit 75; resume with --resume)\n",
 			       job_signal_name(sig), s);
@@ -1092,11 +1197,20 @@ static int train(int argc, char **argv)
 		if (o.off.mode == LSPO_MODE_LSP && o.check_freq > 0 && (s - 1) % o.check_freq == 0
 		    && (lsp_check(&r, &o, train_end, s) || (async && lsp_learn_step(&r, &o, s))))
 			goto out;
+		dp_watch_beat(r.watch);
 		opt.lr = (float)lspo_lr_at(&sched, s);
-		if (next_batch(r.train_loader, (size_t)o.grad_accum * o.batch * o.seq, r.inputs, r.targets, NULL)
+		lspo_dp_bytes(r.dp, &dpb0);
+		if (draw(&r, &o, r.train_loader, o.grad_accum * o.batch, r.inputs, r.targets)
 		    || lspo_model_train_step_accum(r.model, r.inputs, r.targets, (int)o.grad_accum, &opt, &st))
 			goto out;
-		double tps = (double)o.grad_accum * o.batch * o.seq / st.seconds;
+		dp_watch_beat(r.watch);
+		lspo_dp_bytes(r.dp, &dpb1);
+		double ranks_bytes = dpb1.reduce - dpb0.reduce;
+		dp_steps++;
+		dp_steps_bytes.reduce += ranks_bytes;
+		dp_steps_bytes.reduce_analytic += dpb1.reduce_analytic - dpb0.reduce_analytic;
+		dp_steps_bytes.payload += dpb1.payload - dpb0.payload;
+		double tps = (double)o.grad_accum * o.batch * nranks(&r) * o.seq / st.seconds;
 		struct lspo_mem_stats mem;
 		lspo_mem_get(&mem);
 		double peak = device_peak(&mem, 0);
@@ -1105,15 +1219,23 @@ static int train(int argc, char **argv)
 		       st.bytes_d2h / 1e6, st.bytes_h2d / 1e6, peak / 1048576.0);
 		if (mem.evicted > 0 || mem.refetched > 0)
 			printf(" (evicted %.2f MB, refetched %.2f MB)", mem.evicted / 1e6, mem.refetched / 1e6);
+		if (nranks(&r) > 1)
+			printf(" | ranks %.2f MB", ranks_bytes / 1e6);
 		printf("\n");
 		fflush(stdout);
 		if (r.log) {
-			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f,%.0f,%.0f,%.0f\n", st.step, st.loss, opt.lr,
+			fprintf(r.log, "%d,%.6f,%.6e,%.6f,%.3f,%.1f,%.0f,%.0f,%.0f,%.0f,%.0f", st.step, st.loss, opt.lr,
 			        st.grad_norm, st.seconds * 1e3, tps, st.bytes_d2h, st.bytes_h2d, peak, mem.evicted,
 			        mem.refetched);
+			if (nranks(&r) > 1)
+				fprintf(r.log, ",%.0f", ranks_bytes);
+			fprintf(r.log, "\n");
 			if (job_log_flush(o.log, r.log))
 				goto out;
 		}
+		if (nranks(&r) > 1 && o.check_freq > 0 && s % o.check_freq == 0
+		    && lspo_dp_check_params(r.dp, r.model, s))
+			goto out;
 		if (!isfinite(st.loss) || !isfinite(st.grad_norm)) {
 			const char *t = lspo_model_nonfinite_grad(r.model);
 			long limit = o.max_bad_steps > 0 ? o.max_bad_steps : 1;
@@ -1132,12 +1254,15 @@ static int train(int argc, char **argv)
 		} else {
 			bad = 0;
 		}
-		sig = job_signal_pending();
+		sig = agreed_signal(&r);
+		if (sig < 0)
+			goto out;
 		int due = (o.save_every > 0 && s % o.save_every == 0)
 		          || (o.save_every_min > 0 && now_s() - last_save >= 60 * o.save_every_min);
 		if (o.save && (due || sig) && s < o.steps) {
 			if (save(&r, &o, s))
 				goto out;
+			dp_watch_beat(r.watch);
 			last_save = now_s();
 		}
 		if (sig && s < o.steps) {   /* at the last step, the end of the run saves */
@@ -1165,8 +1290,23 @@ static int train(int argc, char **argv)
 	if (job_signal_pending())   /* nothing left to resume: a requeue would find nothing to do */
 		printf("lspo: %s during the last step: the run is complete%s\n",
 		       job_signal_name(job_signal_pending()), o.save ? " and saved" : "");
+	if (nranks(&r) > 1) {
+		struct lspo_dp_bytes all;
+		lspo_dp_bytes(r.dp, &all);
+		double k = dp_steps ? (double)dp_steps : 1.0;
+		printf("inter-rank bytes sent by rank %d: %.0f B per training step (ring all-reduce of %.0f B: "
+		       "analytic 2 (N-1)/N x payload = %.0f B, N = %d); run total %.0f B (reductions %.0f B "
+		       "incl. projector checks, control %.0f B)\n", lspo_dp_rank(r.dp), dp_steps_bytes.reduce / k,
+		       dp_steps_bytes.payload / k, dp_steps_bytes.reduce_analytic / k, nranks(&r),
+		       all.reduce + all.control, all.reduce, all.control);
+	}
 	rc = CLI_OK;
 out:
+	if (rc != CLI_OK && rc != CLI_TEMPFAIL && nranks(&r) > 1) {
+		/* the other ranks may be waiting for this one: end them all */
+		fprintf(stderr, "lspo train: rank %d failed (exit %d): stopping every rank\n", lspo_dp_rank(r.dp), rc);
+		lspo_dp_abort(r.dp, rc);
+	}
 	run_free(&r);
 	return rc;
 }

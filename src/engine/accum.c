@@ -99,6 +99,8 @@ int model_accum_set_batches(struct lspo_model *m, const int32_t *inputs, const i
 	m->ntargets = 0;
 	for (size_t i = 0; i < all; i++)
 		m->ntargets += !targets || targets[i] >= 0;
+	if (m->dp_hooks)   /* data parallel: the count of every rank's micro-batches */
+		TRY(m->dp_hooks->batch(m));
 	for (int k = 0; k < K; k++) {
 		struct micro *u = &m->accum->mb[k];
 		starpu_data_acquire(u->tokens, STARPU_W);
@@ -131,9 +133,11 @@ int model_accum_submit(struct lspo_model *m, int K)
 		m->targets_flat = u->targets_flat;
 		m->losses = u->losses;
 		m->accumulating = k > 0;
+		m->dp_defer = k < K - 1;   /* data parallel: reduce the sums, after the last */
 		rc = model_submit_gradients(m);
 	}
 	m->accumulating = 0;
+	m->dp_defer = 0;
 	m->tokens = tokens;
 	m->targets = targets;
 	m->targets_flat = flat;
@@ -152,6 +156,8 @@ double model_accum_mean_loss(struct lspo_model *m, int K)
 			sum += u->loss[i];
 		starpu_data_release(u->losses);
 	}
+	if (m->dp_hooks)
+		return m->dp_hooks->loss(m, sum);
 	return m->ntargets ? sum / m->ntargets : 0.0;
 }
 

@@ -326,6 +326,8 @@ void lspo_model_free(struct lspo_model *m)
 	if (!m)
 		return;
 	starpu_task_wait_for_all();
+	if (m->dp_hooks)
+		m->dp_hooks->free(m);
 	if (m->free_mode)
 		m->free_mode(m);
 	if (m->registered)
@@ -473,11 +475,16 @@ static int submit_forward(struct lspo_model *m)
 static int submit_backward(struct lspo_model *m)
 {
 	TRY(m->fam->head_bwd(m));
+	if (m->dp_hooks)   /* each layer's gradients go to the other ranks as soon as formed */
+		TRY(m->dp_hooks->reduce(m, m->cfg.n_layer));
 	for (int l = m->cfg.n_layer - 1; l >= 0; l--) {
 		TRY(model_recompute(m, l));   /* nothing without checkpointing */
 		TRY(m->fam->block_bwd(m, l));
+		if (m->dp_hooks)
+			TRY(m->dp_hooks->reduce(m, l));
 	}
-	return m->fam->embed_bwd(m);
+	TRY(m->fam->embed_bwd(m));
+	return m->dp_hooks ? m->dp_hooks->reduce(m, -1) : LSPO_OK;
 }
 
 /* Global norm of the gradients the optimizer will see -> m->clip = {norm, scale}. */
@@ -592,13 +599,14 @@ static int set_batch(struct lspo_model *m, const int32_t *inputs, const int32_t 
 	lspo_mem_host_wrote(m->tokens);   /* memstat.h: accelerators' copies are stale */
 	lspo_mem_host_wrote(m->targets);
 	lspo_mem_host_wrote(m->targets_flat);
-	return LSPO_OK;
+	return m->dp_hooks ? m->dp_hooks->batch(m) : LSPO_OK;
 }
 
 /* d(mean loss)/d(loss of one target). */
 static float dloss(const struct lspo_model *m)
 {
-	return m->ntargets ? 1.0f / m->ntargets : 0.0f;
+	int n = m->dp_hooks ? m->ntargets_all : m->ntargets;   /* over the global batch */
+	return n ? 1.0f / n : 0.0f;
 }
 
 static double mean_loss(struct lspo_model *m)
@@ -609,6 +617,8 @@ static double mean_loss(struct lspo_model *m)
 	for (int i = 0; i < m->N; i++)
 		sum += l[i];
 	starpu_data_release(m->losses);
+	if (m->dp_hooks)
+		return m->dp_hooks->loss(m, sum);
 	return m->ntargets ? sum / m->ntargets : 0.0;
 }
 

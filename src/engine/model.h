@@ -176,6 +176,22 @@ struct lspo_model {
 	 * micro-batch after a step's first adds its gradients to the others. */
 	int accumulating;
 	struct model_accum *accum;                     /* micro-batch inputs and losses */
+	/* Data parallelism (engine/dp.c): NULL in a single process. */
+	const struct model_dp_hooks *dp_hooks;
+	void *dp;
+	int ntargets_all;                              /* targets counted on all ranks */
+	int dp_defer;                                  /* a micro-batch before the step's last */
+};
+
+/* What data parallelism adds to a step (engine/dp.c): after set_batch,
+ * the global target count; after the backward of `layer` (-1: the
+ * embeddings, n_layer: the head), the reduction of its gradients; the
+ * global mean loss from this rank's sum; and freeing its state. */
+struct model_dp_hooks {
+	int (*batch)(struct lspo_model *m);
+	int (*reduce)(struct lspo_model *m, int layer);
+	double (*loss)(struct lspo_model *m, double sum);
+	void (*free)(struct lspo_model *m);
 };
 
 #define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
@@ -258,7 +274,11 @@ struct lsp_state {
 	float *M, *V;
 	starpu_data_handle_t hM, hV;
 	int *t;
+	int tensor, layer;                 /* the weight it compresses, its block */
+	starpu_data_handle_t ghat;         /* G_hat (d, d), written by the backward */
 };
+/* 1 while lsp's hooks form G_hat (not during a check's dense gradients). */
+int lsp_hooks_active(const struct lspo_model *m);
 int lsp_state_nmats(const struct lspo_model *m);
 struct lsp_state lsp_state_matrix(struct lspo_model *m, int k);
 int lsp_state_npairs(const struct lspo_model *m);

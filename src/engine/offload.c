@@ -514,7 +514,13 @@ struct lsp_state lsp_state_matrix(struct lspo_model *m, int k)
 	struct lsp_matrix *mx = &((struct offload *)m->mode)->mats[k];
 	size_t dd = (size_t)mx->d * mx->d;
 	return (struct lsp_state){ .d = mx->d, .M = mx->host + 2 * dd, .V = mx->host + 3 * dd,
-	                           .hM = mx->M, .hV = mx->V, .t = &mx->t };
+	                           .hM = mx->M, .hV = mx->V, .t = &mx->t, .tensor = mx->tensor,
+	                           .layer = mx->layer, .ghat = mx->ghat };
+}
+
+int lsp_hooks_active(const struct lspo_model *m)
+{
+	return m->mode_id == LSPO_MODE_LSP && m->linear_bwd == lsp_linear_bwd;
 }
 
 int lsp_state_npairs(const struct lspo_model *m)

@@ -113,7 +113,7 @@ static int is_accel_stage(enum lspo_stage st)
 static int is_pipeline_stage(enum lspo_stage st)
 {
 	return st == LSPO_STAGE_PROJ || st == LSPO_STAGE_OFFLOAD || st == LSPO_STAGE_UPD ||
-	       st == LSPO_STAGE_UPLOAD || st == LSPO_STAGE_APPLY;
+	       st == LSPO_STAGE_UPLOAD || st == LSPO_STAGE_APPLY || st == LSPO_STAGE_REDUCE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -312,7 +312,9 @@ static int push_task(struct starpu_task *task)
 		c = C_BWD;   /* a checkpointed block's forward again, on the backward's path */
 	} else if (is_pipeline_stage(st) && layer >= 0) {
 		int deep = layer >= cut_in_use(s);
-		if (!deep)
+		if (st == LSPO_STAGE_REDUCE)   /* the sums across ranks leave as soon as formed */
+			c = C_HEAD;
+		else if (!deep)
 			c = C_LCFS;
 		else if (st == LSPO_STAGE_PROJ || st == LSPO_STAGE_OFFLOAD)
 			c = C_HEAD;

@@ -17,6 +17,7 @@
  *   stage fwd                    -> FWD   (a layer-less "xent:fwd" sorts last)
  *   stage bwd                    -> BWD   (a layer-less one sorts first)
  *   proj, offload of layer >= cut -> HEAD  (the head of a deep layer's pipeline)
+ *   reduce of any layer            -> HEAD  (sums across MPI ranks, engine/dp.c)
  *   upd, upload, apply of layer >= cut -> FCFS
  *   proj .. apply of layer < cut -> LCFS
  *   stage learn                  -> IDLE
