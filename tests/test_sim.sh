@@ -12,7 +12,8 @@
 #     and lsp's step is shorter than zero's;
 #   - a Llama-family model's zero and lsp move their analytic volume too;
 #   - with --grad-accum 2 (and activation checkpointing) zero and lsp move
-#     one batch's volume per step, as without.
+#     one batch's volume per step, as without;
+#   - a projector check keeps the GPU busy (its learning chains stay there).
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -202,5 +203,14 @@ done
 "$lspo" plan --model "$out/774M" --mode lsp --batch 4 --seq 1024 --lsp-d 512 --dtype bf16 --checkpoint-activations \
   --gpu-mem 4096 > "$out/774M-small.plan" 2>&1
 echo "774M lsp, bf16, checkpointing, 4 GiB (analytic): $(grep '^fits:' "$out/774M-small.plan")"
+# Projector checks as tasks (issue 12): a check's learning chains stay on the
+# GPU, which is busy for most of the check (the calibration passes aside).
+run lsp-check --mode lsp --lsp-d 64 --lsp-r 8 --steps 8 --check-freq 4 --sched lspo
+if [ -s "$out/lsp-check.trace/tasks.csv" ]; then
+  busy=$(python3 "$top/bench/idle-share" "$out/lsp-check.trace/tasks.csv" \
+    | sed -n 's/.*before step 5:.*cuda busy \([0-9]*\) %.*/\1/p')
+  echo "lsp check before step 5: GPU busy ${busy:-?} %"
+  check "lsp check keeps the GPU busy (>= 50 %)" "[ '${busy:-0}' -ge 50 ]"
+fi
 [ $fail -eq 0 ] && echo "test_sim: all checks passed"
 exit $fail

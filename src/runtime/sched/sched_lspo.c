@@ -269,6 +269,11 @@ static int push_task(struct starpu_task *task)
 		place = P_ACCEL;
 	else if (st == LSPO_STAGE_UPD && first_cpu >= 0)
 		place = P_CPU;
+	/* A projector's learning is a chain of dependent small tasks on one
+	 * gradient: where an accelerator can run them they all stay there, since
+	 * a chain that alternates moves the gradient across the bus each time. */
+	if (st == LSPO_STAGE_LEARN && first_acc >= 0)
+		place = P_ACCEL;
 	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_upd_on_cpu())
 		place = P_CPU;   /* memory short: optimizer states stay home (sched_lspo_mem.c) */
 	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu
