@@ -42,8 +42,9 @@
  *             nothing else is queued, and while other tasks run at most
  *             (workers - 1) at once, so a worker stays free for the
  *             backward or an apply the next forward needs.
- * Placement: fwd, bwd, proj and apply go only to non-CPU workers when one
- * of the context's accelerators can run the task; so does upd (native
+ * Placement: fwd, bwd, proj, apply and learn go only to non-CPU workers when
+ * one of the context's accelerators can run the task (a learning chain that
+ * alternated would move its gradient across the bus each time); so does upd (native
  * AdamW stays with its data), while the offloaded updates (subspace Adam,
  * zero's AdamW) are restricted to CPU workers by their codelet or `where`
  * and go to CPU workers only; otherwise (CPU-only machine) any worker that
