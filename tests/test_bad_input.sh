@@ -91,6 +91,8 @@ expect 2 "check" "nothing to check" -- check
 for i in 1 2 3 4 5 6 7 8; do cat "$out/text.txt"; done > "$out/long.txt"
 "$lspo" tokenize --bytes "$out/long.txt" "$out/long.bin" > /dev/null || { echo "FAIL: tokenize long"; fail=1; }
 expect 2 "--lsp-targets" "unknown target 'q' for gpt2" -- train --model "$out/good" --data "$out/long.bin" --batch 2 --seq 16 --mode lsp --lsp-targets q
+expect 2 "--rank-timeout" "got '-3'" -- train --model "$out/good" --data "$out/long.bin" --batch 2 --seq 16 --rank-timeout -3
+expect 2 "--rank-timeout" "got 'abc'" -- train --model "$out/good" --data "$out/long.bin" --batch 2 --seq 16 --rank-timeout abc
 lsp="--data $out/long.bin --batch 2 --seq 16 --mode lsp --lsp-d 16 --lsp-r 4"
 "$lspo" train --model "$out/good" $lsp --steps 2 --save "$out/run" > /dev/null 2>&1 || { echo "FAIL: train --save"; fail=1; }
 # the manifest names the option that differs from the saved run's
