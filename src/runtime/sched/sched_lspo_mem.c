@@ -1,36 +1,41 @@
 /*
- * sched_lspo_mem.c - the lspo policy's memory awareness (issue 13), two
- * hooks sched_lspo.c calls:
+ * sched_lspo_mem.c - the lspo policy's memory awareness (issue 13), hooks
+ * sched_lspo.c calls:
  *
  *   at push: a task placed on an accelerator has its inputs prefetched to
  *     that accelerator's memory as soon as it is ready (as dm* policies do
  *     when they queue a task), so that fetches overlap the running task;
- *   after a task ran on an accelerator: each handle it used whose last use
- *     in a training step this is, as the previous step showed, is marked
- *     with starpu_data_wont_use.  StarPU then evicts it first, and a
- *     prefetch may evict it (prefetches evict nothing else), so memory held
- *     by what the rest of the step will not read (a block's activations
- *     after its backward, a layer's weights after its update) makes room
- *     for what the next tasks need.
- *
+ *   after a task ran on an accelerator: its handles are recorded, in order,
+ *     and when the plan made from the previous step says so, a handle is
+ *     marked with starpu_data_wont_use right after this use.  StarPU then
+ *     writes it back while the bus is idle and evicts it before anything
+ *     else; a prefetch may evict it (prefetches evict nothing else).
  *   placement: updates an accelerator or a CPU worker may run (native
  *     AdamW, the gradient norm's partial sums) go to CPU workers, as the
  *     offloaded updates do, so that optimizer states leave the accelerator
  *     (their home is host memory) and the step's gradients follow them.
  *
- * All three act only once an accelerator's memory was short (a step of
- * the run evicted: lspo_mem_short), and the hints only while it still is
- * (the last step evicted): wont_use also writes data back to its home,
- * which costs bus time when nothing needs the room.  With room to spare
- * the schedule is the policy's own.
+ * The plan (plan()) is Belady's rule applied to the previous step's
+ * accesses on the accelerator: with the accelerator's memory, what must go
+ * when a task's data do not fit is the data whose next use is farthest,
+ * and data whose next use only writes it (an activation after its
+ * backward, rewritten by the next forward) before anything.  StarPU's own
+ * choice is least recently used, which in a training step is the worst
+ * one: in the backward the least recently used activations are the
+ * shallow layers' from the forward, the very next ones the backward reads,
+ * while the deep layers' that the backward has just finished with stay.
+ * A hint is (handle, n): release the handle after its n-th use in the
+ * step.  Steps repeat the same graph, so the previous step's order is the
+ * forecast; a wrong hint costs a refetch, never a wrong result (wont_use is
+ * a hint to StarPU).
  *
- * The last use is learned per handle as (task name, count): the name of the
- * last task that used it in the previous step and how many times tasks of
- * that name used it since another name did.  Names are the engine's
- * interned tags, the same pointers every step.  A wrong guess costs a
- * refetch, never a wrong result: wont_use is a hint.  Steps are those of
- * memstat.h (lspo_mem_step).
+ * All three act only once an accelerator's memory was short (a step of
+ * the run evicted: lspo_mem_short), the hints only while it still is (the
+ * last step evicted): with room to spare the schedule is the policy's own.
+ * Steps are those of memstat.h (lspo_mem_step); outside steps everything
+ * learned is dropped, handles may be unregistered there.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,20 +46,35 @@
 #include "sched_lspo.h"
 #include "runtime/memstat.h"
 
-struct last_use {
+/* A handle the accelerator's tasks used: its uses this step, and the uses
+ * after which the plan (from the previous step) releases it. */
+#define MAX_HINTS 8
+struct hent {
 	starpu_data_handle_t h;     /* key; NULL: free */
-	const char *name, *learned; /* this step's last user so far; the previous step's last */
-	int count, learned_count;   /* uses by `name` in a row; by `learned` at the end */
-	int seen, done;             /* uses by `learned` this step; hint given this step */
-	int step;                   /* step of name/count */
+	size_t size;                /* bytes StarPU allocates for it */
+	int uses;                   /* accesses by accelerator tasks this step */
+	int nhint;                  /* use ordinals (1-based) after which to release it */
+	int hint[MAX_HINTS];
+	int idx;                    /* planning: dense index; -1 */
+};
+
+/* One access of the recorded step: a handle used by a task, in the order
+ * the tasks ended on the accelerator. */
+struct access {
+	size_t slot;                /* the handle's table slot (updated when the table grows) */
+	int task;                   /* sequence number of the task in the step */
+	int ord;                    /* this is the handle's ord-th use in the step */
+	int wonly;                  /* the task only writes it: the old contents are dead */
 };
 
 static struct {
 	pthread_mutex_t lock;
-	struct last_use *tab;
+	struct hent *tab;
 	size_t cap, n;
-	int step;
-} lu = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	int step, ntasks, node, mixed;
+	struct access *acc;         /* the open step's accesses */
+	size_t nacc, capacc;
+} lu = { .lock = PTHREAD_MUTEX_INITIALIZER, .node = -1 };
 
 static size_t slot(starpu_data_handle_t h, size_t cap)
 {
@@ -64,60 +84,175 @@ static size_t slot(starpu_data_handle_t h, size_t cap)
 	return (size_t)(x >> 7) & (cap - 1);
 }
 
+static size_t find_slot(const struct hent *tab, size_t cap, starpu_data_handle_t h)
+{
+	size_t i = slot(h, cap);
+	while (tab[i].h && tab[i].h != h)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
 static int grow(void)
 {
 	size_t cap = lu.cap ? 2 * lu.cap : 1024;
-	struct last_use *tab = calloc(cap, sizeof(*tab));
+	struct hent *tab = calloc(cap, sizeof(*tab));
 	if (!tab)
 		return -1;
-	for (size_t i = 0; i < lu.cap; i++) {
-		if (!lu.tab[i].h)
-			continue;
-		size_t j = slot(lu.tab[i].h, cap);
-		while (tab[j].h)
-			j = (j + 1) & (cap - 1);
-		tab[j] = lu.tab[i];
-	}
+	for (size_t i = 0; i < lu.cap; i++)
+		if (lu.tab[i].h)
+			tab[find_slot(tab, cap, lu.tab[i].h)] = lu.tab[i];
+	for (size_t k = 0; k < lu.nacc; k++)   /* the recorded accesses follow their entries */
+		lu.acc[k].slot = find_slot(tab, cap, lu.tab[lu.acc[k].slot].h);
 	free(lu.tab);
 	lu.tab = tab;
 	lu.cap = cap;
 	return 0;
 }
 
-static struct last_use *entry(starpu_data_handle_t h)
+/* The slot of h's entry, created if needed; -1 when out of memory. */
+static long entry(starpu_data_handle_t h)
 {
 	if (2 * (lu.n + 1) > lu.cap && grow())
-		return NULL;
-	size_t i = slot(h, lu.cap);
-	while (lu.tab[i].h && lu.tab[i].h != h)
-		i = (i + 1) & (lu.cap - 1);
+		return -1;
+	size_t i = find_slot(lu.tab, lu.cap, h);
 	if (!lu.tab[i].h) {
 		memset(&lu.tab[i], 0, sizeof(lu.tab[i]));
 		lu.tab[i].h = h;
+		lu.tab[i].size = starpu_data_get_alloc_size(h);
 		lu.n++;
 	}
-	return &lu.tab[i];
+	return (long)i;
 }
 
-/* A new step: what the last one ended with becomes what is expected.
- * Outside steps (step 0) nothing is learned and the table is dropped:
+static void forget_all(void)
+{
+	free(lu.tab);
+	free(lu.acc);
+	lu.tab = NULL;
+	lu.acc = NULL;
+	lu.cap = lu.n = lu.nacc = lu.capacc = 0;
+	lu.node = -1;
+	lu.mixed = 0;
+}
+
+/*
+ * The plan: Belady's rule on the recorded step.  Its accesses, in order,
+ * are replayed twice (the second replay starts from what the first left
+ * resident, as a step starts from what the previous one left) in
+ * `capacity` bytes: a task's handles must all be resident; when they do
+ * not fit, the resident handle (not used by this task) whose next use is
+ * farthest goes, and a handle whose contents are dead (its next use only
+ * writes it) before any other.  Each eviction of the second replay becomes
+ * a hint: release the handle right after the use that preceded it.
+ */
+static void plan(size_t capacity)
+{
+	size_t n = lu.nacc;
+	for (size_t i = 0; i < lu.cap; i++) {
+		lu.tab[i].nhint = 0;
+		lu.tab[i].idx = -1;
+	}
+	if (n == 0 || lu.mixed)
+		return;
+	int nh = 0;
+	for (size_t k = 0; k < n; k++) {
+		struct hent *e = &lu.tab[lu.acc[k].slot];
+		if (e->idx < 0)
+			e->idx = nh++;
+	}
+	const long long INF = LLONG_MAX;
+	long long *next = malloc(n * sizeof(*next));        /* distance to the next use; INF: dead */
+	long long *first = malloc((size_t)nh * sizeof(*first));
+	long long *nextpos = malloc((size_t)nh * sizeof(*nextpos));
+	size_t *intask = malloc((size_t)nh * sizeof(*intask));
+	int *lastord = malloc((size_t)nh * sizeof(*lastord));
+	unsigned char *res = calloc((size_t)nh, 1);
+	struct hent **ent = malloc((size_t)nh * sizeof(*ent));
+	if (!next || !first || !nextpos || !intask || !lastord || !res || !ent)
+		goto out;
+	for (int i = 0; i < nh; i++) {
+		first[i] = -1;
+		intask[i] = SIZE_MAX;
+		lastord[i] = 0;
+		nextpos[i] = INF;
+	}
+	for (size_t k = n; k-- > 0;) {   /* position of the handle's following access, -1: none */
+		struct hent *e = &lu.tab[lu.acc[k].slot];
+		ent[e->idx] = e;
+		next[k] = first[e->idx];
+		first[e->idx] = (long long)k;
+	}
+	for (size_t k = 0; k < n; k++) {
+		long long f = next[k];
+		if (f < 0)   /* the step's last use: the next is the next step's first */
+			f = first[lu.tab[lu.acc[k].slot].idx] + (long long)n;
+		next[k] = lu.acc[f % (long long)n].wonly ? INF : f - (long long)k;
+	}
+	size_t used = 0;
+	for (size_t p = 0; p < 2 * n;) {
+		size_t q = p;   /* the task's accesses: p .. q-1, within one replay */
+		int task = lu.acc[p % n].task;
+		for (; q < 2 * n && q / n == p / n && lu.acc[q % n].task == task; q++) {
+			const struct access *a = &lu.acc[q % n];
+			int i = lu.tab[a->slot].idx;
+			intask[i] = p;
+			if (!res[i]) {
+				res[i] = 1;
+				used += ent[i]->size;
+			}
+			nextpos[i] = next[q % n] == INF ? INF : (long long)q + next[q % n];
+			lastord[i] = a->ord;
+		}
+		while (used > capacity) {
+			int v = -1;
+			for (int i = 0; i < nh; i++)
+				if (res[i] && intask[i] != p && (v < 0 || nextpos[i] > nextpos[v]))
+					v = i;
+			if (v < 0)
+				break;   /* the task alone fills the memory */
+			res[v] = 0;
+			used -= ent[v]->size;
+			if (p < n)
+				continue;
+			struct hent *e = ent[v];
+			int dup = 0;
+			for (int j = 0; j < e->nhint; j++)
+				dup |= e->hint[j] == lastord[v];
+			if (!dup && e->nhint < MAX_HINTS)
+				e->hint[e->nhint++] = lastord[v];
+		}
+		p = q;
+	}
+out:
+	free(next);
+	free(first);
+	free(nextpos);
+	free(intask);
+	free(lastord);
+	free(res);
+	free(ent);
+}
+
+/* A new step: if the accelerator's memory was short in the recorded one,
+ * it becomes the plan.  Outside steps (step 0) everything is dropped:
  * handles may be unregistered there. */
 static void new_step(int step)
 {
-	if (step <= 0) {
-		free(lu.tab);
-		lu.tab = NULL;
-		lu.cap = lu.n = 0;
+	if (step <= 0 || lu.step <= 0) {
+		forget_all();
+	} else if (lu.node >= 0 && lspo_mem_short_now()) {
+		starpu_ssize_t total = starpu_memory_get_total((unsigned)lu.node);
+		if (total > 0)
+			plan((size_t)total - (size_t)total / 16);   /* a margin for StarPU's own buffers */
+	} else {
+		for (size_t i = 0; i < lu.cap; i++)
+			lu.tab[i].nhint = 0;
 	}
-	for (size_t i = 0; i < lu.cap; i++) {
-		struct last_use *e = &lu.tab[i];
-		if (!e->h)
-			continue;
-		e->learned = e->step == lu.step ? e->name : NULL;
-		e->learned_count = e->count;
-		e->name = NULL;
-		e->count = e->seen = e->done = 0;
-	}
+	for (size_t i = 0; i < lu.cap; i++)
+		lu.tab[i].uses = 0;
+	lu.nacc = 0;
+	lu.ntasks = 0;
+	lu.mixed = 0;
 	lu.step = step;
 }
 
@@ -135,34 +270,51 @@ void lspo_sched_mem_push(struct starpu_task *task, int accel_worker)
 void lspo_sched_mem_post_exec(struct starpu_task *task)
 {
 	int worker = starpu_worker_get_id();
-	if (worker < 0 || starpu_worker_get_type(worker) == STARPU_CPU_WORKER || !task->cl || !task->name)
+	if (worker < 0 || starpu_worker_get_type(worker) == STARPU_CPU_WORKER || !task->cl)
 		return;
 	int step = lspo_mem_step(), shrt = lspo_mem_short_now();
+	int node = (int)starpu_worker_get_memory_node((unsigned)worker);
 	unsigned nb = STARPU_TASK_GET_NBUFFERS(task);
 	starpu_data_handle_t hint[STARPU_NMAXBUFS];
 	unsigned nhint = 0;
 	pthread_mutex_lock(&lu.lock);
 	if (step != lu.step)
 		new_step(step);
+	if (step > 0) {
+		if (lu.node < 0)
+			lu.node = node;
+		else if (lu.node != node)
+			lu.mixed = 1;   /* several accelerators: one memory is modelled, no plan */
+		lu.ntasks++;
+	}
 	for (unsigned i = 0; step > 0 && i < nb; i++) {
 		int mode = (int)STARPU_TASK_GET_MODE(task, i);
+		starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
 		if (!(mode & (STARPU_R | STARPU_W)))
 			continue;   /* scratch */
-		struct last_use *e = entry(STARPU_TASK_GET_HANDLE(task, i));
-		if (!e)
+		int again = 0;
+		for (unsigned j = 0; j < i; j++)
+			again |= STARPU_TASK_GET_HANDLE(task, j) == h;
+		if (again)
+			continue;
+		if (lu.nacc == lu.capacc) {
+			size_t c = lu.capacc ? 2 * lu.capacc : 4096;
+			struct access *a = realloc(lu.acc, c * sizeof(*a));
+			if (!a)
+				break;
+			lu.acc = a;
+			lu.capacc = c;
+		}
+		long si = entry(h);
+		if (si < 0)
 			break;
-		if (e->name == task->name) {
-			e->count++;
-		} else {
-			e->name = task->name;
-			e->count = 1;
-		}
-		e->step = step;
-		if (shrt && e->learned == task->name && ++e->seen == e->learned_count && !e->done
-		    && nhint < STARPU_NMAXBUFS) {
-			e->done = 1;
-			hint[nhint++] = e->h;
-		}
+		struct hent *e = &lu.tab[si];
+		e->uses++;
+		lu.acc[lu.nacc++] = (struct access){ .slot = (size_t)si, .task = lu.ntasks, .ord = e->uses,
+		                                     .wonly = !(mode & STARPU_R) };
+		for (int j = 0; shrt && j < e->nhint; j++)
+			if (e->hint[j] == e->uses && nhint < STARPU_NMAXBUFS)
+				hint[nhint++] = h;
 	}
 	pthread_mutex_unlock(&lu.lock);
 	for (unsigned i = 0; i < nhint; i++)
