@@ -276,6 +276,11 @@ static int push_task(struct starpu_task *task)
 		place = P_ACCEL;
 	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_upd_on_cpu())
 		place = P_CPU;   /* memory short: optimizer states stay home (sched_lspo_mem.c) */
+	/* A step-level update (the clipping factor from the norm's partial sums)
+	 * is a few scalars: it runs where its inputs are, rather than sending
+	 * them across the bus and its result back on the step's critical path. */
+	if (st == LSPO_STAGE_UPD && layer < 0 && first_acc >= 0 && first_cpu >= 0)
+		place = lspo_sched_inputs_on_host(task) ? P_CPU : P_ACCEL;
 	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu
 	        : first_acc >= 0 ? first_acc : first_cpu;   /* who would likely run it */
 

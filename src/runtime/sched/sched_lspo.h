@@ -157,6 +157,9 @@ void lspo_sched_publish(int nlayers_seen, int auto_cut);
  * post-exec hook for every task. */
 void lspo_sched_mem_push(struct starpu_task *task, int accel_worker);
 void lspo_sched_mem_post_exec(struct starpu_task *task);
+/* 1: the bytes of the task's inputs valid in host memory are at least
+ * those that are not (sched_lspo_mem.c). */
+int lspo_sched_inputs_on_host(struct starpu_task *task);
 /* 1: updates either kind of worker may run go to CPU workers (memory short). */
 int lspo_sched_mem_upd_on_cpu(void);
 

@@ -261,6 +261,21 @@ int lspo_sched_mem_upd_on_cpu(void)
 	return lspo_mem_short();
 }
 
+int lspo_sched_inputs_on_host(struct starpu_task *task)
+{
+	size_t host = 0, away = 0;
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
+		starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
+		if (!(STARPU_TASK_GET_MODE(task, i) & STARPU_R))
+			continue;
+		if (starpu_data_is_on_node(h, STARPU_MAIN_RAM))
+			host += starpu_data_get_size(h);
+		else
+			away += starpu_data_get_size(h);
+	}
+	return host >= away;
+}
+
 void lspo_sched_mem_push(struct starpu_task *task, int accel_worker)
 {
 	if (accel_worker >= 0 && lspo_mem_short())
