@@ -24,6 +24,11 @@
  * one: in the backward the least recently used activations are the
  * shallow layers' from the forward, the very next ones the backward reads,
  * while the deep layers' that the backward has just finished with stay.
+ * The plan is made for 3/4 of the accelerator's memory: when an allocation
+ * does not fit, StarPU frees twice its size from the front of its list, and
+ * released data must be there for it, written back already (at 15/16, the
+ * simulated GPT-2 124M native step at 4 GiB took 374 ms against 296, the
+ * 4-layer test model's 8.9 against 7.9 ms; lsp at 124M 698 against 726).
  * A hint is (handle, n): release the handle after its n-th use in the
  * step.  Steps repeat the same graph, so the previous step's order is the
  * forecast; a wrong hint costs a refetch, never a wrong result (wont_use is
@@ -243,7 +248,7 @@ static void new_step(int step)
 	} else if (lu.node >= 0 && lspo_mem_short_now()) {
 		starpu_ssize_t total = starpu_memory_get_total((unsigned)lu.node);
 		if (total > 0)
-			plan((size_t)total - (size_t)total / 16);   /* a margin for StarPU's own buffers */
+			plan((size_t)total - (size_t)total / 4);
 	} else {
 		for (size_t i = 0; i < lu.cap; i++)
 			lu.tab[i].nhint = 0;
