@@ -1076,7 +1076,9 @@ static int dp_begin(struct run *r, struct run_opts *o)
 			}
 			o->ctx.trace_dir = r->rank_trace;
 		}
-		if (!freopen("/dev/null", "w", stdout))
+		/* Under SimGrid's SMPI every rank is a thread of one process, with
+		 * one stdout: there, every rank prints, tagged by the summaries. */
+		if (!lspo_ctx_simulated(NULL) && !freopen("/dev/null", "w", stdout))
 			return CLI_FAIL;
 	}
 	return CLI_OK;
