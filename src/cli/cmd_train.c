@@ -1076,8 +1076,8 @@ static int dp_begin(struct run *r, struct run_opts *o)
 			}
 			o->ctx.trace_dir = r->rank_trace;
 		}
-		/* Under SimGrid's SMPI every rank is a thread of one process, with
-		 * one stdout: there, every rank prints, tagged by the summaries. */
+		/* Under SimGrid's SMPI all ranks share one process and its stdout:
+		 * there every rank prints (the end-of-run summaries name the rank). */
 		if (!lspo_ctx_simulated(NULL) && !freopen("/dev/null", "w", stdout))
 			return CLI_FAIL;
 	}

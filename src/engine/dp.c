@@ -69,7 +69,7 @@ int lspo_dp_launched(void)
 	if (force && *force)
 		return strcmp(force, "0") != 0;
 	static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-	                                    "MPI_LOCALNRANKS" };
+	                                    "MPI_LOCALNRANKS", "SMPI_GLOBAL_SIZE" /* smpirun */ };
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		if (getenv(vars[i]))
 			return 1;
