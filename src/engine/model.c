@@ -397,6 +397,7 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 
 int lspo_model_get_params(struct lspo_model *m, float *params)
 {
+	TRY(model_bf16_sync_host(m));   /* --bf16-update stochastic: hp from the bf16 weights */
 	copy_slab(m->hp, &m->layout, m->params, params, 0);
 	return LSPO_OK;
 }
@@ -544,7 +545,9 @@ int model_submit_adamw(struct lspo_model *m, int i, const struct lspo_optim *opt
 		.lr = opt->lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
 		.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = m->step,
 	};
-	return lspo_adamw_submit_where(m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where, prio,
+	int sr = model_bf16_sr_active(m);   /* --bf16-update stochastic: the bf16 weight itself */
+	h.sr_key = sr ? model_bf16_sr_key(m, i) : 0;
+	return lspo_adamw_submit_where(sr ? m->w16[i] : m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where, prio,
 	                               model_name(m, "adamw", model_tensor_layer(m, i), "upd"));
 }
 
@@ -745,7 +748,7 @@ static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t
 	if (!rc)
 		rc = m->update(m, opt);
 	if (!rc && m->bf16)
-		rc = model_bf16_refresh(m);
+		rc = model_bf16_after_update(m);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
 	lspo_mem_step_end();          /* its memory peaks, evicted and refetched bytes */
