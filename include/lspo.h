@@ -93,7 +93,8 @@ void lspo_ctx_destroy(struct lspo_ctx *ctx);
 
 int lspo_ctx_ncpus(const struct lspo_ctx *ctx);   /* CPU workers running */
 int lspo_ctx_ncuda(const struct lspo_ctx *ctx);   /* CUDA workers running */
-/* 1 when StarPU is its SimGrid variant: kernels do not run, times are simulated. */
+/* 1 when StarPU is its SimGrid variant: kernels do not run, times are simulated
+ * (a property of the build: ctx may be NULL). */
 int lspo_ctx_simulated(const struct lspo_ctx *ctx);
 const char *lspo_ctx_sched(const struct lspo_ctx *ctx);  /* policy in use */
 

@@ -35,6 +35,7 @@ struct run_opts {
 	enum lspo_dtype dt;
 	const char *bf16_update;     /* --bf16-update */
 	enum lspo_bf16_update bu;
+	int random_init;             /* --random-init */
 };
 
 static void run_opts_default(struct run_opts *o)
@@ -56,6 +57,10 @@ static const char train_help[] =
 	"shard; prints one line per step: step, loss (of that step's forward pass), lr, grad norm,\n"
 	"ms, tokens/s.\n"
 	"  --model DIR        checkpoint to start from (required)\n"
+	"  --random-init      start from random weights (seeded by --seed) instead of DIR's:\n"
+	"                     DIR needs only config.json.  In a simulated build (SimGrid) the\n"
+	"                     weights are not even initialised (kernels compute nothing), so a\n"
+	"                     large model's host memory is reserved but never committed\n"
 	"  --data SHARD       training tokens, llm.c shard format (required)\n"
 	"  --val SHARD        validation tokens (default: --val-fraction of --data's tail)\n"
 	"  --val-fraction F   hold out this tail fraction of --data for validation (default 0)\n"
@@ -156,7 +161,7 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
        O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG, O_RANKTIMEOUT,
-       O_BF16UPD };
+       O_BF16UPD, O_RANDINIT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -178,7 +183,7 @@ static const struct option train_options[] = {
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
 	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
-	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "bf16-update", 1, 0, O_BF16UPD }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "bf16-update", 1, 0, O_BF16UPD }, { "random-init", 0, 0, O_RANDINIT }, { "lsp-learn", 1, 0, O_LSPLEARN },
 	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
@@ -249,6 +254,7 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_ODTYPE: o->offload_dtype = optarg; break;
 		case O_DTYPE: o->dtype = optarg; break;
 		case O_BF16UPD: o->bf16_update = optarg; break;
+		case O_RANDINIT: o->random_init = 1; break;
 		case O_GPUMEM: bad = cli_parse_int("--gpu-mem", optarg, 1, 1L << 30, &o->gpu_mem); break;
 		case O_LSPD: bad = cli_parse_int("--lsp-d", optarg, 1, 1 << 16, &v); o->off.lsp_d = (int)v; break;
 		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
@@ -482,7 +488,9 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 {
 	if (lspo_ckpt_read_config(r->model_dir, &r->cfg))
 		return CLI_FAIL;
-	int rc = job_check_model_size(cmd, &r->cfg, strcmp(cmd, "train") ? 2 : 5);
+	/* simulated: the engine's slabs are reserved, never committed (host_slab.c) */
+	int sim_untouched = lspo_ctx_simulated(NULL) && o->random_init && !r->resuming;
+	int rc = job_check_model_size(cmd, &r->cfg, sim_untouched ? 0 : strcmp(cmd, "train") ? 2 : 5);
 	if (rc)
 		return rc;
 	if (o->seq > r->cfg.n_positions) {
@@ -497,7 +505,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
-	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
+	r->params = calloc(lspo_model_nparams(&r->cfg), sizeof(float));   /* untouched pages cost nothing */
 	if (!r->inputs || !r->targets || !r->params) {
 		fprintf(stderr, "lspo: out of memory for %zu parameters and a batch of %ld x %ld tokens\n",
 		        lspo_model_nparams(&r->cfg), o->batch, o->seq);
@@ -505,8 +513,12 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	}
 	if (job_check_finite_dir(r->model_dir))
 		return CLI_FAIL;
-	if (lspo_ckpt_load_params(r->model_dir, &r->cfg, r->params))
+	if (o->random_init && !r->resuming) {
+		if (!sim_untouched && lspo_model_init_params(&r->cfg, (uint64_t)o->seed, r->params))
+			return CLI_FAIL;
+	} else if (lspo_ckpt_load_params(r->model_dir, &r->cfg, r->params)) {
 		return CLI_FAIL;
+	}
 	struct lspo_offload_opts off = o->off;
 	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &off.lsp_targets))
 		return CLI_USAGE;

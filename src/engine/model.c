@@ -196,10 +196,7 @@ static void register_tensors(struct lspo_model *m)
 
 static int alloc_slab(float **slab, size_t n)
 {
-	if (starpu_malloc((void **)slab, n * sizeof(float)) != 0)
-		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate %zu MiB of pinned memory", n * sizeof(float) >> 20);
-	memset(*slab, 0, n * sizeof(float));
-	return LSPO_OK;
+	return model_host_alloc((void **)slab, n * sizeof(float), "a parameter-sized slab");
 }
 
 static int alloc_handles(struct lspo_model *m)
@@ -335,10 +332,10 @@ void lspo_model_free(struct lspo_model *m)
 	model_accum_free(m);   /* after unregister_all: it cleaned the plans on its handles */
 	if (m->fam && m->fam->free)
 		m->fam->free(m);
-	starpu_free(m->params);
-	starpu_free(m->grads);
-	starpu_free(m->m);
-	starpu_free(m->v);
+	model_host_free(m->params, m->layout.nfloats * sizeof(float));
+	model_host_free(m->grads, m->layout.nfloats * sizeof(float));
+	model_host_free(m->m, m->layout.nfloats * sizeof(float));
+	model_host_free(m->v, m->layout.nfloats * sizeof(float));
 	free(m->hp); free(m->hg); free(m->hm); free(m->hv); free(m->hpartial); free(m->partials); free(m->norm_parts);
 	free(m->acts);
 	free(m->tok_buf);
@@ -365,9 +362,9 @@ static void copy_slab(starpu_data_handle_t *h, const struct model_layout *layout
 		const struct model_tensor *t = &layout->tensors[i];
 		size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
 		starpu_data_acquire(h[i], to_slab ? STARPU_W : STARPU_R);
-		if (to_slab)
+		if (to_slab && !model_host_untouched())   /* simulated: no kernel reads them (host_slab.c) */
 			memcpy(slab + t->offset, host + t->offset, bytes);
-		else
+		else if (!to_slab)
 			memcpy(host + t->offset, slab + t->offset, bytes);
 		starpu_data_release(h[i]);
 	}
@@ -383,10 +380,12 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 		const struct model_tensor *t = &m->layout.tensors[i];
 		size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
 		starpu_data_acquire(m->hm[i], STARPU_W);
-		memset(m->m + t->offset, 0, bytes);
+		if (!model_host_untouched())
+			memset(m->m + t->offset, 0, bytes);
 		starpu_data_release(m->hm[i]);
 		starpu_data_acquire(m->hv[i], STARPU_W);
-		memset(m->v + t->offset, 0, bytes);
+		if (!model_host_untouched())
+			memset(m->v + t->offset, 0, bytes);
 		starpu_data_release(m->hv[i]);
 	}
 	m->step = 0;

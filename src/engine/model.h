@@ -298,6 +298,14 @@ struct lsp_state lsp_state_matrix(struct lspo_model *m, int k);
 int lsp_state_npairs(const struct lspo_model *m);
 struct lspo_proj *lsp_state_pair(struct lspo_model *m, int i);
 
+/* The engine's large host buffers (host_slab.c): `bytes` zeroed bytes,
+ * pinned in a real run; in a simulated run reserved, never touched
+ * (model_host_untouched: 1, and the engine writes nothing into them).
+ * Free with the same size. */
+int model_host_alloc(void **p, size_t bytes, const char *what);
+void model_host_free(void *p, size_t bytes);
+int model_host_untouched(void);
+
 /* ------------------------------------------------------------------------ */
 /* Activation checkpointing (recompute.c) and gradient accumulation (accum.c) */
 

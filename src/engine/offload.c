@@ -311,7 +311,7 @@ static void lsp_matrix_free(struct lsp_matrix *mx)
 	for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
 		if (h[i])
 			starpu_data_unregister(h[i]);
-	starpu_free(mx->host);
+	model_host_free(mx->host, 4 * (size_t)mx->d * mx->d * sizeof(float));
 }
 
 static void offload_free(struct lspo_model *m)
@@ -362,9 +362,7 @@ static int lsp_matrix_build(struct lspo_model *m, struct offload *o, struct lsp_
 	if (pd != d)
 		LSPO_FAIL(LSPO_EINVAL, "lsp: projector of %s has d = %d, expected %d", t->name, pd, d);
 	size_t dd = (size_t)d * d;
-	if (starpu_malloc((void **)&mx->host, 4 * dd * sizeof(float)))
-		LSPO_FAIL(LSPO_ENOMEM, "lsp: cannot allocate %zu KiB for %s", 4 * dd * sizeof(float) >> 10, t->name);
-	memset(mx->host, 0, 4 * dd * sizeof(float));
+	TRY(model_host_alloc((void **)&mx->host, 4 * dd * sizeof(float), t->name));
 	lspo_matrix_register(&mx->ghat, mx->host, d, d);
 	lspo_matrix_register(&mx->delta, mx->host + dd, d, d);
 	lspo_matrix_register(&mx->M, mx->host + 2 * dd, d, d);
