@@ -189,10 +189,9 @@ check "native under $cap MiB: evictions reported" "[ \$(awk -F, 'NR > 1 { s += \
 check "native under $cap MiB: summary of step lines" "grep -q '^step     6 .* | peak 64.0 MiB (evicted ' '$out/cap-native-dmdas.out'"
 
 # GPT-2 774M, B 4 x T 1024 (config.json only: `lspo plan` reads nothing else):
-# in fp32 no mode fits 4 GiB (issue 13's starting point).  Whether lsp with
-# bf16 and activation checkpointing fits, and runs there without eviction,
-# is asserted once those options exist (--dtype, --checkpoint-activations);
-# until then the plan is printed.
+# in fp32 no mode fits 4 GiB (issue 13's starting point); with bf16 and
+# activation checkpointing alone lsp does not fit either at this batch (its
+# plan is printed); sim_774m below runs the configuration that does.
 mkdir -p "$out/774M"
 printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}\n' \
   > "$out/774M/config.json"
@@ -236,8 +235,10 @@ sim_774m() {
   v=$(volume 774M-lsp)
   lo_d=$(steady_min 774M-lsp 7) hi_d=$(steady 774M-lsp 7) lo_h=$(steady_min 774M-lsp 8) hi_h=$(steady 774M-lsp 8)
   ev=$(awk -F, 'NR > 3 { s += $10 + $11 } END { print s + 0 }' "$out/774M-lsp.csv")
-  peak=$(steady 774M-lsp 9)
-  lsp_ms=$(steady 774M-lsp 5) zero_ms=$(steady_min 774M-zero 5)
+  # (awk's %d stops at 2^31: the peak and times are printed as they are)
+  peak=$(awk -F, 'NR == 4 { print $9 }' "$out/774M-lsp.csv")
+  lsp_ms=$(awk -F, 'NR > 3 && $5 > m { m = $5 } END { print m + 0 }' "$out/774M-lsp.csv")
+  zero_ms=$(awk -F, 'NR > 3 && (m == "" || $5 < m) { m = $5 } END { print m + 0 }' "$out/774M-zero.csv")
   zero_ev=$(awk -F, 'NR > 3 { s += $10 } END { print s + 0 }' "$out/774M-zero.csv")
   echo "774M lsp: analytic $v B each way; steps 3..5 d2h $lo_d..$hi_d B, h2d $lo_h..$hi_h B, evicted+refetched $ev B, peak $peak B (plan $want B); step at most $lsp_ms ms, zero at least $zero_ms ms (evicted $zero_ev B in steps 3..5; simulated)"
   check "774M lsp 4 GiB: no eviction" "[ \"$ev\" = 0 ]"
