@@ -101,7 +101,7 @@ int cmd_plan(int argc, char **argv)
 		case P_ODTYPE: bad = dtype_is_bf16("--offload-dtype", optarg, &fo.offload_bf16); break;
 		case P_DTYPE: bad = dtype_is_bf16("--dtype", optarg, &fo.dtype_bf16); break;
 		case P_BF16UPD: {
-			enum lspo_bf16_update u;
+			enum lspo_bf16_update u = LSPO_BF16_MASTER;
 			bad = lspo_bf16_update_parse(optarg, &u) ? -1 : 0;
 			if (bad)
 				fprintf(stderr, "lspo plan: --bf16-update: expected master or stochastic, got '%s'\n", optarg);
@@ -158,7 +158,8 @@ int cmd_plan(int argc, char **argv)
 	       lspo_mode_name(fo.mode), fo.batch, fo.seq);
 	if (fo.mode == LSPO_MODE_LSP)
 		printf(", d %d, r %d", fo.lsp_d, fo.lsp_r);
-	printf("%s%s%s", fo.dtype_bf16 ? ", bf16" : "", fo.bf16_stochastic ? " (stochastic updates, no fp32 master)" : "", fo.offload_bf16 && fo.mode == LSPO_MODE_ZERO ? ", bf16 offload" : "");
+	printf("%s%s%s", fo.dtype_bf16 ? ", bf16" : "", fo.bf16_stochastic ? " (stochastic updates, no fp32 master)" : "",
+	       fo.offload_bf16 && fo.mode == LSPO_MODE_ZERO ? ", bf16 offload" : "");
 	if (fo.checkpoint_every)
 		printf(", checkpointing every %d block(s)", fo.checkpoint_every);
 	if (fo.grad_accum > 1)

@@ -183,7 +183,8 @@ static const struct option train_options[] = {
 	{ "min-lr", 1, 0, O_MINLR }, { "resume", 1, 0, O_RESUME }, { "save-every", 1, 0, O_SAVEEVERY },
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
 	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
-	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "bf16-update", 1, 0, O_BF16UPD }, { "random-init", 0, 0, O_RANDINIT }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "bf16-update", 1, 0, O_BF16UPD }, { "random-init", 0, 0, O_RANDINIT },
 	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */

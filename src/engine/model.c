@@ -546,8 +546,8 @@ int model_submit_adamw(struct lspo_model *m, int i, const struct lspo_optim *opt
 	};
 	int sr = model_bf16_sr_active(m);   /* --bf16-update stochastic: the bf16 weight itself */
 	h.sr_key = sr ? model_bf16_sr_key(m, i) : 0;
-	return lspo_adamw_submit_where(sr ? m->w16[i] : m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where, prio,
-	                               model_name(m, "adamw", model_tensor_layer(m, i), "upd"));
+	return lspo_adamw_submit_where(sr ? m->w16[i] : m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where,
+	                               prio, model_name(m, "adamw", model_tensor_layer(m, i), "upd"));
 }
 
 static int native_update(struct lspo_model *m, const struct lspo_optim *opt)

@@ -246,12 +246,15 @@ static int lsp_apply(struct lspo_model *m, struct lsp_matrix *mx, const struct l
 	lspo_proj_handles(mx->proj, &pidx, &pval, &qidx, &qval);
 	float gain = o->o.lsp_plain_apply ? 1.0f : lspo_proj_gain(mx->proj);
 	const char *name = model_name(m, "proj_apply", mx->layer, "apply");
-	if (model_bf16_sr_active(m))   /* --bf16-update stochastic: into the bf16 weight (dtype.c) */
-		return mx->orient == ORIENT_IN_OUT
-		       ? lspo_proj_apply_sr_submit(m->w16[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain,
-		                                   opt->lr * opt->weight_decay, 0, model_bf16_sr_key(m, mx->tensor), prio, name)
-		       : lspo_proj_apply_sr_submit(m->w16[mx->tensor], qidx, qval, pidx, pval, mx->delta, gain,
-		                                   opt->lr * opt->weight_decay, 1, model_bf16_sr_key(m, mx->tensor), prio, name);
+	if (model_bf16_sr_active(m)) {   /* --bf16-update stochastic: into the bf16 weight (dtype.c) */
+		uint64_t key = model_bf16_sr_key(m, mx->tensor);
+		float wd = opt->lr * opt->weight_decay;
+		if (mx->orient == ORIENT_IN_OUT)
+			return lspo_proj_apply_sr_submit(m->w16[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain, wd, 0,
+			                                 key, prio, name);
+		return lspo_proj_apply_sr_submit(m->w16[mx->tensor], qidx, qval, pidx, pval, mx->delta, gain, wd, 1, key,
+		                                 prio, name);
+	}
 	if (mx->orient == ORIENT_IN_OUT)
 		return lspo_proj_apply_submit(m->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain,
 		                              opt->lr * opt->weight_decay, prio, name);
