@@ -37,7 +37,7 @@ check_PROGRAMS += tests/test_accum
 TESTS += tests/test_accum tests/test_accum_cli.sh
 dist_check_SCRIPTS += tests/test_accum_cli.sh
 # --bf16-update stochastic (issue 13): bf16 weights without an fp32 master.
-check_PROGRAMS += tests/test_bf16_sr
-TESTS += tests/test_bf16_sr
+check_PROGRAMS += tests/test_bf16_sr tests/test_bf16_sr_cuda
+TESTS += tests/test_bf16_sr tests/test_bf16_sr_cuda
 TESTS += tests/test_bf16_sr_cli.sh
 dist_check_SCRIPTS += tests/test_bf16_sr_cli.sh
