@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -370,6 +371,8 @@ struct run {
 	struct lspo_loader *train_loader;
 	int32_t *inputs, *targets;
 	float *params;
+	size_t params_bytes;
+	int params_mapped;           /* params_alloc reserved it with mmap */
 	FILE *log;
 	char *model_dir;          /* the checkpoint read: --model or --resume, resolved */
 	int resuming;             /* model_dir is a saved run to continue */
@@ -383,6 +386,35 @@ struct run {
 	char *rank_trace;         /* data parallel: rank k > 0 traces into TRACE/rank-k */
 	struct dp_watch *watch;   /* data parallel: --rank-timeout */
 };
+
+/* The run's fp32 copy of the parameters.  Simulated from config.json alone,
+ * nothing reads it: reserved without swap accounting like the engine's slabs
+ * (host_slab.c), so models larger than this machine's memory (a Llama 7B's
+ * 27 GB) can be simulated; otherwise zeroed pages, untouched until loaded. */
+static int params_alloc(struct run *r, int untouched)
+{
+	r->params_bytes = lspo_model_nparams(&r->cfg) * sizeof(float);
+	r->params_mapped = untouched;
+	if (untouched) {
+		void *m = mmap(NULL, r->params_bytes, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		r->params = m == MAP_FAILED ? NULL : m;
+	} else {
+		r->params = calloc(1, r->params_bytes);
+	}
+	if (!r->params)
+		fprintf(stderr, "lspo: out of memory for %zu parameters\n", lspo_model_nparams(&r->cfg));
+	return !r->params;
+}
+
+static void params_free(struct run *r)
+{
+	if (r->params && r->params_mapped)
+		munmap(r->params, r->params_bytes);
+	else
+		free(r->params);
+	r->params = NULL;
+}
 
 static void run_free(struct run *r)
 {
@@ -402,7 +434,7 @@ static void run_free(struct run *r)
 	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
-	free(r->params);
+	params_free(r);
 	free(r->model_dir);
 	free(r->run_json);
 	free(r->config_json);
@@ -506,8 +538,9 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
-	r->params = calloc(lspo_model_nparams(&r->cfg), sizeof(float));   /* untouched pages cost nothing */
-	if (!r->inputs || !r->targets || !r->params) {
+	if (params_alloc(r, sim_untouched))
+		return CLI_FAIL;
+	if (!r->inputs || !r->targets) {
 		fprintf(stderr, "lspo: out of memory for %zu parameters and a batch of %ld x %ld tokens\n",
 		        lspo_model_nparams(&r->cfg), o->batch, o->seq);
 		return CLI_FAIL;
