@@ -92,6 +92,21 @@ void adamw_cpu(float *p, const float *grad, float *m, float *v, size_t n,
 
 /* ------------------------------------------------------------------------- */
 
+/* A bf16 param, rounded back stochastically (adamw.h). */
+static void adamw_sr_cpu(uint16_t *p, int ldp, const float *g, int ldg, float *m, int ldm, float *v, int ldv,
+                         int rows, int cols, const struct lspo_adamw_hparams *h, float gs)
+{
+	struct adamw_consts k = adamw_consts_of(h, gs);
+	for (int r = 0; r < rows; r++)
+		for (int c = 0; c < cols; c++) {
+			float *mi = m + (size_t)r * ldm + c, *vi = v + (size_t)r * ldv + c;
+			uint16_t *pi = p + (size_t)r * ldp + c;
+			float x = lspo_adamw_elem(lspo_bf16_to_f32(*pi), g[(size_t)r * ldg + c] * gs, mi, vi, k.decay, k.b1,
+			                          k.b2, k.step, k.inv_sqrt_bc2, k.eps);
+			*pi = lspo_bf16_round_sr(x, h->sr_key, (uint64_t)r * (uint64_t)cols + (uint64_t)c);
+		}
+}
+
 static void adamw_cpu_codelet(void *buffers[], void *cl_arg)
 {
 	const struct lspo_adamw_hparams *h = cl_arg;
@@ -100,6 +115,11 @@ static void adamw_cpu_codelet(void *buffers[], void *cl_arg)
 	if (!isfinite(lspo_mat_ptr(clip)[0]))
 		return;   /* non-finite gradient norm: the step is skipped, p, m and v stay */
 	int rows = lspo_mat_rows(p), cols = lspo_mat_cols(p);
+	if (lspo_bf16_buffer(p)) {
+		adamw_sr_cpu((uint16_t *)STARPU_MATRIX_GET_PTR(p), lspo_mat_ld(p), lspo_mat_ptr(g), lspo_mat_ld(g),
+		             lspo_mat_ptr(m), lspo_mat_ld(m), lspo_mat_ptr(v), lspo_mat_ld(v), rows, cols, h, scale);
+		return;
+	}
 	if (rows == 1 || (lspo_mat_ld(p) == cols && lspo_mat_ld(g) == cols && lspo_mat_ld(m) == cols
 	                  && lspo_mat_ld(v) == cols)) {
 		adamw_cpu(lspo_mat_ptr(p), lspo_mat_ptr(g), lspo_mat_ptr(m), lspo_mat_ptr(v),
@@ -153,10 +173,12 @@ int lspo_adamw_submit_where(starpu_data_handle_t param, starpu_data_handle_t gra
                             const struct lspo_adamw_hparams *h, uint32_t where,
                             int priority, const char *name)
 {
-	if (starpu_matrix_get_elemsize(param) != sizeof(float) || !same_shape(param, grad)
-	    || !same_shape(param, m) || !same_shape(param, v))
+	int p16 = starpu_matrix_get_elemsize(param) == sizeof(uint16_t);
+	if ((!p16 && starpu_matrix_get_elemsize(param) != sizeof(float)) || !same_shape(grad, m)
+	    || !same_shape(grad, v) || starpu_matrix_get_elemsize(grad) != sizeof(float)
+	    || lspo_handle_rows(param) != lspo_handle_rows(grad) || lspo_handle_cols(param) != lspo_handle_cols(grad))
 		LSPO_FAIL(LSPO_EINVAL, "%s: param (%d, %d), grad (%d, %d), m (%d, %d), v (%d, %d): "
-		          "expected four float32 matrices of one shape", name,
+		          "expected four float32 matrices (or a bf16 param) of one shape", name,
 		          lspo_handle_rows(param), lspo_handle_cols(param), lspo_handle_rows(grad),
 		          lspo_handle_cols(grad), lspo_handle_rows(m), lspo_handle_cols(m),
 		          lspo_handle_rows(v), lspo_handle_cols(v));

@@ -2,7 +2,11 @@
 #ifndef LSPO_ADAMW_H
 #define LSPO_ADAMW_H
 
+#include <math.h>
+#include <stdint.h>
+
 #include "codelet_util.h"
+#include "bf16.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -11,12 +15,31 @@ extern "C" {
 struct lspo_adamw_hparams {
 	float lr, beta1, beta2, eps, weight_decay;
 	int t;  /* step number, from 1: bias corrections 1 - beta^t */
+	uint64_t sr_key;  /* a bf16 param: the key of its stochastic rounding (bf16.h) */
 };
+
+/* One element of AdamW on a bf16 parameter (--bf16-update stochastic): the
+ * float32 arithmetic of the CPU and CUDA codelets, every product-sum an
+ * explicit fmaf so that no compiler contracts it differently; returns the
+ * new parameter (before rounding), updates *m and *v.  decay = 1 - lr wd,
+ * step = lr / (1 - b1^t), isb = 1 / sqrt(1 - b2^t). */
+static inline LSPO_HD float lspo_adamw_elem(float p, float g, float *m, float *v, float decay, float b1,
+                                            float b2, float step, float isb, float eps)
+{
+	float mi = fmaf(b1, *m, (1.0f - b1) * g);
+	float vi = fmaf(b2, *v, ((1.0f - b2) * g) * g);
+	*m = mi;
+	*v = vi;
+	return fmaf(-step, mi / fmaf(sqrtf(vi), isb, eps), p * decay);
+}
 
 /* As torch.optim.AdamW: g = grad * grad_scale;
  *   p -= lr * wd * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
  *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
- * AVX2 where the CPU has it, scalar tail: any n works.  p, grad, m, v (n). */
+ * AVX2 where the CPU has it, scalar tail: any n works.  p, grad, m, v (n).
+ * The codelet also takes a bf16 param (2-byte elements; grad, m, v float32):
+ * lspo_adamw_elem per element, rounded back stochastically with h->sr_key,
+ * element (r, c) with index r cols + c. */
 void adamw_cpu(float *p, const float *grad, float *m, float *v, size_t n,
                const struct lspo_adamw_hparams *h, float grad_scale);
 

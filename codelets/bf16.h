@@ -44,7 +44,47 @@ static inline LSPO_HD uint16_t lspo_bf16_round_bits(uint32_t u)
 	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* Stochastic rounding (--bf16-update stochastic: bf16 weights updated in
+ * place, no float32 master).  A float32 x lies between two neighbouring
+ * bf16 values; it becomes the upper one with probability (distance from
+ * the lower) / (their spacing), so that its expected bf16 value is x: an
+ * update far below a weight's bf16 spacing still moves it on average.  The
+ * 16 random bits are a counter-based hash of (key, element index): the key
+ * (lspo_sr_key) names the seed, the optimizer step and the tensor, the
+ * index is the element's row * cols + column in the logical matrix, so the
+ * CPU and CUDA codelets round every element alike, whatever the worker,
+ * the task order or the layout in memory.  NaN and +-inf as
+ * lspo_bf16_round_bits; a value above the largest finite bf16 may become
+ * inf. */
+static inline LSPO_HD uint64_t lspo_sr_mix(uint64_t z)
+{
+	/* splitmix64's finalizer: every input bit reaches every output bit */
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static inline LSPO_HD uint64_t lspo_sr_key(uint64_t seed, uint64_t step, uint64_t tensor)
+{
+	return lspo_sr_mix(seed ^ lspo_sr_mix(step * 0x9e3779b97f4a7c15ull ^ lspo_sr_mix(tensor + 0x632be59bd9b4e019ull)));
+}
+
+static inline LSPO_HD uint16_t lspo_bf16_round_sr_bits(uint32_t u, uint64_t key, uint64_t index)
+{
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40u);
+	uint32_t r = (uint32_t)(lspo_sr_mix(key + index * 0x9e3779b97f4a7c15ull) >> 48);
+	return (uint16_t)((u + r) >> 16);
+}
+
 #ifndef __CUDACC__
+static inline uint16_t lspo_bf16_round_sr(float x, uint64_t key, uint64_t index)
+{
+	uint32_t u;
+	memcpy(&u, &x, sizeof(u));
+	return lspo_bf16_round_sr_bits(u, key, index);
+}
+
 static inline uint16_t lspo_bf16_from_f32(float x)
 {
 	uint32_t u;

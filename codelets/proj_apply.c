@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "bf16.h"
 #include "proj_apply.h"
 
 #define APPLY_JB 64
@@ -86,7 +87,8 @@ static void axpy_scalar(int n, float a, const float *x, float *y)
  * transposed copy dt) or of Delta itself (trans 1: read in place). */
 static void apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
                       const int32_t *qidx, const float *qval, const float *Delta, int ldd,
-                      float alpha, float lr_wd, float *W, int ldw, float *e, int trans)
+                      float alpha, float lr_wd, void *W, int ldw, float *e, int trans,
+                      int bf16, uint64_t sr_key)
 {
 	int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 	size_t ndt = trans ? 0 : (size_t)d * d;
@@ -120,28 +122,37 @@ static void apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const flo
 	}
 	free(dt);
 	float keep = 1.0f - lr_wd;
+	/* bf16 W: each row widened into wrow, updated in float32 as a float32
+	 * W is, and rounded back stochastically (bf16.h) */
+	float *wrow = bf16 ? malloc(sizeof(float) * (n ? (size_t)n : 1)) : NULL;
+	STARPU_ASSERT_MSG(!bf16 || wrow, "proj_apply: cannot allocate a row of %d floats", n);
 	for (int i = 0; i < m; i++) {
+		float *w = bf16 ? wrow : (float *)W + (size_t)i * ldw;
+		uint16_t *w16 = bf16 ? (uint16_t *)W + (size_t)i * ldw : NULL;
+		for (int j = 0; bf16 && j < n; j++)
+			w[j] = lspo_bf16_to_f32(w16[j]);
 		if (avx2)
-			row_avx2(n, r, pidx + (size_t)i * r, pval + (size_t)i * r, alpha, keep, e,
-			         W + (size_t)i * ldw);
+			row_avx2(n, r, pidx + (size_t)i * r, pval + (size_t)i * r, alpha, keep, e, w);
 		else
-			row_scalar(n, r, pidx + (size_t)i * r, pval + (size_t)i * r, alpha, keep, e,
-			           W + (size_t)i * ldw);
+			row_scalar(n, r, pidx + (size_t)i * r, pval + (size_t)i * r, alpha, keep, e, w);
+		for (int j = 0; bf16 && j < n; j++)
+			w16[j] = lspo_bf16_round_sr(w[j], sr_key, (uint64_t)i * (uint64_t)n + (uint64_t)j);
 	}
+	free(wrow);
 }
 
 void proj_apply_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
                     const int32_t *qidx, const float *qval, const float *Delta, int ldd,
                     float alpha, float lr_wd, float *W, int ldw, float *e)
 {
-	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 0);
+	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 0, 0, 0);
 }
 
 void proj_apply_t_cpu(int m, int n, int d, int r, const int32_t *pidx, const float *pval,
                       const int32_t *qidx, const float *qval, const float *Delta, int ldd,
                       float alpha, float lr_wd, float *W, int ldw, float *e)
 {
-	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 1);
+	apply_cpu(m, n, d, r, pidx, pval, qidx, qval, Delta, ldd, alpha, lr_wd, W, ldw, e, 1, 0, 0);
 }
 
 /* buffers: W (m, n), pidx, pval (m, r), qidx, qval (n, r), Delta (d, d), scratch E (d, n). */
@@ -156,7 +167,8 @@ static void apply_codelet(void *buffers[], void *cl_arg, int trans)
 	          (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[1]), lspo_mat_ptr(buffers[2]),
 	          (const int32_t *)STARPU_MATRIX_GET_PTR(buffers[3]), lspo_mat_ptr(buffers[4]),
 	          lspo_mat_ptr(D), lspo_mat_ld(D), args->alpha, args->lr_wd,
-	          lspo_mat_ptr(W), lspo_mat_ld(W), lspo_mat_ptr(E), trans);
+	          (void *)STARPU_MATRIX_GET_PTR(W), lspo_mat_ld(W), lspo_mat_ptr(E), trans,
+	          lspo_bf16_buffer(W), args->sr_key);
 }
 
 static void proj_apply_cpu_codelet(void *buffers[], void *cl_arg)
@@ -212,7 +224,7 @@ struct starpu_codelet cl_proj_apply_t = {
 static int apply_submit(struct starpu_codelet *cl, starpu_data_handle_t W, starpu_data_handle_t pidx,
                         starpu_data_handle_t pval, starpu_data_handle_t qidx,
                         starpu_data_handle_t qval, starpu_data_handle_t Delta,
-                        float alpha, float lr_wd, int priority, const char *name)
+                        float alpha, float lr_wd, uint64_t sr_key, int priority, const char *name)
 {
 	int m = lspo_handle_rows(W), n = lspo_handle_cols(W), r = lspo_handle_cols(pidx);
 	int d = lspo_handle_rows(Delta);
@@ -220,7 +232,7 @@ static int apply_submit(struct starpu_codelet *cl, starpu_data_handle_t W, starp
 	    || lspo_handle_rows(qidx) != n || lspo_handle_cols(qidx) != r
 	    || lspo_handle_rows(qval) != n || lspo_handle_cols(qval) != r
 	    || lspo_handle_cols(Delta) != d || r < 1 || r > d
-	    || starpu_matrix_get_elemsize(pidx) != sizeof(int32_t)
+	    || !lspo_handle_float(W) || starpu_matrix_get_elemsize(pidx) != sizeof(int32_t)
 	    || starpu_matrix_get_elemsize(qidx) != sizeof(int32_t))
 		LSPO_FAIL(LSPO_EINVAL, "%s: W %dx%d, P %dx%d, Q %dx%d, Delta %dx%d: shapes do not agree",
 		          name, m, n, lspo_handle_rows(pidx), r, lspo_handle_rows(qidx),
@@ -228,7 +240,7 @@ static int apply_submit(struct starpu_codelet *cl, starpu_data_handle_t W, starp
 	struct lspo_proj_apply_args *args = malloc(sizeof(*args));
 	if (!args)
 		LSPO_FAIL(LSPO_ENOMEM, "%s: cannot allocate task arguments", name);
-	*args = (struct lspo_proj_apply_args){ alpha, lr_wd };
+	*args = (struct lspo_proj_apply_args){ alpha, lr_wd, sr_key };
 	starpu_data_handle_t e;
 	lspo_matrix_register(&e, NULL, d, n);
 	int rc = starpu_task_insert(cl,
@@ -247,7 +259,10 @@ int lspo_proj_apply_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
                            starpu_data_handle_t qval, starpu_data_handle_t Delta,
                            float alpha, float lr_wd, int priority, const char *name)
 {
-	return apply_submit(&cl_proj_apply, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, priority, name);
+	if (starpu_matrix_get_elemsize(W) != sizeof(float))
+		LSPO_FAIL(LSPO_EINVAL, "%s: W has %zu-byte elements, expected float32 (bf16: lspo_proj_apply_sr_submit)",
+		          name, starpu_matrix_get_elemsize(W));
+	return apply_submit(&cl_proj_apply, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, 0, priority, name);
 }
 
 int lspo_proj_apply_t_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
@@ -255,5 +270,19 @@ int lspo_proj_apply_t_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
                              starpu_data_handle_t qval, starpu_data_handle_t Delta,
                              float alpha, float lr_wd, int priority, const char *name)
 {
-	return apply_submit(&cl_proj_apply_t, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, priority, name);
+	if (starpu_matrix_get_elemsize(W) != sizeof(float))
+		LSPO_FAIL(LSPO_EINVAL, "%s: W has %zu-byte elements, expected float32 (bf16: lspo_proj_apply_sr_submit)",
+		          name, starpu_matrix_get_elemsize(W));
+	return apply_submit(&cl_proj_apply_t, W, pidx, pval, qidx, qval, Delta, alpha, lr_wd, 0, priority, name);
+}
+
+int lspo_proj_apply_sr_submit(starpu_data_handle_t W, starpu_data_handle_t pidx, starpu_data_handle_t pval,
+                              starpu_data_handle_t qidx, starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                              float alpha, float lr_wd, int transposed, uint64_t sr_key, int priority,
+                              const char *name)
+{
+	if (starpu_matrix_get_elemsize(W) != sizeof(uint16_t))
+		LSPO_FAIL(LSPO_EINVAL, "%s: W has %zu-byte elements, expected bf16", name, starpu_matrix_get_elemsize(W));
+	return apply_submit(transposed ? &cl_proj_apply_t : &cl_proj_apply, W, pidx, pval, qidx, qval, Delta, alpha,
+	                    lr_wd, sr_key, priority, name);
 }

@@ -9,7 +9,8 @@
  * proj_apply_t is the same with Delta read transposed,
  *     W (m, n) <- (1 - lr_wd) * W + alpha * P Delta^T Q^T,
  * for weights stored (out, in) as nn.Linear's: called with the pair's P and Q
- * swapped it applies (P Delta Q^T)^T to W^T's storage.
+ * swapped it applies (P Delta Q^T)^T to W^T's storage.  A bf16 W (2-byte
+ * elements) is updated in float32 and rounded back stochastically.
  */
 #ifndef LSPO_PROJ_APPLY_H
 #define LSPO_PROJ_APPLY_H
@@ -25,6 +26,7 @@ extern "C" {
 struct lspo_proj_apply_args {
 	float alpha;  /* scale of P Delta Q^T: 1 when Delta already holds -lr */
 	float lr_wd;  /* W *= 1 - lr_wd before the update */
+	uint64_t sr_key;  /* a bf16 W: the key of its stochastic rounding (bf16.h) */
 };
 
 /* The pure kernel.  W row stride ldw, Delta row stride ldd; e is a (d, n)
@@ -53,6 +55,15 @@ int lspo_proj_apply_t_submit(starpu_data_handle_t W, starpu_data_handle_t pidx,
                              starpu_data_handle_t pval, starpu_data_handle_t qidx,
                              starpu_data_handle_t qval, starpu_data_handle_t Delta,
                              float alpha, float lr_wd, int priority, const char *name);
+
+/* --bf16-update stochastic: the same update (transposed 0: proj_apply,
+ * 1: proj_apply_t) on a bf16 W, computed in float32 as for a float32 W and
+ * rounded back stochastically with sr_key (bf16.h: lspo_sr_key), element
+ * (i, j) with index i n + j; CPU and CUDA codelets give the same bits. */
+int lspo_proj_apply_sr_submit(starpu_data_handle_t W, starpu_data_handle_t pidx, starpu_data_handle_t pval,
+                              starpu_data_handle_t qidx, starpu_data_handle_t qval, starpu_data_handle_t Delta,
+                              float alpha, float lr_wd, int transposed, uint64_t sr_key, int priority,
+                              const char *name);
 
 #ifdef __cplusplus
 }

@@ -93,7 +93,8 @@ void lspo_ctx_destroy(struct lspo_ctx *ctx);
 
 int lspo_ctx_ncpus(const struct lspo_ctx *ctx);   /* CPU workers running */
 int lspo_ctx_ncuda(const struct lspo_ctx *ctx);   /* CUDA workers running */
-/* 1 when StarPU is its SimGrid variant: kernels do not run, times are simulated. */
+/* 1 when StarPU is its SimGrid variant: kernels do not run, times are simulated
+ * (a property of the build: ctx may be NULL). */
 int lspo_ctx_simulated(const struct lspo_ctx *ctx);
 const char *lspo_ctx_sched(const struct lspo_ctx *ctx);  /* policy in use */
 
@@ -837,6 +838,8 @@ struct lspo_footprint_opts {
 	int dtype_bf16;          /* weights and activations stored in bf16 on the accelerator */
 	int checkpoint_every;    /* 0: every activation kept; K: block inputs every K blocks, recomputed */
 	int grad_accum;          /* micro-batches per optimizer step (0 or 1: none) */
+	int bf16_stochastic;     /* with dtype_bf16, native and lsp: no fp32 master on the accelerator
+	                            (lspo_model_set_bf16_update) */
 };
 /* Bytes, by kind, on the accelerator (where a CPU-only run computes: main
  * memory), and the host memory the engine and the mode keep. */
@@ -950,6 +953,31 @@ int lspo_model_lsp_check_start(struct lspo_model *model, const int32_t *inputs, 
                                int nbatches, int lag, struct lspo_lsp_check *report);
 /* *published = 0 and nothing else when no check is pending (or not lsp). */
 int lspo_model_lsp_learn_advance(struct lspo_model *model, int *published, struct lspo_lsp_check *report);
+
+/* ------------------------------------------------------------------------ */
+/* bf16 weights without an fp32 master (--bf16-update stochastic)            */
+
+/* How bf16 weights take their updates in native and lsp mode.  master (the
+ * default): an fp32 master of every weight on the accelerator takes the
+ * update (AdamW, lsp's W += s P Delta Q^T) and is rounded to nearest into
+ * the bf16 working copy.  stochastic: no fp32 master on the accelerator
+ * (4 bytes per parameter less); the update is computed in float32 from the
+ * bf16 weight and rounded back stochastically: up with probability equal
+ * to the distance from the bf16 value below over the bf16 spacing, so the
+ * expected result is the float32 one and updates far below a weight's bf16
+ * spacing still add up over steps.  The random bits are a counter-based
+ * hash of (seed, optimizer step, tensor, element index), the same on CPU
+ * and CUDA workers: runs are deterministic and policy-independent, and
+ * resume exactly.  zero mode keeps its fp32 masters in host memory either
+ * way.  Call before lspo_model_set_params; LSPO_EINVAL for a stochastic
+ * update of fp32 weights. */
+enum lspo_bf16_update { LSPO_BF16_MASTER = 0, LSPO_BF16_STOCHASTIC };
+
+const char *lspo_bf16_update_name(enum lspo_bf16_update u);
+/* "master" or "stochastic"; LSPO_EINVAL naming the text otherwise. */
+int lspo_bf16_update_parse(const char *text, enum lspo_bf16_update *u);
+int lspo_model_set_bf16_update(struct lspo_model *model, enum lspo_bf16_update u, uint64_t seed);
+enum lspo_bf16_update lspo_model_bf16_update(const struct lspo_model *model);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,7 @@ check_PROGRAMS += bench/bench_sgemm
 bench_bench_sgemm_LDADD = $(BLAS_LIBS)
 EXTRA_DIST += bench/gpt2_step_torch.py bench/llama_step_torch.py bench/bench-step bench/bench-lsp-projectors
 # Memory footprint (issue 13): `lspo plan` and the line train prints.
-liblspo_la_SOURCES += src/engine/footprint.c
+liblspo_la_SOURCES += src/engine/footprint.c src/engine/host_slab.c
 lspo_SOURCES += src/cli/cmd_plan.c
 TESTS += tests/test_mem.sh
 dist_check_SCRIPTS += tests/test_mem.sh
@@ -36,3 +36,8 @@ EXTRA_DIST += bench/capacity-table
 check_PROGRAMS += tests/test_accum
 TESTS += tests/test_accum tests/test_accum_cli.sh
 dist_check_SCRIPTS += tests/test_accum_cli.sh
+# --bf16-update stochastic (issue 13): bf16 weights without an fp32 master.
+check_PROGRAMS += tests/test_bf16_sr tests/test_bf16_sr_cuda
+TESTS += tests/test_bf16_sr tests/test_bf16_sr_cuda
+TESTS += tests/test_bf16_sr_cli.sh
+dist_check_SCRIPTS += tests/test_bf16_sr_cli.sh

@@ -394,6 +394,49 @@ static void case_adamw_skip(int rows, int cols, float norm)
 	tc_run(&tc, &cl_adamw, cuemu_adamw_cuda, &h, 0, "adamw %dx%d skipped (norm %g)", rows, cols, (double)norm);
 }
 
+/* --bf16-update stochastic: AdamW on a bf16 param, rounded back
+ * stochastically; the CPU codelet and the kernel give the same bits
+ * (U16: compared bit for bit), strided or contiguous (the kernel then runs
+ * one long row: the element indices must stay r cols + c). */
+static void case_adamw_sr(int rows, int cols, int ld, int t, float wd, float lr)
+{
+	struct lspo_adamw_hparams h = { .lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+	                                .weight_decay = wd, .t = t, .sr_key = lspo_sr_key(3, (uint64_t)t, 17) };
+	uint16_t *p = tc_mat(&tc, U16, rows, cols, ld);     /* p, bf16 values */
+	for (size_t i = 0; i < (size_t)rows * ld; i++)
+		p[i] = lspo_bf16_from_f32(test_uniform(&seed));
+	tc_mat(&tc, F32, rows, cols, ld == cols ? ld : ld + 1);   /* grad */
+	tc_mat(&tc, F32, rows, cols, ld);                   /* m */
+	float *v = tc_mat(&tc, F32, rows, cols, ld);        /* v >= 0 */
+	for (size_t i = 0; i < (size_t)rows * ld; i++)
+		v[i] = fabsf(v[i]) * 0.01f;
+	float *clip = tc_f32(&tc, 1, 2);
+	clip[0] = 1.0f;
+	clip[1] = 0.5f;
+	tc_run(&tc, &cl_adamw, cuemu_adamw_cuda, &h, 0, "adamw bf16 stochastic %dx%d ld %d t=%d wd=%g lr=%g", rows,
+	       cols, ld, t, wd, lr);
+}
+
+/* proj_apply (transposed 0) and proj_apply_t (1) on a bf16 W, rounded back
+ * stochastically: bit for bit. */
+static void case_proj_apply_sr(int m, int n, int d, int r, int transposed)
+{
+	struct lspo_proj_apply_args a = { -0.7f, 0.01f, lspo_sr_key(3, 2, (uint64_t)(m * n)) };
+	uint16_t *w = tc_mat(&tc, U16, m, n, n);
+	for (size_t i = 0; i < (size_t)m * n; i++)
+		w[i] = lspo_bf16_from_f32(test_uniform(&seed));
+	tc_ell(&tc, m, r, d);
+	tc_f32(&tc, m, r);
+	tc_ell(&tc, n, r, d);
+	tc_f32(&tc, n, r);
+	float *delta = tc_f32(&tc, d, d);
+	scale(delta, (size_t)d * d, 1e-3f);   /* updates about the weights' bf16 spacing */
+	tc_scratch(&tc, F32, d, n, 0);
+	tc_run(&tc, transposed ? &cl_proj_apply_t : &cl_proj_apply,
+	       transposed ? cuemu_proj_apply_t_cuda : cuemu_proj_apply_cuda, &a, 0,
+	       "proj_apply%s bf16 stochastic m=%d n=%d d=%d r=%d", transposed ? "_t" : "", m, n, d, r);
+}
+
 static void case_attention(int B, int T, int C, int NH)
 {
 	struct lspo_attention_args a = { B, NH };
@@ -687,7 +730,7 @@ static void case_proj(int T, int m, int n, int d, int r)
 	}
 	/* proj_apply: W (m, n), pidx/pval (m, r), qidx/qval (n, r), Delta (d, d), scratch (d, n) */
 	for (int wd = 0; wd < 2; wd++) {
-		struct lspo_proj_apply_args a = { wd ? -0.7f : 1.0f, wd ? 0.01f : 0.0f };
+		struct lspo_proj_apply_args a = { wd ? -0.7f : 1.0f, wd ? 0.01f : 0.0f, 0 };
 		tc_f32(&tc, m, n);
 		tc_ell(&tc, m, r, d);
 		tc_f32(&tc, m, r);
@@ -863,7 +906,7 @@ static void case_gqa(int B, int T, int nh, int nkv, int hd)
 static void case_proj_apply_t(int m, int n, int d, int r)
 {
 	for (int wd = 0; wd < 2; wd++) {
-		struct lspo_proj_apply_args a = { wd ? -0.7f : 1.0f, wd ? 0.01f : 0.0f };
+		struct lspo_proj_apply_args a = { wd ? -0.7f : 1.0f, wd ? 0.01f : 0.0f, 0 };
 		tc_f32(&tc, m, n);
 		tc_ell(&tc, m, r, d);
 		tc_f32(&tc, m, r);
@@ -968,6 +1011,13 @@ static void all_cases(void)
 	case_adamw_skip(3, 37, NAN);
 	case_adamw_skip(1, 1023, INFINITY);
 	case_adamw(3, 100, 100, 1, 0.0f, 1.0f);  /* contiguous rows: one long row */
+	case_adamw_sr(1, 1023, 1023, 1, 0.0f, 1e-2f);
+	case_adamw_sr(5, 33, 40, 3, 0.1f, 1e-3f);   /* strided rows */
+	case_adamw_sr(3, 100, 100, 2, 0.0f, 1e-4f);  /* contiguous rows: one long row */
+	static const int sra[][4] = { { 5, 7, 4, 2 }, { 33, 17, 8, 3 }, { 70, 40, 16, 4 } };
+	for (int i = 0; i < 3; i++)
+		for (int tr = 0; tr < 2; tr++)
+			case_proj_apply_sr(sra[i][0], sra[i][1], sra[i][2], sra[i][3], tr);
 	static const int shapes[][2] = { { 1, 1 }, { 3, 5 }, { 1, 1023 }, { 64, 65 }, { 7, 9 }, { 2, 1000 } };
 	for (int i = 0; i < 6; i++)
 		case_sumsq(shapes[i][0], shapes[i][1], shapes[i][1]);

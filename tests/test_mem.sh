@@ -10,8 +10,9 @@
 # the engine does not split products (no activation slab), so the reported
 # peak must equal the footprint's `lazy` part (activations + the largest
 # scratch) within 5 %: GPT-2 and a Llama with grouped-query attention, native
-# and lsp.  On an accelerator the whole footprint is StarPU's: test_sim.sh
-# checks it on the simulated GPU.
+# and lsp (also with --dtype bf16 --bf16-update stochastic).  On an
+# accelerator the whole footprint is StarPU's: test_sim.sh checks it on the
+# simulated GPU.
 set -u
 lspo="$LSPO_BUILDDIR/lspo"
 out="$LSPO_BUILDDIR/tests/out/mem"
@@ -52,7 +53,18 @@ check "bf16 and checkpointing shrink the activations" \
 "$lspo" plan --model "$out/llama" --mode lsp --lsp-targets q,v --batch 2 --seq 32 --lsp-d 16 --lsp-r 4 > "$out/llama-plan.out"
 check "llama plan with targets" "grep -q 'llama, 2 layers' '$out/llama-plan.out' && [ $(field projectors "$out/llama-plan.out") -gt 0 ]"
 
-# bad input: usage errors exit 2, unreadable models 1, each naming what is wrong
+# --bf16-update stochastic: no fp32 master on the accelerator, 4 bytes per
+# parameter less in native and lsp mode, nothing else changes
+for mode in native lsp; do
+  "$lspo" plan --model "$out/gpt2" --mode $mode --lsp-d 16 --lsp-r 4 --batch 2 --seq 32 --dtype bf16 > "$out/m-$mode.out"
+  "$lspo" plan --model "$out/gpt2" --mode $mode --lsp-d 16 --lsp-r 4 --batch 2 --seq 32 --dtype bf16 \
+    --bf16-update stochastic > "$out/sr-$mode.out"
+  n=$(sed -n 's/.*, \([0-9.]*\)M parameters.*/\1/p' "$out/sr-$mode.out")
+  wm=$(field weights "$out/m-$mode.out") ws=$(field weights "$out/sr-$mode.out")
+  check "$mode --bf16-update stochastic: weights 2 B per parameter, 6 B with masters" \
+    "[ $((3 * ws)) -eq $wm ] && [ $(field gradients "$out/sr-$mode.out") -eq $(field gradients "$out/m-$mode.out") ] && grep -q 'stochastic updates, no fp32 master' '$out/sr-$mode.out'"
+done
+, unreadable models 1, each naming what is wrong
 bad() {   # bad NAME CODE PATTERN ARGS...
   name=$1 code=$2 pat=$3; shift 3
   "$lspo" plan "$@" > "$out/bad.out" 2>&1
@@ -66,6 +78,10 @@ bad "r above d" 2 "--lsp-r 8 is larger than --lsp-d 4" --model "$out/gpt2" --mod
 bad "unknown target" 2 "unknown target 'q'" --model "$out/gpt2" --mode lsp --lsp-targets q
 bad "bad dtype" 2 "--dtype: expected fp32 or bf16" --model "$out/gpt2" --dtype fp8
 bad "unknown option" 2 "unknown option" --model "$out/gpt2" --fast
+bad "stochastic without bf16" 2 "--bf16-update stochastic needs --dtype bf16" --model "$out/gpt2" --bf16-update stochastic
+bad "stochastic in zero mode" 2 "applies to --mode native and lsp" --model "$out/gpt2" --mode zero --dtype bf16 \
+  --bf16-update stochastic
+bad "bad --bf16-update" 2 "--bf16-update: expected master or stochastic" --model "$out/gpt2" --dtype bf16 --bf16-update up
 bad "missing checkpoint" 1 "no readable config.json" --model "$out/nothing"
 bad "sequence beyond the context" 1 "exceeds the model's context" --model "$out/gpt2" --seq 65
 
@@ -76,7 +92,8 @@ bad "sequence beyond the context" 1 "exceeds the model's context" --model "$out/
   || { echo "init failed"; exit 1; }
 for case in "gpt2 native" "gpt2 lsp" "llama native" "llama lsp" "gpt2-4 native --checkpoint-activations 1" \
             "gpt2-4 lsp --checkpoint-activations 3" "llama lsp --checkpoint-activations 1 --grad-accum 2" \
-            "gpt2 native --dtype bf16" "llama lsp --dtype bf16" "gpt2 zero --offload-dtype bf16"; do
+            "gpt2 native --dtype bf16" "llama lsp --dtype bf16" "gpt2 zero --offload-dtype bf16" \
+            "gpt2 lsp --dtype bf16 --bf16-update stochastic" "llama native --dtype bf16 --bf16-update stochastic"; do
   set -- $case
   model=$1 mode=$2; shift 2
   name=$model-$mode$(echo "$*" | tr -d ' -')

@@ -483,7 +483,7 @@ static void check_refusals(void)
 	CHECK(lspo_attention_fwd_submit(q, o, a, 2, 2, 0, "attention:L0:bad") == LSPO_EINVAL, "short lse accepted");
 	CHECK(lspo_attention_bwd_submit(o, q, o, l, o, 2, 2, 0, "attention:L0:bad") == LSPO_EINVAL,
 	      "dqkv (4, 4) accepted");
-	struct lspo_adamw_hparams h = { 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1 };
+	struct lspo_adamw_hparams h = { 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, 0 };
 	CHECK(lspo_adamw_submit(a, b, a, a, c2, &h, 0, "adamw:L0:bad") == LSPO_EINVAL, "grad shape accepted");
 	CHECK(lspo_adamw_submit(a, a, a, a, c3, &h, 0, "adamw:L0:bad") == LSPO_EINVAL, "clip (1, 3) accepted");
 	h.t = 0;

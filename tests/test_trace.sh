@@ -114,6 +114,11 @@ for policy in dmdas lws; do
   check "$policy: trace content" "check_trace '$out/$policy' native"
 done
 
+# --sched wins over STARPU_SCHED, and the hooks wrap the policy that runs.
+STARPU_SCHED=eager "$lspo" train --model "$out/init" --data "$out/tok.bin" --steps 2 --batch 2 --seq 16 \
+  --sched dmdas --trace "$out/env-dmdas" > "$out/env-dmdas.out" 2>&1
+check "STARPU_SCHED=eager --sched dmdas: trace content" "check_trace '$out/env-dmdas' native"
+
 if [ "${LSPO_HAVE_FXT:-no}" = yes ] && [ -x "${STARPU_FXT_TOOL:-}" ]; then
   set -- "$out"/native/prof_file_*
   check "FxT trace recorded" "[ -f '$1' ]"

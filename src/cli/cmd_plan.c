@@ -27,18 +27,20 @@ static const char plan_help[] =
 	"  --freeze-dense     lsp: the other parameters stay fixed\n"
 	"  --offload-dtype T  zero: fp32 (default) or bf16 transfers\n"
 	"  --dtype T          fp32 (default) or bf16 weights and activations on the accelerator\n"
+	"  --bf16-update U    with --dtype bf16: master (default, fp32 masters on the accelerator in\n"
+	"                     native and lsp mode) or stochastic (none: stochastic rounding)\n"
 	"  --checkpoint-activations [K]   keep the input of every K-th block only (default K 1)\n"
 	"  --grad-accum K     micro-batches per optimizer step (default 1)\n"
 	"Exit status 0 whether it fits or not (the line 'fits:' says); 1 on a bad checkpoint; 2 on bad usage.\n";
 
 enum { P_MODEL = 256, P_MODE, P_GPUMEM, P_BATCH, P_SEQ, P_LSPD, P_LSPR, P_SHARED, P_TARGETS, P_FREEZE,
-       P_ODTYPE, P_DTYPE, P_CKPT, P_ACCUM, P_HELP };
+       P_ODTYPE, P_DTYPE, P_CKPT, P_ACCUM, P_HELP, P_BF16UPD };
 
 static const struct option plan_options[] = {
 	{ "model", 1, 0, P_MODEL }, { "mode", 1, 0, P_MODE }, { "gpu-mem", 1, 0, P_GPUMEM },
 	{ "batch", 1, 0, P_BATCH }, { "seq", 1, 0, P_SEQ }, { "lsp-d", 1, 0, P_LSPD }, { "lsp-r", 1, 0, P_LSPR },
 	{ "lsp-shared", 0, 0, P_SHARED }, { "lsp-targets", 1, 0, P_TARGETS }, { "freeze-dense", 0, 0, P_FREEZE },
-	{ "offload-dtype", 1, 0, P_ODTYPE }, { "dtype", 1, 0, P_DTYPE },
+	{ "offload-dtype", 1, 0, P_ODTYPE }, { "dtype", 1, 0, P_DTYPE }, { "bf16-update", 1, 0, P_BF16UPD },
 	{ "checkpoint-activations", 2, 0, P_CKPT }, { "grad-accum", 1, 0, P_ACCUM }, { "help", 0, 0, P_HELP },
 	{ 0, 0, 0, 0 }
 };
@@ -98,6 +100,14 @@ int cmd_plan(int argc, char **argv)
 		case P_FREEZE: fo.freeze_dense = 1; break;
 		case P_ODTYPE: bad = dtype_is_bf16("--offload-dtype", optarg, &fo.offload_bf16); break;
 		case P_DTYPE: bad = dtype_is_bf16("--dtype", optarg, &fo.dtype_bf16); break;
+		case P_BF16UPD: {
+			enum lspo_bf16_update u = LSPO_BF16_MASTER;
+			bad = lspo_bf16_update_parse(optarg, &u) ? -1 : 0;
+			if (bad)
+				fprintf(stderr, "lspo plan: --bf16-update: expected master or stochastic, got '%s'\n", optarg);
+			fo.bf16_stochastic = u == LSPO_BF16_STOCHASTIC;
+			break;
+		}
 		case P_CKPT: {   /* optional K: --checkpoint-activations=K or --checkpoint-activations K */
 			const char *k = optarg;
 			if (!k && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
@@ -123,6 +133,10 @@ int cmd_plan(int argc, char **argv)
 		return cli_usage_error("plan", "--model DIR is required");
 	if (lspo_mode_parse(mode, &fo.mode))
 		return cli_usage_error("plan", "--mode: expected native, zero or lsp, got '%s'", mode);
+	if (fo.bf16_stochastic && !fo.dtype_bf16)
+		return cli_usage_error("plan", "--bf16-update stochastic needs --dtype bf16");
+	if (fo.bf16_stochastic && fo.mode == LSPO_MODE_ZERO)
+		return cli_usage_error("plan", "--bf16-update stochastic applies to --mode native and lsp");
 	if (fo.mode == LSPO_MODE_LSP && fo.lsp_r > fo.lsp_d)
 		return cli_usage_error("plan", "--lsp-r %d is larger than --lsp-d %d", fo.lsp_r, fo.lsp_d);
 
@@ -144,7 +158,8 @@ int cmd_plan(int argc, char **argv)
 	       lspo_mode_name(fo.mode), fo.batch, fo.seq);
 	if (fo.mode == LSPO_MODE_LSP)
 		printf(", d %d, r %d", fo.lsp_d, fo.lsp_r);
-	printf("%s%s", fo.dtype_bf16 ? ", bf16" : "", fo.offload_bf16 && fo.mode == LSPO_MODE_ZERO ? ", bf16 offload" : "");
+	printf("%s%s%s", fo.dtype_bf16 ? ", bf16" : "", fo.bf16_stochastic ? " (stochastic updates, no fp32 master)" : "",
+	       fo.offload_bf16 && fo.mode == LSPO_MODE_ZERO ? ", bf16 offload" : "");
 	if (fo.checkpoint_every)
 		printf(", checkpointing every %d block(s)", fo.checkpoint_every);
 	if (fo.grad_accum > 1)

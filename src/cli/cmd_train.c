@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,6 +34,9 @@ struct run_opts {
 	struct lspo_offload_opts off;
 	const char *dtype;           /* --dtype */
 	enum lspo_dtype dt;
+	const char *bf16_update;     /* --bf16-update */
+	enum lspo_bf16_update bu;
+	int random_init;             /* --random-init */
 };
 
 static void run_opts_default(struct run_opts *o)
@@ -42,7 +46,8 @@ static void run_opts_default(struct run_opts *o)
 		.seq = 64, .val_every = 0, .val_batches = 8, .check_freq = 100, .calib_batches = 4, .lr = d.lr,
 		.wd = d.weight_decay, .clip = d.clip, .beta1 = d.beta1, .beta2 = d.beta2, .eps = d.eps,
 		.val_fraction = 0.0, .seed = 1, .keep = 2, .max_bad_steps = 3, .grad_accum = 1, .ctx = lspo_config_default(),
-		.off = lspo_offload_opts_default(), .dtype = "fp32", .rank_timeout = 1800 };
+		.off = lspo_offload_opts_default(), .dtype = "fp32", .rank_timeout = 1800,
+		.bf16_update = "master" };
 }
 
 #define STATE_FILE "train_state.safetensors"
@@ -53,6 +58,10 @@ static const char train_help[] =
 	"shard; prints one line per step: step, loss (of that step's forward pass), lr, grad norm,\n"
 	"ms, tokens/s.\n"
 	"  --model DIR        checkpoint to start from (required)\n"
+	"  --random-init      start from random weights (seeded by --seed) instead of DIR's:\n"
+	"                     DIR needs only config.json.  In a simulated build (SimGrid) the\n"
+	"                     weights are not even initialised (kernels compute nothing), so a\n"
+	"                     large model's host memory is reserved but never committed\n"
 	"  --data SHARD       training tokens, llm.c shard format (required)\n"
 	"  --val SHARD        validation tokens (default: --val-fraction of --data's tail)\n"
 	"  --val-fraction F   hold out this tail fraction of --data for validation (default 0)\n"
@@ -83,6 +92,10 @@ static const char train_help[] =
 	"                     fp32 (default) or bf16 (master weights and AdamW stay fp32)\n"
 	"  --dtype T          fp32 (default) or bf16: weights and activations stored as bf16\n"
 	"                     on the accelerator; masters, gradients, optimizer stay float32\n"
+	"  --bf16-update U    with --dtype bf16, native and lsp: master (default: an fp32\n"
+	"                     master of every weight on the accelerator takes the updates) or\n"
+	"                     stochastic (no fp32 master there: updates rounded into the bf16\n"
+	"                     weights stochastically, seeded by --seed; 4 bytes per parameter less)\n"
 	"  --gpu-mem MiB      cap the accelerator memory StarPU may use (STARPU_LIMIT_CUDA_MEM)\n"
 	"  --lsp-d D          lsp: subspace size d, capped at each matrix's smaller side (default 256)\n"
 	"  --lsp-r R          lsp: non-zeros per projector row (default 8)\n"
@@ -148,7 +161,8 @@ enum { O_MODEL = 256, O_DATA, O_VAL, O_VALFRAC, O_VALEVERY, O_VALBATCHES, O_STEP
        O_NCUDA, O_TRACE, O_HELP, O_ODTYPE, O_GPUMEM, O_LSPD, O_LSPR, O_LSPALPHA, O_CHECKFREQ,
        O_LEARNITERS, O_LEARNLR, O_LSPINIT, O_LSPSHARED, O_EPSIN, O_PLAIN, O_FREEZE, O_TARGETS, O_LSPCUT, O_LSPDELAYS,
        O_CALIB, O_WARMUP, O_LRDECAY, O_MINLR, O_RESUME, O_SAVEEVERY, O_SAVEMIN, O_KEEP, O_OVERRIDE,
-       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG, O_RANKTIMEOUT };
+       O_MAXBAD, O_GRADACCUM, O_CKPTACT, O_DTYPE, O_LSPLEARN, O_LSPLAG, O_RANKTIMEOUT,
+       O_BF16UPD, O_RANDINIT };
 
 static const struct option train_options[] = {
 	{ "model", 1, 0, O_MODEL }, { "data", 1, 0, O_DATA }, { "val", 1, 0, O_VAL },
@@ -171,6 +185,7 @@ static const struct option train_options[] = {
 	{ "save-every-min", 1, 0, O_SAVEMIN }, { "keep", 1, 0, O_KEEP }, { "resume-override", 0, 0, O_OVERRIDE },
 	{ "max-bad-steps", 1, 0, O_MAXBAD }, { "grad-accum", 1, 0, O_GRADACCUM },
 	{ "checkpoint-activations", 2, 0, O_CKPTACT }, { "dtype", 1, 0, O_DTYPE }, { "lsp-learn", 1, 0, O_LSPLEARN },
+	{ "bf16-update", 1, 0, O_BF16UPD }, { "random-init", 0, 0, O_RANDINIT },
 	{ "lsp-learn-lag", 1, 0, O_LSPLAG }, { "rank-timeout", 1, 0, O_RANKTIMEOUT }, { 0 } };
 
 /* --lsp-cut and --lsp-delays go to the lspo policy. */
@@ -240,6 +255,8 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		case O_TRACE: o->ctx.trace_dir = optarg; break;
 		case O_ODTYPE: o->offload_dtype = optarg; break;
 		case O_DTYPE: o->dtype = optarg; break;
+		case O_BF16UPD: o->bf16_update = optarg; break;
+		case O_RANDINIT: o->random_init = 1; break;
 		case O_GPUMEM: bad = cli_parse_int("--gpu-mem", optarg, 1, 1L << 30, &o->gpu_mem); break;
 		case O_LSPD: bad = cli_parse_int("--lsp-d", optarg, 1, 1 << 16, &v); o->off.lsp_d = (int)v; break;
 		case O_LSPR: bad = cli_parse_int("--lsp-r", optarg, 1, 1 << 16, &v); o->off.lsp_r = (int)v; break;
@@ -323,6 +340,13 @@ static int parse(const char *cmd, int argc, char **argv, struct run_opts *o)
 		return cli_usage_error(cmd, "--dtype: expected fp32 or bf16, got '%s'", o->dtype);
 	if (o->off.offload_bf16 && o->off.mode != LSPO_MODE_ZERO)
 		return cli_usage_error(cmd, "--offload-dtype bf16 applies to --mode zero only");
+	if (lspo_bf16_update_parse(o->bf16_update, &o->bu))
+		return cli_usage_error(cmd, "--bf16-update: expected master or stochastic, got '%s'", o->bf16_update);
+	if (o->bu == LSPO_BF16_STOCHASTIC && o->dt != LSPO_DTYPE_BF16)
+		return cli_usage_error(cmd, "--bf16-update stochastic needs --dtype bf16");
+	if (o->bu == LSPO_BF16_STOCHASTIC && o->off.mode == LSPO_MODE_ZERO)
+		return cli_usage_error(cmd, "--bf16-update stochastic applies to --mode native and lsp (zero updates "
+		                       "fp32 masters in host memory)");
 	if (o->grad_accum * o->batch > 1 << 20)
 		return cli_usage_error(cmd, "--grad-accum %ld x --batch %ld: more than %d sequences per step",
 		                       o->grad_accum, o->batch, 1 << 20);
@@ -347,6 +371,8 @@ struct run {
 	struct lspo_loader *train_loader;
 	int32_t *inputs, *targets;
 	float *params;
+	size_t params_bytes;
+	int params_mapped;           /* params_alloc reserved it with mmap */
 	FILE *log;
 	char *model_dir;          /* the checkpoint read: --model or --resume, resolved */
 	int resuming;             /* model_dir is a saved run to continue */
@@ -360,6 +386,35 @@ struct run {
 	char *rank_trace;         /* data parallel: rank k > 0 traces into TRACE/rank-k */
 	struct dp_watch *watch;   /* data parallel: --rank-timeout */
 };
+
+/* The run's fp32 copy of the parameters.  Simulated from config.json alone,
+ * nothing reads it: reserved without swap accounting like the engine's slabs
+ * (host_slab.c), so models larger than this machine's memory (a Llama 7B's
+ * 27 GB) can be simulated; otherwise zeroed pages, untouched until loaded. */
+static int params_alloc(struct run *r, int untouched)
+{
+	r->params_bytes = lspo_model_nparams(&r->cfg) * sizeof(float);
+	r->params_mapped = untouched;
+	if (untouched) {
+		void *m = mmap(NULL, r->params_bytes, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		r->params = m == MAP_FAILED ? NULL : m;
+	} else {
+		r->params = calloc(1, r->params_bytes);
+	}
+	if (!r->params)
+		fprintf(stderr, "lspo: out of memory for %zu parameters\n", lspo_model_nparams(&r->cfg));
+	return !r->params;
+}
+
+static void params_free(struct run *r)
+{
+	if (r->params && r->params_mapped)
+		munmap(r->params, r->params_bytes);
+	else
+		free(r->params);
+	r->params = NULL;
+}
 
 static void run_free(struct run *r)
 {
@@ -379,7 +434,7 @@ static void run_free(struct run *r)
 	lspo_ckptdir_close(r->ckpt);
 	free(r->inputs);
 	free(r->targets);
-	free(r->params);
+	params_free(r);
 	free(r->model_dir);
 	free(r->run_json);
 	free(r->config_json);
@@ -466,7 +521,9 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 {
 	if (lspo_ckpt_read_config(r->model_dir, &r->cfg))
 		return CLI_FAIL;
-	int rc = job_check_model_size(cmd, &r->cfg, strcmp(cmd, "train") ? 2 : 5);
+	/* simulated: the engine's slabs are reserved, never committed (host_slab.c) */
+	int sim_untouched = lspo_ctx_simulated(NULL) && o->random_init && !r->resuming;
+	int rc = job_check_model_size(cmd, &r->cfg, sim_untouched ? 0 : strcmp(cmd, "train") ? 2 : 5);
 	if (rc)
 		return rc;
 	if (o->seq > r->cfg.n_positions) {
@@ -481,16 +538,21 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	size_t bt = (size_t)o->grad_accum * o->batch * o->seq;   /* a step's micro-batches */
 	r->inputs = malloc(bt * sizeof(int32_t));
 	r->targets = malloc(bt * sizeof(int32_t));
-	r->params = malloc(lspo_model_nparams(&r->cfg) * sizeof(float));
-	if (!r->inputs || !r->targets || !r->params) {
+	if (params_alloc(r, sim_untouched))
+		return CLI_FAIL;
+	if (!r->inputs || !r->targets) {
 		fprintf(stderr, "lspo: out of memory for %zu parameters and a batch of %ld x %ld tokens\n",
 		        lspo_model_nparams(&r->cfg), o->batch, o->seq);
 		return CLI_FAIL;
 	}
 	if (job_check_finite_dir(r->model_dir))
 		return CLI_FAIL;
-	if (lspo_ckpt_load_params(r->model_dir, &r->cfg, r->params))
+	if (o->random_init && !r->resuming) {
+		if (!sim_untouched && lspo_model_init_params(&r->cfg, (uint64_t)o->seed, r->params))
+			return CLI_FAIL;
+	} else if (lspo_ckpt_load_params(r->model_dir, &r->cfg, r->params)) {
 		return CLI_FAIL;
+	}
 	struct lspo_offload_opts off = o->off;
 	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &off.lsp_targets))
 		return CLI_USAGE;
@@ -505,6 +567,7 @@ static int run_open(struct run *r, const struct run_opts *o, const char *cmd)
 	if (r->dp && lspo_dp_start(r->dp))
 		return CLI_FAIL;
 	if (lspo_model_create_dtype(r->ctx, &r->cfg, (int)o->batch, (int)o->seq, o->dt, &r->model)
+	    || (o->bu != LSPO_BF16_MASTER && lspo_model_set_bf16_update(r->model, o->bu, (uint64_t)o->seed))
 	    || lspo_model_set_params(r->model, r->params) || lspo_model_set_mode(r->model, &off)
 	    || (o->ckpt_every && lspo_model_set_checkpointing(r->model, (int)o->ckpt_every))
 	    || lspo_model_set_dp(r->model, r->dp))
@@ -739,6 +802,8 @@ static int describe_run(struct run *r, const struct run_opts *o)
 	                                     "data", data, "val", val) : NULL;
 	if (tr && o->dt != LSPO_DTYPE_FP32)   /* absent for fp32: older checkpoints resume */
 		json_object_set_new(tr, "dtype", json_string(o->dtype));
+	if (tr && o->bu != LSPO_BF16_MASTER)   /* absent for master: older checkpoints resume */
+		json_object_set_new(tr, "bf16-update", json_string(o->bf16_update));
 	if (tr && o->off.mode == LSPO_MODE_LSP) {
 		json_t *lsp = json_pack("{s:i, s:i, s:f, s:I, s:I, s:i, s:f, s:s, s:b, s:b, s:b, s:b}",
 		                        "lsp-d", o->off.lsp_d, "lsp-r", o->off.lsp_r, "lsp-alpha", o->off.lsp_alpha,
@@ -1018,6 +1083,7 @@ static void print_footprint(const struct run *r, const struct run_opts *o)
 	fo.freeze_dense = o->off.freeze_dense;
 	fo.offload_bf16 = o->off.offload_bf16;
 	fo.dtype_bf16 = o->dt == LSPO_DTYPE_BF16;
+	fo.bf16_stochastic = o->bu == LSPO_BF16_STOCHASTIC;
 	fo.checkpoint_every = (int)o->ckpt_every;
 	fo.grad_accum = (int)o->grad_accum;
 	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &fo.lsp_targets))
@@ -1076,7 +1142,9 @@ static int dp_begin(struct run *r, struct run_opts *o)
 			}
 			o->ctx.trace_dir = r->rank_trace;
 		}
-		if (!freopen("/dev/null", "w", stdout))
+		/* Under SimGrid's SMPI all ranks share one process and its stdout:
+		 * there every rank prints (the end-of-run summaries name the rank). */
+		if (!lspo_ctx_simulated(NULL) && !freopen("/dev/null", "w", stdout))
 			return CLI_FAIL;
 	}
 	return CLI_OK;
@@ -1161,7 +1229,8 @@ static int train(int argc, char **argv)
 		size_t wbytes, abytes;
 		lspo_model_stored_bytes(r.model, &wbytes, &abytes);
 		printf("dtype bf16: working weights %.2f MiB, activations %.2f MiB (bf16 but for fp32 statistics); "
-		       "masters, gradients and optimizer states fp32\n", wbytes / 1048576.0, abytes / 1048576.0);
+		       "%s, gradients and optimizer states fp32\n", wbytes / 1048576.0, abytes / 1048576.0,
+		       o.bu == LSPO_BF16_STOCHASTIC ? "no master on the accelerator (stochastic rounding)" : "masters");
 	}
 	struct lspo_optim opt = { .lr = (float)o.lr, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
 	                          .eps = (float)o.eps, .weight_decay = (float)o.wd, .clip = (float)o.clip };

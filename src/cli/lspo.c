@@ -37,7 +37,8 @@ static void usage(FILE *out)
 	             "LSP-Offload fine-tuning on the StarPU task runtime.\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "\nSTARPU_* environment variables (STARPU_NCPU, STARPU_SCHED, ...) are honoured.\n");
+	fprintf(out, "\nSTARPU_* environment variables (STARPU_NCPU, STARPU_SCHED, ...) are honoured;\n"
+	             "--sched wins over STARPU_SCHED.\n");
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)

@@ -10,6 +10,17 @@
  * its working copy (to nearest even): on a CPU worker in zero mode, so
  * that only bf16 weights cross the bus, else on the accelerator.
  *
+ * --bf16-update stochastic: no fp32 master on the accelerator.  In native
+ * and lsp mode the updates (AdamW, proj_apply) read and write the bf16
+ * working weights themselves, computing in float32 and rounding the result
+ * stochastically (codelets/bf16.h: unbiased, keyed by the run's seed, the
+ * step and the tensor, identical on CPU and CUDA workers), so an update far
+ * below a weight's bf16 spacing moves it by the right amount on average.
+ * The fp32 slab hp then stays in host memory, refreshed from the bf16
+ * weights (exactly) when the host reads the parameters; new parameters are
+ * rounded into the working copy (to nearest) on a CPU worker, so hp never
+ * reaches the accelerator.  zero mode updates its host masters as before.
+ *
  * What is stored as bf16 on the accelerator: the working weights and the
  * activations (and activation gradients, logits and dlogits) the families
  * register with model_act.  What stays fp32: masters, gradients, AdamW
@@ -23,6 +34,7 @@
 
 #include "internal.h"
 #include "engine/model.h"
+#include "bf16.h"
 #include "cast.h"
 
 const char *lspo_dtype_name(enum lspo_dtype dtype)
@@ -63,12 +75,73 @@ int model_bf16_build(struct lspo_model *m)
 int model_bf16_refresh(struct lspo_model *m)
 {
 	int zero = m->mode_id == LSPO_MODE_ZERO;
-	uint32_t where = zero || starpu_cuda_worker_get_count() == 0 ? STARPU_CPU : STARPU_CUDA;
+	uint32_t where = zero || m->bf16_sr || starpu_cuda_worker_get_count() == 0 ? STARPU_CPU : STARPU_CUDA;
 	for (int i = 0; i < m->layout.ntensors; i++) {
 		const char *name = model_name(m, "cast", model_tensor_layer(m, i), zero ? "upload" : "apply");
 		TRY(lspo_cast_f32_bf16_submit(m->hp[i], m->w16[i], where, 0, name));
 	}
 	return LSPO_OK;
+}
+
+const char *lspo_bf16_update_name(enum lspo_bf16_update u)
+{
+	return u == LSPO_BF16_STOCHASTIC ? "stochastic" : u == LSPO_BF16_MASTER ? "master" : "unknown";
+}
+
+int lspo_bf16_update_parse(const char *text, enum lspo_bf16_update *u)
+{
+	if (!strcmp(text, "master"))
+		*u = LSPO_BF16_MASTER;
+	else if (!strcmp(text, "stochastic"))
+		*u = LSPO_BF16_STOCHASTIC;
+	else
+		LSPO_FAIL(LSPO_EINVAL, "unknown bf16 update '%s': expected master or stochastic", text);
+	return LSPO_OK;
+}
+
+int model_bf16_sr_active(const struct lspo_model *m)
+{
+	return m->bf16 && m->bf16_sr && m->mode_id != LSPO_MODE_ZERO;
+}
+
+uint64_t model_bf16_sr_key(const struct lspo_model *m, int tensor)
+{
+	return lspo_sr_key(m->sr_seed, (uint64_t)m->step, (uint64_t)tensor);
+}
+
+int model_bf16_after_update(struct lspo_model *m)
+{
+	return model_bf16_sr_active(m) ? LSPO_OK : model_bf16_refresh(m);
+}
+
+int model_bf16_sync_host(struct lspo_model *m)
+{
+	if (!model_bf16_sr_active(m))
+		return LSPO_OK;
+	for (int i = 0; i < m->layout.ntensors; i++)
+		TRY(lspo_cast_bf16_f32_submit(m->w16[i], m->hp[i], STARPU_CPU, 0,
+		                              model_name(m, "cast", model_tensor_layer(m, i), "upd")));
+	return LSPO_OK;
+}
+
+int lspo_model_set_bf16_update(struct lspo_model *m, enum lspo_bf16_update u, uint64_t seed)
+{
+	if (u != LSPO_BF16_MASTER && u != LSPO_BF16_STOCHASTIC)
+		LSPO_FAIL(LSPO_EINVAL, "unknown bf16 update %d: expected master or stochastic", (int)u);
+	if (!m->bf16 && u == LSPO_BF16_STOCHASTIC)
+		LSPO_FAIL(LSPO_EINVAL, "bf16 update 'stochastic' needs bf16 weights (dtype %s)",
+		          lspo_dtype_name(lspo_model_dtype(m)));
+	if (u == LSPO_BF16_MASTER && model_bf16_sr_active(m))
+		TRY(model_bf16_sync_host(m));   /* the masters start from the bf16 weights */
+	starpu_task_wait_for_all();
+	m->bf16_sr = u == LSPO_BF16_STOCHASTIC;
+	m->sr_seed = seed;
+	return LSPO_OK;
+}
+
+enum lspo_bf16_update lspo_model_bf16_update(const struct lspo_model *m)
+{
+	return m->bf16_sr ? LSPO_BF16_STOCHASTIC : LSPO_BF16_MASTER;
 }
 
 void model_bf16_free(struct lspo_model *m)

@@ -20,6 +20,9 @@
  *                     is applied (native: on the accelerator; zero: on the
  *                     host; lsp: the compressed maps' masters on the
  *                     accelerator, as the apply runs there);
+ *   bf16_stochastic   with dtype_bf16 in native and lsp mode: no fp32 master
+ *                     on the accelerator, the updates round the bf16 weights
+ *                     stochastically (engine/dtype.c);
  *   checkpoint_every  K > 0: the forward keeps the input of every K-th
  *                     block only; a segment of K blocks is recomputed
  *                     before its backward, so K blocks' activations live
@@ -229,7 +232,7 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 		switch (o->mode) {
 		case LSPO_MODE_NATIVE:       /* everything on the accelerator */
 			add(&a, &f->weights, eb * n, 1);
-			if (o->dtype_bf16)
+			if (o->dtype_bf16 && !o->bf16_stochastic)
 				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master, bf16 working copy */
 			add(&a, &f->gradients, 4.0 * n, 1);
 			add(&a, &f->optimizer, 4.0 * n, 2);
@@ -245,7 +248,7 @@ int lspo_footprint(const struct lspo_model_config *cfg, const struct lspo_footpr
 			break;
 		case LSPO_MODE_LSP:
 			add(&a, &f->weights, eb * n, 1);
-			if (o->dtype_bf16)
+			if (o->dtype_bf16 && !o->bf16_stochastic)
 				add(&a, &f->weights, 4.0 * n, 1);     /* fp32 master where the update is applied */
 			if (!target[i] && !o->freeze_dense) { /* dense: AdamW on the accelerator */
 				add(&a, &f->gradients, 4.0 * n, 1);

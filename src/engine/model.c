@@ -196,10 +196,7 @@ static void register_tensors(struct lspo_model *m)
 
 static int alloc_slab(float **slab, size_t n)
 {
-	if (starpu_malloc((void **)slab, n * sizeof(float)) != 0)
-		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate %zu MiB of pinned memory", n * sizeof(float) >> 20);
-	memset(*slab, 0, n * sizeof(float));
-	return LSPO_OK;
+	return model_host_alloc((void **)slab, n * sizeof(float), "a parameter-sized slab");
 }
 
 static int alloc_handles(struct lspo_model *m)
@@ -335,10 +332,10 @@ void lspo_model_free(struct lspo_model *m)
 	model_accum_free(m);   /* after unregister_all: it cleaned the plans on its handles */
 	if (m->fam && m->fam->free)
 		m->fam->free(m);
-	starpu_free(m->params);
-	starpu_free(m->grads);
-	starpu_free(m->m);
-	starpu_free(m->v);
+	model_host_free(m->params, m->layout.nfloats * sizeof(float));
+	model_host_free(m->grads, m->layout.nfloats * sizeof(float));
+	model_host_free(m->m, m->layout.nfloats * sizeof(float));
+	model_host_free(m->v, m->layout.nfloats * sizeof(float));
 	free(m->hp); free(m->hg); free(m->hm); free(m->hv); free(m->hpartial); free(m->partials); free(m->norm_parts);
 	free(m->acts);
 	free(m->tok_buf);
@@ -365,9 +362,9 @@ static void copy_slab(starpu_data_handle_t *h, const struct model_layout *layout
 		const struct model_tensor *t = &layout->tensors[i];
 		size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
 		starpu_data_acquire(h[i], to_slab ? STARPU_W : STARPU_R);
-		if (to_slab)
+		if (to_slab && !model_host_untouched())   /* simulated: no kernel reads them (host_slab.c) */
 			memcpy(slab + t->offset, host + t->offset, bytes);
-		else
+		else if (!to_slab)
 			memcpy(host + t->offset, slab + t->offset, bytes);
 		starpu_data_release(h[i]);
 	}
@@ -383,10 +380,12 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 		const struct model_tensor *t = &m->layout.tensors[i];
 		size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
 		starpu_data_acquire(m->hm[i], STARPU_W);
-		memset(m->m + t->offset, 0, bytes);
+		if (!model_host_untouched())
+			memset(m->m + t->offset, 0, bytes);
 		starpu_data_release(m->hm[i]);
 		starpu_data_acquire(m->hv[i], STARPU_W);
-		memset(m->v + t->offset, 0, bytes);
+		if (!model_host_untouched())
+			memset(m->v + t->offset, 0, bytes);
 		starpu_data_release(m->hv[i]);
 	}
 	m->step = 0;
@@ -397,6 +396,7 @@ int lspo_model_set_params(struct lspo_model *m, const float *params)
 
 int lspo_model_get_params(struct lspo_model *m, float *params)
 {
+	TRY(model_bf16_sync_host(m));   /* --bf16-update stochastic: hp from the bf16 weights */
 	copy_slab(m->hp, &m->layout, m->params, params, 0);
 	return LSPO_OK;
 }
@@ -544,8 +544,10 @@ int model_submit_adamw(struct lspo_model *m, int i, const struct lspo_optim *opt
 		.lr = opt->lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
 		.weight_decay = t->rows > 1 ? opt->weight_decay : 0.0f, .t = m->step,
 	};
-	return lspo_adamw_submit_where(m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where, prio,
-	                               model_name(m, "adamw", model_tensor_layer(m, i), "upd"));
+	int sr = model_bf16_sr_active(m);   /* --bf16-update stochastic: the bf16 weight itself */
+	h.sr_key = sr ? model_bf16_sr_key(m, i) : 0;
+	return lspo_adamw_submit_where(sr ? m->w16[i] : m->hp[i], m->hg[i], m->hm[i], m->hv[i], m->clip, &h, where,
+	                               prio, model_name(m, "adamw", model_tensor_layer(m, i), "upd"));
 }
 
 static int native_update(struct lspo_model *m, const struct lspo_optim *opt)
@@ -745,7 +747,7 @@ static int train_step(struct lspo_model *m, const int32_t *inputs, const int32_t
 	if (!rc)
 		rc = m->update(m, opt);
 	if (!rc && m->bf16)
-		rc = model_bf16_refresh(m);
+		rc = model_bf16_after_update(m);
 	starpu_iteration_pop();
 	starpu_task_wait_for_all();   /* the step's one wait */
 	lspo_mem_step_end();          /* its memory peaks, evicted and refetched bytes */

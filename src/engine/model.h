@@ -164,6 +164,11 @@ struct lspo_model {
 	 * are bf16 unless registered by model_act_f32. */
 	int bf16, act_f32;
 	starpu_data_handle_t *w16;
+	/* --bf16-update stochastic (dtype.c): updates on the accelerator write
+	 * w16 with stochastic rounding keyed by (sr_seed, step, tensor); hp is
+	 * then the host's copy, refreshed from w16 when read. */
+	int bf16_sr;
+	uint64_t sr_seed;
 	enum lspo_mode mode_id;
 	void *mode;                                    /* the mode's own state (offload.c) */
 	void (*free_mode)(struct lspo_model *m);
@@ -217,6 +222,15 @@ void model_act_f32(struct lspo_model *m, starpu_data_handle_t *h, int rows, int 
 int model_bf16_build(struct lspo_model *m);
 int model_bf16_refresh(struct lspo_model *m);
 void model_bf16_free(struct lspo_model *m);
+/* --bf16-update stochastic (dtype.c).  Active in native and lsp mode: the
+ * weight an update writes (AdamW's param, lsp's apply target) is w16 and
+ * the rounding key of tensor i at this step is model_bf16_sr_key; after the
+ * update nothing is refreshed; before the host reads the parameters
+ * (lspo_model_get_params) the host copies hp take w16's values (exact). */
+int model_bf16_sr_active(const struct lspo_model *m);
+uint64_t model_bf16_sr_key(const struct lspo_model *m, int tensor);
+int model_bf16_after_update(struct lspo_model *m);
+int model_bf16_sync_host(struct lspo_model *m);
 
 /* C = alpha op(A) op(B) + beta C, as `split` tasks on row blocks of C when
  * the model splits (op(A) cut accordingly), else one task. */
@@ -283,6 +297,14 @@ int lsp_state_nmats(const struct lspo_model *m);
 struct lsp_state lsp_state_matrix(struct lspo_model *m, int k);
 int lsp_state_npairs(const struct lspo_model *m);
 struct lspo_proj *lsp_state_pair(struct lspo_model *m, int i);
+
+/* The engine's large host buffers (host_slab.c): `bytes` zeroed bytes,
+ * pinned in a real run; in a simulated run reserved, never touched
+ * (model_host_untouched: 1, and the engine writes nothing into them).
+ * Free with the same size. */
+int model_host_alloc(void **p, size_t bytes, const char *what);
+void model_host_free(void *p, size_t bytes);
+int model_host_untouched(void);
 
 /* ------------------------------------------------------------------------ */
 /* Activation checkpointing (recompute.c) and gradient accumulation (accum.c) */

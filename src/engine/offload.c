@@ -246,6 +246,15 @@ static int lsp_apply(struct lspo_model *m, struct lsp_matrix *mx, const struct l
 	lspo_proj_handles(mx->proj, &pidx, &pval, &qidx, &qval);
 	float gain = o->o.lsp_plain_apply ? 1.0f : lspo_proj_gain(mx->proj);
 	const char *name = model_name(m, "proj_apply", mx->layer, "apply");
+	if (model_bf16_sr_active(m)) {   /* --bf16-update stochastic: into the bf16 weight (dtype.c) */
+		uint64_t key = model_bf16_sr_key(m, mx->tensor);
+		float wd = opt->lr * opt->weight_decay;
+		if (mx->orient == ORIENT_IN_OUT)
+			return lspo_proj_apply_sr_submit(m->w16[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain, wd, 0,
+			                                 key, prio, name);
+		return lspo_proj_apply_sr_submit(m->w16[mx->tensor], qidx, qval, pidx, pval, mx->delta, gain, wd, 1, key,
+		                                 prio, name);
+	}
 	if (mx->orient == ORIENT_IN_OUT)
 		return lspo_proj_apply_submit(m->hp[mx->tensor], pidx, pval, qidx, qval, mx->delta, gain,
 		                              opt->lr * opt->weight_decay, prio, name);
@@ -305,7 +314,7 @@ static void lsp_matrix_free(struct lsp_matrix *mx)
 	for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
 		if (h[i])
 			starpu_data_unregister(h[i]);
-	starpu_free(mx->host);
+	model_host_free(mx->host, 4 * (size_t)mx->d * mx->d * sizeof(float));
 }
 
 static void offload_free(struct lspo_model *m)
@@ -356,9 +365,7 @@ static int lsp_matrix_build(struct lspo_model *m, struct offload *o, struct lsp_
 	if (pd != d)
 		LSPO_FAIL(LSPO_EINVAL, "lsp: projector of %s has d = %d, expected %d", t->name, pd, d);
 	size_t dd = (size_t)d * d;
-	if (starpu_malloc((void **)&mx->host, 4 * dd * sizeof(float)))
-		LSPO_FAIL(LSPO_ENOMEM, "lsp: cannot allocate %zu KiB for %s", 4 * dd * sizeof(float) >> 10, t->name);
-	memset(mx->host, 0, 4 * dd * sizeof(float));
+	TRY(model_host_alloc((void **)&mx->host, 4 * dd * sizeof(float), t->name));
 	lspo_matrix_register(&mx->ghat, mx->host, d, d);
 	lspo_matrix_register(&mx->delta, mx->host + dd, d, d);
 	lspo_matrix_register(&mx->M, mx->host + 2 * dd, d, d);

@@ -112,6 +112,26 @@ static int setup_fxt(const char *trace_dir)
 #endif
 }
 
+/* StarPU 1.3 lets STARPU_SCHED override conf->sched_policy inside
+ * starpu_init.  The policy chosen here (--sched before the environment) must
+ * win, or the tracing and memory hooks wrap a policy that never runs: hide the
+ * variable for the call, then put it back. */
+static int init_starpu_with_policy(struct starpu_conf *conf)
+{
+	const char *env = getenv("STARPU_SCHED");
+	char *saved = env ? strdup(env) : NULL;
+	if (env && !saved)
+		return -ENOMEM;
+	conf->sched_policy_name = NULL;
+	unsetenv("STARPU_SCHED");
+	int rc = starpu_init(conf);
+	if (saved) {
+		setenv("STARPU_SCHED", saved, 1);
+		free(saved);
+	}
+	return rc;
+}
+
 int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 {
 	*out = NULL;
@@ -157,7 +177,7 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	openblas_set_num_threads(1);
 #endif
 	ctx_current = ctx;   /* the policy's init and the hooks read its state */
-	rc = starpu_init(&ctx->conf);
+	rc = init_starpu_with_policy(&ctx->conf);
 	if (rc != 0) {
 		lspo_trace_end(ctx->trace, 0);
 		ctx_current = NULL;
