@@ -236,14 +236,6 @@ static void refresh_opts(struct lspo_sched *s)
 	}
 }
 
-static size_t task_bytes(struct starpu_task *task)
-{
-	size_t b = 0;
-	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++)
-		b += starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i));
-	return b;
-}
-
 static int push_task(struct starpu_task *task)
 {
 	unsigned ctx = task->sched_ctx;
@@ -284,13 +276,6 @@ static int push_task(struct starpu_task *task)
 		place = P_ACCEL;
 	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_upd_on_cpu())
 		place = P_CPU;   /* memory short: optimizer states stay home (sched_lspo_mem.c) */
-	/* An update of a small tensor (a bias, a norm's gain: all its buffers
-	 * together at most LSPO_SCHED_SMALL_UPD bytes) goes to CPU workers: on
-	 * the accelerator its launch costs more than its work, and a few hundred
-	 * of them take accelerator time the step's products need, while its
-	 * data cross the bus in microseconds, off the critical path. */
-	if (st == LSPO_STAGE_UPD && layer >= 0 && place == P_ACCEL && first_cpu >= 0 && task_bytes(task) <= LSPO_SCHED_SMALL_UPD)
-		place = P_CPU;
 	/* A step-level update (the clipping factor from the norm's partial sums)
 	 * is a few scalars: it runs where its inputs are, rather than sending
 	 * them across the bus and its result back on the step's critical path. */

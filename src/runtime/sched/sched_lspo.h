@@ -96,10 +96,6 @@
 
 extern struct starpu_sched_policy lspo_sched_policy;
 
-/* An update either kind of worker may run whose buffers together are at
- * most this many bytes goes to CPU workers (see push_task). */
-#define LSPO_SCHED_SMALL_UPD (1u << 20)
-
 /* Layers above it are not layers for the policy (the task goes to OTHER). */
 #define LSPO_SCHED_MAX_LAYER 1023
 
