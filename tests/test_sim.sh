@@ -13,7 +13,9 @@
 #   - a Llama-family model's zero and lsp move their analytic volume too;
 #   - with --grad-accum 2 (and activation checkpointing) zero and lsp move
 #     one batch's volume per step, as without;
-#   - a projector check keeps the GPU busy (its learning chains stay there).
+#   - a projector check keeps the GPU busy (its learning chains stay there);
+#   - on a 124M-shaped model, the lspo policy's step is at most dmdas's in
+#     lsp and zero mode, under a memory cap and without one (sched_mem_vs_dmdas).
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
