@@ -292,6 +292,8 @@ void lspo_sched_mem_post_exec(struct starpu_task *task)
 	int worker = starpu_worker_get_id();
 	if (worker < 0 || starpu_worker_get_type(worker) == STARPU_CPU_WORKER || !task->cl)
 		return;
+	if (!lspo_mem_short())
+		return;   /* nothing evicted yet: nothing to record (the first plan comes a step later) */
 	int step = lspo_mem_step(), shrt = lspo_mem_short_now();
 	int node = (int)starpu_worker_get_memory_node((unsigned)worker);
 	unsigned nb = STARPU_TASK_GET_NBUFFERS(task);
