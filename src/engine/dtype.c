@@ -121,6 +121,19 @@ uint64_t model_bf16_sr_key(const struct lspo_model *m, int tensor)
 	return lspo_sr_key(m->sr_seed, (uint64_t)m->step, (uint64_t)tensor);
 }
 
+/* A mode was set (lspo_model_set_mode): native and lsp mode update fp32
+ * masters on the accelerator, so there the masters are rounded again on
+ * the accelerator, which places them where they stay before the first step
+ * (the values are those set_params rounded).  zero mode keeps its masters
+ * on the host; so does --bf16-update stochastic, whose hp may also be stale
+ * (the bf16 weights are the parameters). */
+int model_bf16_mode_set(struct lspo_model *m)
+{
+	if (!m->bf16 || m->bf16_sr || m->mode_id == LSPO_MODE_ZERO || starpu_cuda_worker_get_count() == 0)
+		return LSPO_OK;
+	return refresh(m, STARPU_CUDA);
+}
+
 /* After an update: where the masters were updated (zero: the host). */
 int model_bf16_after_update(struct lspo_model *m)
 {
