@@ -1142,7 +1142,9 @@ static int dp_begin(struct run *r, struct run_opts *o)
 			}
 			o->ctx.trace_dir = r->rank_trace;
 		}
-		if (!freopen("/dev/null", "w", stdout))
+		/* Under SimGrid's SMPI all ranks share one process and its stdout:
+		 * there every rank prints (the end-of-run summaries name the rank). */
+		if (!lspo_ctx_simulated(NULL) && !freopen("/dev/null", "w", stdout))
 			return CLI_FAIL;
 	}
 	return CLI_OK;

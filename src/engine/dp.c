@@ -69,7 +69,7 @@ int lspo_dp_launched(void)
 	if (force && *force)
 		return strcmp(force, "0") != 0;
 	static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-	                                    "MPI_LOCALNRANKS" };
+	                                    "MPI_LOCALNRANKS", "SMPI_GLOBAL_SIZE" /* smpirun */ };
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		if (getenv(vars[i]))
 			return 1;
@@ -124,6 +124,28 @@ void lspo_dp_abort(struct lspo_dp *dp, int code) { (void)dp; (void)code; }
 /* ------------------------------------------------------------------------ */
 /* MPI and StarPU-MPI                                                       */
 
+/* Under SimGrid's SMPI (StarPU built by scripts/build-starpu --simgrid-mpi),
+ * each rank's MPI process is StarPU-MPI's progression actor: it initialises
+ * and finalises MPI itself and runs the program's main in another simulated
+ * actor, which may call StarPU-MPI but not MPI directly. */
+#ifdef STARPU_SIMGRID
+int lspo_dp_create(struct lspo_dp **out)
+{
+	*out = NULL;
+	struct lspo_dp *dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		LSPO_FAIL(LSPO_ENOMEM, "cannot allocate the data-parallel state");
+	if (!getenv("SMPI_GLOBAL_SIZE")) {
+		free(dp);
+		LSPO_FAIL(LSPO_EINVAL, "this lspo is built for simulated clusters (SimGrid's SMPI): start it "
+		          "with smpirun (bench/simulate-scaling)");
+	}
+	starpu_mpi_comm_rank(MPI_COMM_WORLD, &dp->rank);
+	starpu_mpi_comm_size(MPI_COMM_WORLD, &dp->size);
+	*out = dp;
+	return LSPO_OK;
+}
+#else
 int lspo_dp_create(struct lspo_dp **out)
 {
 	*out = NULL;
@@ -146,6 +168,7 @@ int lspo_dp_create(struct lspo_dp **out)
 	*out = dp;
 	return LSPO_OK;
 }
+#endif
 
 int lspo_dp_start(struct lspo_dp *dp)
 {
@@ -172,10 +195,12 @@ void lspo_dp_free(struct lspo_dp *dp)
 {
 	if (!dp)
 		return;
+#ifndef STARPU_SIMGRID   /* SMPI: StarPU-MPI's progression actor finalises */
 	int finalized = 0;
 	MPI_Finalized(&finalized);
 	if (!finalized)
 		MPI_Finalize();
+#endif
 	free(dp);
 }
 
@@ -184,7 +209,11 @@ void lspo_dp_abort(struct lspo_dp *dp, int code)
 	if (dp && dp->size > 1) {
 		fflush(stdout);
 		fflush(stderr);
+#ifdef STARPU_SIMGRID
+		_Exit(code);   /* SMPI: every rank lives in this one process */
+#else
 		MPI_Abort(MPI_COMM_WORLD, code);
+#endif
 	}
 }
 
