@@ -261,8 +261,8 @@ sim_774m
 sim_124m_bf16() {
   d=$out/124M
   mkdir -p "$d"
-  printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}\n' \
-    > "$d/config.json"
+  printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, %s}\n' \
+    '"n_head": 12' > "$d/config.json"
   for opts in "zero" "zero --checkpoint-activations" "native" "native --bf16-update stochastic" "lsp" \
               "lsp --bf16-update stochastic"; do
     set -- $opts

@@ -8,7 +8,10 @@
  * updates far below a weight's bf16 spacing still add up), in host memory
  * in zero mode.  After each update a cast task rounds every master into
  * its working copy (to nearest even): on a CPU worker in zero mode, so
- * that only bf16 weights cross the bus, else on the accelerator.
+ * that only bf16 weights cross the bus, else on the accelerator.  New
+ * parameters are rounded on a CPU worker whatever the mode (`lspo train`
+ * sets them before the mode); setting native or lsp mode then rounds them
+ * again on the accelerator, placing the masters there (model_bf16_mode_set).
  *
  * --bf16-update stochastic: no fp32 master on the accelerator.  In native
  * and lsp mode the updates (AdamW, proj_apply) read and write the bf16
@@ -76,7 +79,8 @@ int model_bf16_build(struct lspo_model *m)
 static int refresh(struct lspo_model *m, uint32_t where)
 {
 	for (int i = 0; i < m->layout.ntensors; i++) {
-		const char *name = model_name(m, "cast", model_tensor_layer(m, i), where == STARPU_CPU ? "upload" : "apply");
+		const char *stage = where == STARPU_CPU ? "upload" : "apply";
+		const char *name = model_name(m, "cast", model_tensor_layer(m, i), stage);
 		TRY(lspo_cast_f32_bf16_submit(m->hp[i], m->w16[i], where, 0, name));
 	}
 	return LSPO_OK;
