@@ -285,6 +285,41 @@ sim_774m() {
 }
 sim_774m
 
+# --- GPT-2 124M with --dtype bf16: peak = plan (issue 13; sim_124m_bf16) -------
+# The small model above hides an fp32 copy of its parameters (13 MB) in the
+# slack of StarPU's 32 MiB chunks; at 124M shapes (config.json alone, --random-init, B 1 x T 1024, no cap) each
+# mode's accelerator peak at step 3 equals `lspo plan`'s footprint as
+# allocated within 5%, for --dtype bf16 with fp32 masters, with stochastic
+# rounding (native and lsp; zero keeps its masters on the host) and with
+# activation checkpointing.  zero must not hold the fp32 masters there: they
+# would add 4 bytes per parameter (476 MiB, 40% over its 1194.5 MiB).
+sim_124m_bf16() {
+  d=$out/124M
+  mkdir -p "$d"
+  printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, %s}\n' \
+    '"n_head": 12' > "$d/config.json"
+  for opts in "zero" "zero --checkpoint-activations" "native" "native --bf16-update stochastic" "lsp" \
+              "lsp --bf16-update stochastic"; do
+    set -- $opts
+    m=$1; shift
+    name=124M-$m$(echo "$*" | sed 's/--bf16-update stochastic/-sr/; s/--checkpoint-activations/-ckpt/; s/ //g')
+    # shellcheck disable=SC2086
+    want=$("$lspo" plan --model "$d" --mode $m --batch 1 --seq 1024 --dtype bf16 "$@" 2>&1 \
+      | sed -n 's/^footprint bytes:.* allocated \([0-9]*\).*/\1/p')
+    # shellcheck disable=SC2086
+    "$lspo" train --model "$d" --random-init --data "$out/tok.bin" --steps 3 --batch 1 --seq 1024 --check-freq 0 \
+      --mode $m --dtype bf16 "$@" --log "$out/$name.csv" > "$out/$name.out" 2> "$out/$name.err" \
+      || { echo "FAILED: $name: lspo train"; tail -n 5 "$out/$name.err"; fail=1; continue; }
+    peak=$(awk -F, 'NR == 4 { print $9 }' "$out/$name.csv")
+    ev=$(awk -F, 'NR > 1 { s += $10 + $11 } END { print s + 0 }' "$out/$name.csv")
+    echo "$name (bf16): accelerator peak ${peak:-?} B, plan as allocated ${want:-?} B, evicted+refetched $ev B"
+    check "$name bf16: peak = plan within 5%" \
+      "awk 'BEGIN { p = ${peak:-0}; f = ${want:-1}; d = p - f; if (d < 0) d = -d; exit !(p > 0 && d <= 0.05 * f) }'"
+    check "$name bf16: nothing evicted without a cap" "[ \"$ev\" = 0 ]"
+  done
+}
+sim_124m_bf16
+
 # Projector checks as tasks (issue 12): a check's learning chains stay on the
 # GPU, which is busy for most of the check (the calibration passes aside).
 run lsp-check --mode lsp --lsp-d 64 --lsp-r 8 --steps 8 --check-freq 4 --sched lspo

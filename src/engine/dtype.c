@@ -8,7 +8,10 @@
  * updates far below a weight's bf16 spacing still add up), in host memory
  * in zero mode.  After each update a cast task rounds every master into
  * its working copy (to nearest even): on a CPU worker in zero mode, so
- * that only bf16 weights cross the bus, else on the accelerator.
+ * that only bf16 weights cross the bus, else on the accelerator.  New
+ * parameters are rounded on a CPU worker whatever the mode (`lspo train`
+ * sets them before the mode); setting native or lsp mode then rounds them
+ * again on the accelerator, placing the masters there (model_bf16_mode_set).
  *
  * --bf16-update stochastic: no fp32 master on the accelerator.  In native
  * and lsp mode the updates (AdamW, proj_apply) read and write the bf16
@@ -72,15 +75,28 @@ int model_bf16_build(struct lspo_model *m)
 	return LSPO_OK;
 }
 
-int model_bf16_refresh(struct lspo_model *m)
+/* Rounds every master into its working copy on `where`. */
+static int refresh(struct lspo_model *m, uint32_t where)
 {
-	int zero = m->mode_id == LSPO_MODE_ZERO;
-	uint32_t where = zero || m->bf16_sr || starpu_cuda_worker_get_count() == 0 ? STARPU_CPU : STARPU_CUDA;
 	for (int i = 0; i < m->layout.ntensors; i++) {
-		const char *name = model_name(m, "cast", model_tensor_layer(m, i), zero ? "upload" : "apply");
+		const char *stage = where == STARPU_CPU ? "upload" : "apply";
+		const char *name = model_name(m, "cast", model_tensor_layer(m, i), stage);
 		TRY(lspo_cast_f32_bf16_submit(m->hp[i], m->w16[i], where, 0, name));
 	}
 	return LSPO_OK;
+}
+
+/* New parameters (lspo_model_set_params): the host just wrote the masters,
+ * so the cast runs on a CPU worker in every mode and only the bf16 weights
+ * go up.  Cast on the accelerator, it would place an fp32 replica of every
+ * master there before the mode is known (lspo train sets the mode after the
+ * parameters): zero mode, whose masters never reach the accelerator, would
+ * hold 4 bytes per parameter more than its footprint (footprint.c) for the
+ * whole run, StarPU keeping a replica allocated until memory runs short.
+ * Native and lsp mode fetch their masters at their first update instead. */
+int model_bf16_refresh(struct lspo_model *m)
+{
+	return refresh(m, STARPU_CPU);
 }
 
 const char *lspo_bf16_update_name(enum lspo_bf16_update u)
@@ -109,9 +125,26 @@ uint64_t model_bf16_sr_key(const struct lspo_model *m, int tensor)
 	return lspo_sr_key(m->sr_seed, (uint64_t)m->step, (uint64_t)tensor);
 }
 
+/* A mode was set (lspo_model_set_mode): native and lsp mode update fp32
+ * masters on the accelerator, so there the masters are rounded again on
+ * the accelerator, which places them where they stay before the first step
+ * (the values are those set_params rounded).  zero mode keeps its masters
+ * on the host; so does --bf16-update stochastic, whose hp may also be stale
+ * (the bf16 weights are the parameters). */
+int model_bf16_mode_set(struct lspo_model *m)
+{
+	if (!m->bf16 || m->bf16_sr || m->mode_id == LSPO_MODE_ZERO || starpu_cuda_worker_get_count() == 0)
+		return LSPO_OK;
+	return refresh(m, STARPU_CUDA);
+}
+
+/* After an update: where the masters were updated (zero: the host). */
 int model_bf16_after_update(struct lspo_model *m)
 {
-	return model_bf16_sr_active(m) ? LSPO_OK : model_bf16_refresh(m);
+	if (model_bf16_sr_active(m))
+		return LSPO_OK;
+	int host = m->mode_id == LSPO_MODE_ZERO || starpu_cuda_worker_get_count() == 0;
+	return refresh(m, host ? STARPU_CPU : STARPU_CUDA);
 }
 
 int model_bf16_sync_host(struct lspo_model *m)

@@ -123,6 +123,12 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 	/* shared pairs: one per (role, in, out) */
 	int *seen = calloc((size_t)l->nlinears + 1, 3 * sizeof(int));
 	int nseen = 0;
+	/* proj_apply's scratch E (d, n), n the columns of W as stored (out for
+	 * a weight stored (in, out), in for one stored (out, in)): a task's
+	 * scratch handle is freed after it, and StarPU reuses the buffer for
+	 * the next of the same shape, whatever the role */
+	int *shapes = calloc((size_t)l->nlinears + 1, 2 * sizeof(int));
+	int nshapes = 0;
 	double dmax = 0;
 	for (int i = 0; i < l->nlinears; i++) {
 		const struct model_linear *L = &l->linears[i];
@@ -147,9 +153,16 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 			seen[3 * nseen + 1] = L->in;
 			seen[3 * nseen + 2] = L->out;
 			nseen++;
-			/* proj_apply's scratch (d, out), one per shape */
-			add(a, &f->workspace, 4.0 * d * L->out, 1);
-			*scratch = 4.0 * d * L->out > *scratch ? 4.0 * d * L->out : *scratch;
+		}
+		int cols = L->orient == ORIENT_IN_OUT ? L->out : L->in, new_shape = 1;
+		for (k = 0; shapes && k < nshapes && new_shape; k++)
+			new_shape = !(shapes[2 * k] == (int)d && shapes[2 * k + 1] == cols);
+		if (shapes && new_shape) {
+			shapes[2 * nshapes] = (int)d;
+			shapes[2 * nshapes + 1] = cols;
+			nshapes++;
+			add(a, &f->workspace, 4.0 * d * cols, 1);
+			*scratch = 4.0 * d * cols > *scratch ? 4.0 * d * cols : *scratch;
 		}
 		if (fresh || !o->lsp_shared) {   /* P (in, r), Q (out, r): int32 indices, float values */
 			add(a, &f->projectors, 4.0 * r * L->in, 2);
@@ -158,6 +171,7 @@ static void lsp_parts(const struct model_layout *l, const struct lspo_footprint_
 		}
 	}
 	free(seen);
+	free(shapes);
 	add(a, &f->workspace, 4.0 * dmax * N, 1);        /* project_bwd's scratch (d, N) */
 	*scratch = 4.0 * dmax * N > *scratch ? 4.0 * dmax * N : *scratch;
 }

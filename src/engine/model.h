@@ -216,11 +216,14 @@ void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols
 void model_act_f32(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols);
 
 /* --dtype bf16 (engine/dtype.c): builds the bf16 working weights (hw),
- * rounds the fp32 masters into them (after new parameters and after every
- * update: on CPU workers in zero mode, where the masters are, else on the
- * accelerator), unregisters them. */
+ * rounds the fp32 masters into them (after new parameters on CPU workers,
+ * where the host wrote them; after every update on CPU workers in zero
+ * mode, where the masters are, else on the accelerator; after a mode is
+ * set, on the accelerator if the mode's masters live there),
+ * unregisters them. */
 int model_bf16_build(struct lspo_model *m);
 int model_bf16_refresh(struct lspo_model *m);
+int model_bf16_mode_set(struct lspo_model *m);
 void model_bf16_free(struct lspo_model *m);
 /* --bf16-update stochastic (dtype.c).  Active in native and lsp mode: the
  * weight an update writes (AdamW's param, lsp's apply target) is w16 and

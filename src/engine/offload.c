@@ -490,7 +490,7 @@ int lspo_model_set_mode(struct lspo_model *m, const struct lspo_offload_opts *op
 	}
 	use_offload_hooks(m, opts->mode);
 	m->mode_id = opts->mode;
-	return LSPO_OK;
+	return model_bf16_mode_set(m);   /* --dtype bf16: the masters where the mode keeps them */
 }
 
 void lspo_model_offload_volume(const struct lspo_model *m, double *d2h, double *h2d)
