@@ -49,6 +49,9 @@
  * zero's AdamW) are restricted to CPU workers by their codelet or `where`
  * and go to CPU workers only; otherwise (CPU-only machine) any worker that
  * can run it, ordered by the same rules.
+ * A step-level upd (no layer: the clipping factor from the norm's partial
+ * sums) goes where most of its input bytes are valid, CPU workers or the
+ * accelerator, when both kinds can run it.
  * offload, upload and OTHER tasks go to any worker that can run them.
  *
  * Delays (lspo_sched_opts.delay_upd/upload/apply = d > 0): a stage of layer
