@@ -248,7 +248,8 @@ echo "774M lsp, bf16, checkpointing, 4 GiB (analytic): $(grep '^fits:' "$out/774
 # outputs (tokens and targets up, 8 B per position; losses down, 4 B), the
 # accelerator's peak is the plan's, and the step is at most half of zero's
 # under the same cap (zero with bf16 and checkpointing does not fit: 4 B of
-# gradient per parameter alone is 2.9 GiB; it evicts).
+# gradient per parameter alone is 2.9 GiB; it evicts).  lsp's median step of
+# steps 3..5 under the lspo policy is at most dmdas's in the same run.
 sim_774m() {
   d=$out/774M B7=1 T7=1024
   args="--model $d --random-init --data $out/tok.bin --steps 5 --batch $B7 --seq $T7 --check-freq 0 --dtype bf16 \
@@ -258,8 +259,9 @@ sim_774m() {
   echo "774M lsp, bf16 (stochastic), checkpointing, B $B7 x T $T7, 4 GiB (analytic): $(echo "$plan" | grep '^fits:')"
   check "774M lsp --bf16-update stochastic fits 4 GiB (plan)" "echo \"\$plan\" | grep -q '^fits: yes'"
   want=$(echo "$plan" | sed -n 's/^footprint bytes:.* allocated \([0-9]*\).*/\1/p')
-  for m in lsp zero; do
+  for m in lsp zero lsp-dmdas; do
     extra="--mode $m"; [ $m = lsp ] && extra="--mode lsp --bf16-update stochastic"
+    [ $m = lsp-dmdas ] && extra="--mode lsp --bf16-update stochastic --sched dmdas"
     tm=""   # wall time and resident memory, where GNU time exists
     [ -x /usr/bin/time ] && tm="/usr/bin/time -f %es,%MKiB -o $out/774M-$m.time"
     # shellcheck disable=SC2086
@@ -282,6 +284,9 @@ sim_774m() {
   check "774M lsp 4 GiB: peak = plan within 5%" \
     "awk 'BEGIN { p = ${peak:-0}; f = ${want:-1}; d = p - f; if (d < 0) d = -d; exit !(p > 0 && d <= 0.05 * f) }'"
   check "774M 4 GiB: lsp's step <= 0.5 x zero's" "awk 'BEGIN { exit !(${lsp_ms:-1} > 0 && ${lsp_ms:-1} <= 0.5 * ${zero_ms:-0}) }'"
+  l=$(median 774M-lsp) dm=$(median 774M-lsp-dmdas)
+  echo "774M lsp 4 GiB: lspo policy ${l:-?} ms, dmdas ${dm:-?} ms (median of steps 3..5; simulated)"
+  check "774M lsp 4 GiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${l:-1} + 0 > 0 && ${l:-1} <= ${dm:-0}) }'"
 }
 sim_774m
 

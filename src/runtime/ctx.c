@@ -116,12 +116,27 @@ static int setup_fxt(const char *trace_dir)
  * starpu_init.  The policy chosen here (--sched before the environment) must
  * win, or the tracing and memory hooks wrap a policy that never runs: hide the
  * variable for the call, then put it back. */
-static int init_starpu_with_policy(struct starpu_conf *conf)
+/* The lspo policy picks a task when a worker asks for one, so a CUDA worker
+ * has work queued behind its running kernel only as far as it asks ahead:
+ * StarPU's CUDA pipeline, 2 tasks by default.  Each task costs its driver
+ * thread time before the kernel starts (input fetches, the launch); with
+ * hundreds of small kernels a step (biases, norm gains: their norms, AdamW
+ * and gradient fills) that cost stays exposed unless more tasks wait behind
+ * a long kernel.  Under the lspo policy the pipeline is 4 deep (StarPU's
+ * maximum) unless STARPU_CUDA_PIPELINE says otherwise (simulated GPT-2
+ * 774M, bf16, B 1 x T 1024: 124.9 -> 119.5 ms a step; bench/RESULTS.md).
+ * Set for starpu_init only, which reads it while it starts the workers. */
+#define LSPO_SCHED_CUDA_PIPELINE "4"
+
+static int init_starpu_with_policy(struct starpu_conf *conf, int lspo_policy)
 {
 	const char *env = getenv("STARPU_SCHED");
 	char *saved = env ? strdup(env) : NULL;
 	if (env && !saved)
 		return -ENOMEM;
+	int pipeline = lspo_policy && !getenv("STARPU_CUDA_PIPELINE");
+	if (pipeline)
+		setenv("STARPU_CUDA_PIPELINE", LSPO_SCHED_CUDA_PIPELINE, 1);
 	conf->sched_policy_name = NULL;
 	unsetenv("STARPU_SCHED");
 	int rc = starpu_init(conf);
@@ -129,6 +144,8 @@ static int init_starpu_with_policy(struct starpu_conf *conf)
 		setenv("STARPU_SCHED", saved, 1);
 		free(saved);
 	}
+	if (pipeline)
+		unsetenv("STARPU_CUDA_PIPELINE");
 	return rc;
 }
 
@@ -177,7 +194,7 @@ int lspo_ctx_create(const struct lspo_config *cfg, struct lspo_ctx **out)
 	openblas_set_num_threads(1);
 #endif
 	ctx_current = ctx;   /* the policy's init and the hooks read its state */
-	rc = init_starpu_with_policy(&ctx->conf);
+	rc = init_starpu_with_policy(&ctx->conf, policy == &lspo_sched_policy);
 	if (rc != 0) {
 		lspo_trace_end(ctx->trace, 0);
 		ctx_current = NULL;
