@@ -42,6 +42,12 @@
  *             nothing else is queued, and while other tasks run at most
  *             (workers - 1) at once, so a worker stays free for the
  *             backward or an apply the next forward needs.
+ * A CUDA worker asks for tasks ahead while its kernels run: under this
+ * policy StarPU's CUDA pipeline is 4 deep (runtime/ctx.c, unless
+ * STARPU_CUDA_PIPELINE is set), so the driver's per-task cost of small
+ * kernels hides behind long ones; a worker that already holds 2 unfinished
+ * tasks takes no fwd task (it would be committed before the forward chain's
+ * next task is ready, which would then wait behind it).
  * Placement: fwd, bwd, proj, apply and learn go only to non-CPU workers when
  * one of the context's accelerators can run the task (a learning chain that
  * alternated would move its gradient across the bus each time); so does upd (native
