@@ -981,16 +981,9 @@ static int resume(struct run *r, const struct run_opts *o, long *start)
 }
 
 /* One complete checkpoint of the current step into --save DIR. */
-static int save(struct run *r, const struct run_opts *o, long step)
+/* Rank 0 (or the only process) writes the checkpoint of `step`. */
+static int write_checkpoint(struct run *r, const struct run_opts *o, long step)
 {
-	if (step == r->saved_step)
-		return CLI_OK;
-	if (lspo_dp_check_params(r->dp, r->model, step))   /* the replicas agree on what is saved */
-		return CLI_FAIL;
-	if (lspo_dp_rank(r->dp) > 0) {   /* rank 0 writes the checkpoints */
-		r->saved_step = step;
-		return CLI_OK;
-	}
 	const char *tmp;
 	if (lspo_ckptdir_begin(r->ckpt, step, &tmp))
 		return CLI_FAIL;
@@ -1026,9 +1019,24 @@ static int save(struct run *r, const struct run_opts *o, long step)
 		        "one stays published\n", step, o->save);
 		return CLI_FAIL;
 	}
-	r->saved_step = step;
 	printf("saved %s/step-%08ld (step %ld)\n", o->save, step, step);
 	fflush(stdout);
+	return CLI_OK;
+}
+
+/* Every rank calls save: the replicas agree on what is saved, rank 0
+ * writes it, and no rank goes on before it is published, since a rank that
+ * then exits (75 after a signal) makes the launcher kill rank 0 mid-write. */
+static int save(struct run *r, const struct run_opts *o, long step)
+{
+	if (step == r->saved_step)
+		return CLI_OK;
+	if (lspo_dp_check_params(r->dp, r->model, step))
+		return CLI_FAIL;
+	long failed = lspo_dp_rank(r->dp) == 0 ? write_checkpoint(r, o, step) != CLI_OK : 0;
+	if (lspo_dp_agree_max(r->dp, &failed) || failed)
+		return CLI_FAIL;
+	r->saved_step = step;
 	return CLI_OK;
 }
 
