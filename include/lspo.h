@@ -132,6 +132,13 @@ int lspo_sched_set_opts(const struct lspo_sched_opts *o);
  * LSPO_EINVAL naming the bad item; o is unchanged on failure. */
 int lspo_sched_parse_delays(const char *text, struct lspo_sched_opts *o);
 
+/* The accelerator bytes the run needs (lspo_footprint's `allocated`; 0:
+ * unknown, the default).  When an accelerator's memory runs short, the
+ * policy sends to CPU workers only as many of the updates either kind of
+ * worker may run (native AdamW) as the missing bytes call for; with the
+ * demand unknown, all of them.  LSPO_EINVAL if bytes < 0 or NaN. */
+int lspo_sched_set_mem_demand(double bytes);
+
 /* The cut in use: the set one, or the automatic choice (the default
  * round(nlayers / 4) until the perfmodels give estimates). */
 int lspo_sched_get_cut(void);

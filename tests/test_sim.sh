@@ -15,7 +15,8 @@
 #     one batch's volume per step, as without;
 #   - a projector check keeps the GPU busy (its learning chains stay there);
 #   - on a 124M-shaped model, the lspo policy's step is at most dmdas's in
-#     lsp and zero mode, under a memory cap and without one (sched_mem_vs_dmdas).
+#     lsp and zero mode, under a memory cap and without one (sched_mem_vs_dmdas);
+#     native just over a cap sends only part of its updates home (native_over_cap).
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -222,6 +223,29 @@ sched_mem_vs_dmdas() {
   done
 }
 sched_mem_vs_dmdas
+
+# Native just over a cap (the 124M-shaped model needs 437 MiB as allocated;
+# cap 400): the policy sends home only as many updates as the missing
+# memory calls for, so each step moves some of the gradients down, not all
+# (sending all of them made a Llama 7B 2.3x slower than dmdas), and its
+# step is at most dmdas's.
+native_over_cap() {
+  m=$out/mem-sched-model
+  "$lspo" plan --model "$m" --mode native --batch 4 --seq 128 > "$out/native-over.plan" 2>&1
+  grads=$(sed -n 's/^footprint bytes:.* gradients \([0-9]*\).*/\1/p' "$out/native-over.plan")
+  for pol in lspo dmdas; do
+    timeout -s KILL 120 "$lspo" train --model "$m" --data "$out/tok.bin" --steps 8 --batch 4 --seq 128 \
+      --check-freq 0 --mode native --gpu-mem 400 --sched $pol --log "$out/native-over-$pol.csv" \
+      > "$out/native-over-$pol.out" 2>&1 || { echo "FAILED: native-over-$pol (rc $?)"; tail -n 3 "$out/native-over-$pol.out"; fail=1; }
+  done
+  med() { awk -F, 'NR >= 4 { print $5 }' "$out/$1.csv" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  l=$(med native-over-lspo) d=$(med native-over-dmdas)
+  d2h=$(awk -F, 'NR == 9 { print $7 }' "$out/native-over-lspo.csv")
+  echo "124M-shaped native under 400 MiB: lspo ${l:-?} ms, dmdas ${d:-?} ms; lspo's step 8 sends ${d2h:-?} B down, all gradients ${grads:-?} B (simulated)"
+  check "native under 400 MiB: some updates go home, not all" "[ ${d2h:-0} -gt 0 ] && [ ${d2h:-0} -lt ${grads:-0} ]"
+  check "native under 400 MiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${l:-0} + 0 > 0 && ${l:-1} <= ${d:-0}) }'"
+}
+native_over_cap
 
 # GPT-2 774M, B 4 x T 1024 (config.json only: `lspo plan` reads nothing else):
 # in fp32 no mode fits 4 GiB (issue 13's starting point); with bf16 and

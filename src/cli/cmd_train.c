@@ -1078,7 +1078,8 @@ static double device_peak(const struct lspo_mem_stats *m, int run)
 	return peak[accel];
 }
 
-/* The analytic footprint of this run (lspo plan's), before the first step. */
+/* The analytic footprint of this run (lspo plan's), before the first step;
+ * the lspo policy sizes what it sends home under a memory cap by it. */
 static void print_footprint(const struct run *r, const struct run_opts *o)
 {
 	struct lspo_footprint_opts fo = lspo_footprint_opts_default();
@@ -1097,8 +1098,10 @@ static void print_footprint(const struct run *r, const struct run_opts *o)
 	if (o->lsp_targets && lspo_lsp_targets_parse(r->cfg.family, o->lsp_targets, &fo.lsp_targets))
 		fo.lsp_targets = 0;
 	struct lspo_footprint f;
-	if (!lspo_footprint(&r->cfg, &fo, &f))
-		cli_print_footprint(&f, o->gpu_mem);
+	if (lspo_footprint(&r->cfg, &fo, &f))
+		return;
+	cli_print_footprint(&f, o->gpu_mem);
+	lspo_sched_set_mem_demand(f.allocated > f.device ? f.allocated : f.device);
 }
 
 /* Per memory node, the peak StarPU allocated during the run. */

@@ -275,13 +275,20 @@ static int push_task(struct starpu_task *task)
 	 * a chain that alternates moves the gradient across the bus each time. */
 	if (st == LSPO_STAGE_LEARN && first_acc >= 0)
 		place = P_ACCEL;
-	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_upd_on_cpu())
-		place = P_CPU;   /* memory short: optimizer states stay home (sched_lspo_mem.c) */
+	if (st == LSPO_STAGE_UPD && place == P_ACCEL && first_cpu >= 0 &&
+	    lspo_sched_mem_upd_on_cpu(task, first_acc))
+		place = P_CPU;   /* memory short: some optimizer states stay home (sched_lspo_mem.c) */
 	/* A step-level update (the clipping factor from the norm's partial sums)
 	 * is a few scalars: it runs where its inputs are, rather than sending
 	 * them across the bus and its result back on the step's critical path. */
 	if (st == LSPO_STAGE_UPD && layer < 0 && first_acc >= 0 && first_cpu >= 0)
 		place = lspo_sched_inputs_on_host(task) ? P_CPU : P_ACCEL;
+	if (st == LSPO_STAGE_UPD && layer >= 0 && first_acc < 0)
+		lspo_sched_mem_upd_home(task);   /* offloaded: its gradient goes home */
+	/* Memory short: a task whose data the host holds may run there. */
+	if ((st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_RECOMPUTE) && place == P_ACCEL &&
+	    first_cpu >= 0 && lspo_sched_mem_on_host(task, ctx, first_acc, first_cpu))
+		place = P_CPU;
 	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu
 	        : first_acc >= 0 ? first_acc : first_cpu;   /* who would likely run it */
 

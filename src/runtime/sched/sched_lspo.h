@@ -169,7 +169,14 @@ void lspo_sched_mem_post_exec(struct starpu_task *task);
 /* 1: the bytes of the task's inputs valid in host memory are at least
  * those that are not (sched_lspo_mem.c). */
 int lspo_sched_inputs_on_host(struct starpu_task *task);
-/* 1: updates either kind of worker may run go to CPU workers (memory short). */
-int lspo_sched_mem_upd_on_cpu(void);
+/* 1: this update, which either kind of worker may run, goes to a CPU worker
+ * rather than to accelerator worker `accel_worker` (memory short). */
+int lspo_sched_mem_upd_on_cpu(struct starpu_task *task, int accel_worker);
+/* An update bound to CPU workers (an offloaded one): its gradient and states
+ * are home, as those upd_on_cpu sends there (memory short). */
+void lspo_sched_mem_upd_home(struct starpu_task *task);
+/* 1: this forward or backward task goes to CPU worker `cpu_worker` rather
+ * than to accelerator worker `accel_worker` (memory short; sched_lspo_mem.c). */
+int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker);
 
 #endif

@@ -11,9 +11,11 @@
  *     writes it back while the bus is idle and evicts it before anything
  *     else; a prefetch may evict it (prefetches evict nothing else).
  *   placement: updates an accelerator or a CPU worker may run (native
- *     AdamW, the gradient norm's partial sums) go to CPU workers, as the
- *     offloaded updates do, so that optimizer states leave the accelerator
- *     (their home is host memory) and the step's gradients follow them.
+ *     AdamW) go to CPU workers, as the offloaded updates do, as many as the
+ *     accelerator lacks memory for (lspo_sched_mem_upd_on_cpu), so that
+ *     their optimizer states leave the accelerator; forward and backward
+ *     tasks whose data are in host memory and cheap to process there (the
+ *     embedding's) run there (lspo_sched_mem_on_host).
  *
  * The plan (plan()) is Belady's rule applied to the previous step's
  * accesses on the accelerator: with the accelerator's memory, what must go
@@ -24,11 +26,16 @@
  * one: in the backward the least recently used activations are the
  * shallow layers' from the forward, the very next ones the backward reads,
  * while the deep layers' that the backward has just finished with stay.
- * The plan is made for 3/4 of the accelerator's memory: when an allocation
- * does not fit, StarPU frees twice its size from the front of its list, and
- * released data must be there for it, written back already (at 15/16, the
- * simulated GPT-2 124M native step at 4 GiB took 374 ms against 296, the
- * 4-layer test model's 8.9 against 7.9 ms; lsp at 124M 698 against 726).
+ * The plan leaves free twice the largest datum of the step, within 1/16
+ * and 1/4 of the memory: when an allocation does not fit, StarPU frees
+ * twice its size from the front of its list, and released data must be
+ * there for it, written back already (with 1/16 of it, the simulated GPT-2
+ * 124M native step at 4 GiB took 374 ms against 296 with 1/4, its largest
+ * datum being 823 MB of logits; the 4-layer test model's 8.9 against 7.9
+ * ms).  A fixed 1/4 left a Llama 7B at 80 GiB planning for 60 and
+ * releasing, so writing back, 14 GB of moments a step it had room for
+ * (SIMULATED: 2772 ms a step against 2261 with the slack of its 0.5 GB
+ * moments).
  * A hint is (handle, n): release the handle after its n-th use in the
  * step.  Steps repeat the same graph, so the previous step's order is the
  * forecast; a wrong hint costs a refetch, never a wrong result (wont_use is
@@ -41,6 +48,8 @@
  * learned is dropped, handles may be unregistered there.
  */
 #include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,6 +59,7 @@
 
 #include "sched_lspo.h"
 #include "runtime/memstat.h"
+#include "internal.h"
 
 /* A handle the accelerator's tasks used: its uses this step, and the uses
  * after which the plan (from the previous step) releases it. */
@@ -61,6 +71,7 @@ struct hent {
 	int nhint;                  /* use ordinals (1-based) after which to release it */
 	int hint[MAX_HINTS];
 	int idx;                    /* planning: dense index; -1 */
+	int home;                   /* updates that use it run on CPU workers (upd_on_cpu) */
 };
 
 /* One access of the recorded step: a handle used by a task, in the order
@@ -79,6 +90,7 @@ static struct {
 	int step, ntasks, node, mixed;
 	struct access *acc;         /* the open step's accesses */
 	size_t nacc, capacc;
+	double home_bytes;          /* the handles marked home, in bytes */
 } lu = { .lock = PTHREAD_MUTEX_INITIALIZER, .node = -1 };
 
 static size_t slot(starpu_data_handle_t h, size_t cap)
@@ -138,6 +150,7 @@ static void forget_all(void)
 	lu.cap = lu.n = lu.nacc = lu.capacc = 0;
 	lu.node = -1;
 	lu.mixed = 0;
+	lu.home_bytes = 0.0;
 }
 
 /*
@@ -238,6 +251,23 @@ out:
 	free(ent);
 }
 
+/* What the plan leaves free: twice the largest datum the step uses (StarPU
+ * frees twice an allocation's size when it does not fit), within 1/16 and
+ * 1/4 of the memory. */
+static size_t plan_slack(size_t total)
+{
+	size_t largest = 0;
+	for (size_t i = 0; i < lu.cap; i++)
+		if (lu.tab[i].h && lu.tab[i].uses > 0 && lu.tab[i].size > largest)
+			largest = lu.tab[i].size;
+	size_t slack = 2 * largest;
+	if (slack < total / 16)
+		slack = total / 16;
+	if (slack > total / 4)
+		slack = total / 4;
+	return slack;
+}
+
 /* A new step: if the accelerator's memory was short in the recorded one,
  * it becomes the plan.  Outside steps (step 0) everything is dropped:
  * handles may be unregistered there. */
@@ -248,7 +278,7 @@ static void new_step(int step)
 	} else if (lu.node >= 0 && lspo_mem_short_now()) {
 		starpu_ssize_t total = starpu_memory_get_total((unsigned)lu.node);
 		if (total > 0)
-			plan((size_t)total - (size_t)total / 4);
+			plan((size_t)total - plan_slack((size_t)total));
 	} else {
 		for (size_t i = 0; i < lu.cap; i++)
 			lu.tab[i].nhint = 0;
@@ -261,9 +291,174 @@ static void new_step(int step)
 	lu.step = step;
 }
 
-int lspo_sched_mem_upd_on_cpu(void)
+/* The accelerator bytes the run needs (lspo_sched_set_mem_demand); 0: unknown. */
+static _Atomic double demand;
+
+int lspo_sched_set_mem_demand(double bytes)
 {
-	return lspo_mem_short();
+	if (!(bytes >= 0.0))
+		LSPO_FAIL(LSPO_EINVAL, "lspo policy: memory demand %g: expected bytes >= 0", bytes);
+	atomic_store(&demand, bytes);
+	return LSPO_OK;
+}
+
+/* An update's own data: its buffers of at least half its largest (a
+ * parameter, its gradient, its moments), not the scalars every update
+ * shares (the clipping factor), which would tie them all together. */
+static int own(struct starpu_task *task, unsigned i, size_t largest)
+{
+	return 2 * starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i)) >= largest;
+}
+
+static size_t largest_datum(struct starpu_task *task)
+{
+	size_t largest = 0;
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
+		size_t b = starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i));
+		largest = b > largest ? b : largest;
+	}
+	return largest;
+}
+
+/* Under lu.lock: entries for the update's own data (creating one may move
+ * the others: look them up again after); -1 when out of memory. */
+static int own_entries(struct starpu_task *task, size_t largest)
+{
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++)
+		if (own(task, i, largest) && entry(STARPU_TASK_GET_HANDLE(task, i)) < 0)
+			return -1;
+	return 0;
+}
+
+/* Under lu.lock, after own_entries: marks the update's own data home;
+ * `budgeted`: counted in what upd_on_cpu sent home. */
+static void mark_home(struct starpu_task *task, size_t largest, int budgeted)
+{
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
+		if (!own(task, i, largest))
+			continue;
+		struct hent *e = &lu.tab[find_slot(lu.tab, lu.cap, STARPU_TASK_GET_HANDLE(task, i))];
+		if (!e->home && budgeted)
+			lu.home_bytes += (double)e->size;
+		e->home = 1;
+	}
+}
+
+void lspo_sched_mem_upd_home(struct starpu_task *task)
+{
+	if (!lspo_mem_short())
+		return;
+	size_t largest = largest_datum(task);
+	pthread_mutex_lock(&lu.lock);
+	if (own_entries(task, largest) == 0)
+		mark_home(task, largest, 0);
+	pthread_mutex_unlock(&lu.lock);
+}
+
+/*
+ * What goes home: only as much as the accelerator lacks.  An update run on
+ * a CPU worker frees its optimizer states on the accelerator for good (8 of
+ * native AdamW's 14-16 bytes per parameter) but moves its gradient down and
+ * its parameter up at every step; one that stays moves nothing while it
+ * fits.  So updates go home in the order they first come (the deep layers'
+ * first) until the data they use add up to twice the bytes missing (the
+ * demand beyond the accelerator's memory, plus 1/16 of that memory for the
+ * activations' peaks).  The choice sticks to the update's data, so that an
+ * update does not move its states across the bus again the next step; it
+ * lasts while the policy's table does (a run of steps).  A Llama 7B native
+ * needing 88 of 80 GiB so sends about a third of its updates home, not all
+ * of them.  With the demand unknown, all go.
+ */
+int lspo_sched_mem_upd_on_cpu(struct starpu_task *task, int accel_worker)
+{
+	if (!lspo_mem_short())
+		return 0;
+	double need = atomic_load(&demand);
+	starpu_ssize_t cap = starpu_memory_get_total(starpu_worker_get_memory_node((unsigned)accel_worker));
+	if (need <= 0.0 || cap <= 0)
+		return 1;
+	double budget = 2.0 * (need - (double)cap + (double)cap / 16.0);
+	if (budget <= 0.0)
+		return 0;
+	unsigned nb = STARPU_TASK_GET_NBUFFERS(task);
+	size_t largest = largest_datum(task);
+	double bytes = 0.0, written = 0.0;
+	for (unsigned i = 0; i < nb; i++) {
+		double b = (double)starpu_data_get_size(STARPU_TASK_GET_HANDLE(task, i));
+		bytes += b;
+		if (STARPU_TASK_GET_MODE(task, i) & STARPU_W)
+			written += b;
+	}
+	/* Only an update that rewrites most of its data (AdamW: the parameter
+	 * and both moments) may be sent home; one that reads a gradient into a
+	 * few scalars (the norm's partial sums) follows its gradient. */
+	int may_claim = 2.0 * written >= bytes;
+	int go = 0;
+	pthread_mutex_lock(&lu.lock);
+	if (own_entries(task, largest) == 0) {
+		for (unsigned i = 0; i < nb; i++)
+			if (own(task, i, largest))
+				go |= lu.tab[find_slot(lu.tab, lu.cap, STARPU_TASK_GET_HANDLE(task, i))].home;
+		if (!go && may_claim && lu.home_bytes < budget) {
+			go = 1;
+			mark_home(task, largest, 1);
+		}
+	}
+	pthread_mutex_unlock(&lu.lock);
+	return go;
+}
+
+/* 1: updates that use h run on CPU workers. */
+static int is_home(starpu_data_handle_t h)
+{
+	pthread_mutex_lock(&lu.lock);
+	int home = lu.tab && lu.tab[find_slot(lu.tab, lu.cap, h)].home;
+	pthread_mutex_unlock(&lu.lock);
+	return home;
+}
+
+/*
+ * A forward or backward task whose data are mostly in host memory and not
+ * on the accelerator (a gradient its update took home, a weight the host
+ * rewrote) runs on a CPU worker when that moves less than a third of those
+ * bytes (its other inputs down, its outputs back up) and its expected time
+ * there is under that of the transfers it saves: what it reads would cross
+ * the bus once, what it also writes twice (up, and home again for its
+ * update).  This is the embedding's backward, a scatter-add of T rows into a V x C gradient (SIMULATED,
+ * GPT-2 1.5B, bf16, lsp, 4 GiB: on the accelerator it waited 121 ms for its
+ * 322 MB gradient; median step 820 -> 659 ms, dmdas 669); its forward, a
+ * gather that reads the table once, and the products stay.
+ */
+int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker)
+{
+	if (!lspo_mem_short())
+		return 0;
+	unsigned node = starpu_worker_get_memory_node((unsigned)accel_worker);
+	double up = 0.0, crossings = 0.0, other = 0.0;   /* up: bytes that would go up for the accelerator */
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
+		starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
+		int mode = (int)STARPU_TASK_GET_MODE(task, i);
+		double b = (double)starpu_data_get_size(h);
+		if (!(mode & STARPU_R) && is_home(h) && !starpu_data_is_on_node(h, node)) {
+			up += b;   /* a home gradient zeroed for the step: where its update will read it */
+			crossings += 2.0 * b;
+		} else if (!(mode & STARPU_R)) {
+			other += b;
+		} else if (starpu_data_is_on_node(h, STARPU_MAIN_RAM) && !starpu_data_is_on_node(h, node)) {
+			up += b;
+			crossings += mode & STARPU_W ? 2.0 * b : b;
+		} else if (!starpu_data_is_on_node(h, STARPU_MAIN_RAM)) {
+			other += b;
+		}
+	}
+	if (up == 0.0 || up < 3.0 * other)
+		return 0;
+	unsigned nimpl;
+	if (!starpu_worker_can_execute_task_first_impl((unsigned)cpu_worker, task, &nimpl))
+		return 0;
+	double cpu = starpu_task_expected_length(task, starpu_worker_get_perf_archtype(cpu_worker, ctx), nimpl);
+	double xfer = starpu_transfer_predict(STARPU_MAIN_RAM, node, (size_t)crossings);
+	return isfinite(cpu) && cpu > 0.0 && isfinite(xfer) && cpu <= xfer;
 }
 
 int lspo_sched_inputs_on_host(struct starpu_task *task)
