@@ -1262,7 +1262,17 @@ static int train(int argc, char **argv)
 		int sig = agreed_signal(&r);
 		if (sig < 0)
 			goto out;
-		if (sig) {   /* arrived before the first step: nothing new to save */
+		if (sig && s > start + 1 && o.save) {   /* arrived since the last step's check */
+			if (save(&r, &o, s - 1))
+				goto out;
+			printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
+			       "(exit 75: resumable with --resume)\n", job_signal_name(sig), s - 1, o.save,
+			       r.saved_step);
+			fflush(stdout);
+			rc = CLI_TEMPFAIL;
+			goto out;
+		}
+		if (sig) {   /* before the first step (or nothing to save into) */
 			printf("lspo: %s before step %ld: stopping (exit 75; resume with --resume)\n",
 			       job_signal_name(sig), s);
 			rc = CLI_TEMPFAIL;
