@@ -1129,6 +1129,19 @@ static int agreed_signal(struct run *r)
 	return (int)sig;
 }
 
+/* Says where a run stopped by a signal after `step` stands; CLI_TEMPFAIL (75). */
+static int stopped_by_signal(const struct run *r, const struct run_opts *o, int sig, long step)
+{
+	if (o->save)
+		printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
+		       "(exit 75: resumable with --resume)\n", job_signal_name(sig), step, o->save, r->saved_step);
+	else
+		printf("lspo: %s: stopped after step %ld; nothing saved (no --save) (exit 75)\n",
+		       job_signal_name(sig), step);
+	fflush(stdout);
+	return CLI_TEMPFAIL;
+}
+
 /* Under mpirun or srun: MPI, and the roles of the ranks.  Rank 0 writes
  * the checkpoints, the log and the step lines; the other ranks print only
  * errors.  With --trace every rank traces (StarPU-MPI's FxT sync points are
@@ -1265,11 +1278,7 @@ static int train(int argc, char **argv)
 		if (sig && s > start + 1 && o.save) {   /* arrived since the last step's check */
 			if (save(&r, &o, s - 1))
 				goto out;
-			printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
-			       "(exit 75: resumable with --resume)\n", job_signal_name(sig), s - 1, o.save,
-			       r.saved_step);
-			fflush(stdout);
-			rc = CLI_TEMPFAIL;
+			rc = stopped_by_signal(&r, &o, sig, s - 1);
 			goto out;
 		}
 		if (sig) {   /* before the first step (or nothing to save into) */
@@ -1356,15 +1365,7 @@ static int train(int argc, char **argv)
 			last_save = now_s();
 		}
 		if (sig && s < o.steps) {   /* at the last step, the end of the run saves */
-			if (o.save)
-				printf("lspo: %s: stopped after step %ld; checkpoint %s/step-%08ld published "
-				       "(exit 75: resumable with --resume)\n", job_signal_name(sig), s, o.save,
-				       r.saved_step);
-			else
-				printf("lspo: %s: stopped after step %ld; nothing saved (no --save) (exit 75)\n",
-				       job_signal_name(sig), s);
-			fflush(stdout);
-			rc = CLI_TEMPFAIL;
+			rc = stopped_by_signal(&r, &o, sig, s);
 			goto out;
 		}
 		if (has_val && o.val_every > 0 && s % o.val_every == 0 && s < o.steps && validate(&r, &o, train_end, s))
