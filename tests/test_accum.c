@@ -12,6 +12,9 @@
  *     host slab of CPU-only runs has exactly that size);
  *   - both options together, bit for bit across the eager, dmdas and lspo
  *     policies;
+ *   - dropping dead activations after their last reader (model_acts_dead,
+ *     forced on with one CPU worker: by default only with an accelerator)
+ *     changes no bit, under every policy, and leaves them without a copy;
  *   - bad arguments refused.
  */
 #include <string.h>
@@ -54,7 +57,10 @@ struct run {
 	float *params;
 	int nacts;
 	size_t act_floats;   /* activation floats (model_activation_floats) */
+	int dropped;         /* activation handles without a valid copy after the run */
 };
+
+static int force_drop = -1;   /* >= 0: m->drop_dead for the runs */
 
 /* STEPS steps of micro micro-batches of rows (per micro-batch K B / micro),
  * checkpointing every ckpt blocks. */
@@ -70,6 +76,8 @@ static void run(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int m
 	CHECK(lspo_model_create(ctx, cfg, K * B / micro, T, &m) == LSPO_OK, "create");
 	CHECK(lspo_model_set_params(m, p0) == LSPO_OK && lspo_model_set_mode(m, &o) == LSPO_OK, "mode %d", mode);
 	CHECK(lspo_model_set_checkpointing(m, ckpt) == LSPO_OK && lspo_model_checkpointing(m) == ckpt, "ckpt %d", ckpt);
+	if (force_drop >= 0)
+		m->drop_dead = force_drop;
 	r->nacts = m->nacts;
 	r->act_floats = model_activation_floats(m);
 	CHECK(m->split < 2 || r->act_floats == m->act_size, "%zu activation floats counted, %zu in the slab",
@@ -88,6 +96,12 @@ static void run(struct lspo_ctx *ctx, const struct lspo_model_config *cfg, int m
 		r->norm[s] = st.grad_norm;
 	}
 	CHECK(lspo_model_get_params(m, r->params) == LSPO_OK, "params");
+	r->dropped = 0;
+	for (int i = 0; i < m->nacts; i++) {
+		int alloc = 0, valid = 0, req = 0;
+		starpu_data_query_status(m->acts[i], STARPU_MAIN_RAM, &alloc, &valid, &req);
+		r->dropped += !valid;
+	}
 	lspo_model_free(m);
 	free(p0);
 }
@@ -162,6 +176,37 @@ static void check_ckpt(struct lspo_ctx *ctx, const struct lspo_model_config *cfg
 		}
 }
 
+/* One CPU worker (no split products): drops forced on against off, with
+ * checkpointing every 2 blocks and K micro-batches, the same bits. */
+static void check_drop(const struct lspo_model_config *cfg, const char *fam)
+{
+	static const char *const scheds[] = { "eager", "dmdas", "lspo" };
+	size_t n = lspo_model_nparams(cfg);
+	for (size_t p = 0; p < sizeof(scheds) / sizeof(scheds[0]); p++) {
+		struct lspo_ctx *ctx = test_start(scheds[p], 1, 0);
+		for (int mode = 0; mode < 3; mode++) {
+			struct run kept, dropped;
+			force_drop = 0;
+			run(ctx, cfg, mode, K, 2, &kept);
+			force_drop = 1;
+			run(ctx, cfg, mode, K, 2, &dropped);
+			force_drop = -1;
+			CHECK(same(&dropped, &kept, n), "%s %s under %s: dropping dead activations changes the run: "
+			      "loss %.17g, kept %.17g", fam, mode_names[mode], scheds[p], dropped.loss[STEPS - 1],
+			      kept.loss[STEPS - 1]);
+			/* (kept: one slot's output is never written, the segment's own replaces it) */
+			CHECK(dropped.dropped > kept.dropped + dropped.nacts / 2,
+			      "%s %s under %s: %d of %d activations without a copy (kept: %d)", fam, mode_names[mode],
+			      scheds[p], dropped.dropped, dropped.nacts, kept.dropped);
+			printf("%-6s %-6s %s: dead activations dropped (%d of %d handles) = kept, bit for bit\n", fam,
+			       mode_names[mode], scheds[p], dropped.dropped, dropped.nacts);
+			free(kept.params);
+			free(dropped.params);
+		}
+		lspo_ctx_destroy(ctx);
+	}
+}
+
 static void check_bad(struct lspo_ctx *ctx)
 {
 	struct lspo_model *m;
@@ -188,6 +233,9 @@ int main(void)
 	check_ckpt(ctx, &llama_cfg, "qwen2");
 	check_bad(ctx);
 	lspo_ctx_destroy(ctx);
+
+	check_drop(&gpt2_cfg, "gpt2");
+	check_drop(&llama_cfg, "qwen2");
 
 	/* Both options, every policy: the same bits. */
 	static const char *const scheds[] = { "eager", "dmdas", "lspo" };

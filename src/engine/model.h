@@ -132,6 +132,19 @@ struct lspo_model {
 	/* CPU-only runs cut large products into `split` row blocks, one per CPU
 	 * worker, so that every core works (BLAS itself stays single-threaded). */
 	int split;
+	/* model_acts_dead drops dead activations while drop_dead is set: after
+	 * a step on an accelerator evicted (drop_base bytes), from the next step
+	 * on, until a step evicts an eighth of that (then never again in the
+	 * run; drop_tried).  Dropped
+	 * activations are allocated again at every step, from StarPU's cache of
+	 * freed buffers: that pays where it spares the step the writeback and
+	 * refetch of activations and so makes it fit; where the step overflows
+	 * anyway, allocations under pressure empty that cache, each cudaFree
+	 * stalling the device; and with room to spare it changes nothing but
+	 * the peak (SIMULATED, GPT-2 124M, B 4 x T 1024, 4 GiB, dropping in
+	 * every step: lsp 724 -> 100 ms a step, native 337 -> 938). */
+	int drop_dead, drop_tried;
+	double drop_base;
 	int counting;                                  /* model_act only counts floats */
 	float *act_slab;                               /* host memory of activations when split */
 	size_t act_used, act_size;
@@ -210,6 +223,20 @@ const char *model_name(struct lspo_model *m, const char *op, int layer, const ch
  * unless the model splits products (host memory under partition plans).
  * The engine unregisters it. */
 void model_act(struct lspo_model *m, starpu_data_handle_t *h, int rows, int cols);
+
+/* Forward activations whose last reader of the step has been submitted
+ * (in the backward): their contents are dead until the next forward writes
+ * them, so StarPU drops every copy after that reader and an accelerator
+ * frees them without writing them back (under a memory cap, evicting them
+ * copied dead bytes across the bus and refetched the live ones they had
+ * pushed out).  A read submitted before the next write fails StarPU's
+ * check that a handle is initialized.  The backward's own buffers (the
+ * gradients of activations, reused by every block) stay: the forward's end
+ * remains the step's peak, as the footprint says. */
+void model_acts_dead(const struct lspo_model *m, const starpu_data_handle_t *h, int n);
+#define MODEL_ACTS_DEAD(m, ...) \
+	model_acts_dead((m), (const starpu_data_handle_t[]){ __VA_ARGS__ }, \
+	                (int)(sizeof((starpu_data_handle_t[]){ __VA_ARGS__ }) / sizeof(starpu_data_handle_t)))
 
 /* An activation that stays float32 under --dtype bf16 (statistics that
  * numerics need: norm means and rstd, log-sum-exp, losses). */

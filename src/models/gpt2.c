@@ -236,8 +236,10 @@ static int head_bwd(struct lspo_model *m)
 	TRY(lspo_fill_submit(g->dres, 0.0f, prio, fill));
 	TRY(model_grad_zero(m, m->hg[f], prio, fill));
 	TRY(model_grad_zero(m, m->hg[f + 1], prio, fill));
-	return lspo_layernorm_bwd_submit(g->dln, g->blocks[L - 1].res3, m->hw[f], g->lnf_mean, g->lnf_rstd,
-	                                 g->dres, m->hg[f], m->hg[f + 1], prio, model_name(m, "layernorm", L, "bwd"));
+	TRY(lspo_layernorm_bwd_submit(g->dln, g->blocks[L - 1].res3, m->hw[f], g->lnf_mean, g->lnf_rstd,
+	                              g->dres, m->hg[f], m->hg[f + 1], prio, model_name(m, "layernorm", L, "bwd")));
+	MODEL_ACTS_DEAD(m, m->logits, g->lnf, g->lnf_mean, g->lnf_rstd, g->blocks[L - 1].res3);
+	return LSPO_OK;
 }
 
 /* g->dres holds d(res3 of layer l) on entry, d(res_in) on exit. */
@@ -261,8 +263,12 @@ static int block_bwd(struct lspo_model *m, int l)
 	TRY(model_linear_bwd(m, linear(l, ROLE_QKV), a->ln1, g->dqkv, g->dln, 0, prio));
 	TRY(model_grad_zero(m, d[GPT2_LN1_W], prio, fill));
 	TRY(model_grad_zero(m, d[GPT2_LN1_B], prio, fill));
-	return lspo_layernorm_bwd_submit(g->dln, res_in, p[GPT2_LN1_W], a->ln1_mean, a->ln1_rstd,
-	                                 g->dres, d[GPT2_LN1_W], d[GPT2_LN1_B], prio, ln);
+	TRY(lspo_layernorm_bwd_submit(g->dln, res_in, p[GPT2_LN1_W], a->ln1_mean, a->ln1_rstd,
+	                              g->dres, d[GPT2_LN1_W], d[GPT2_LN1_B], prio, ln));
+	/* The block's output is not here: it was the deeper block's input, dropped by that block's backward. */
+	MODEL_ACTS_DEAD(m, res_in, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty, a->lse, a->attproj, a->res2,
+	                a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->fcproj);
+	return LSPO_OK;
 }
 
 static int embed_bwd(struct lspo_model *m)

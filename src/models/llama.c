@@ -319,8 +319,10 @@ static int head_bwd(struct lspo_model *m)
 		TRY(model_grad_zero(m, m->hg[0], prio, fill));
 	TRY(lspo_fill_submit(s->dres, 0.0f, prio, fill));
 	TRY(model_grad_zero(m, m->hg[s->final_norm], prio, fill));
-	return lspo_rmsnorm_bwd_submit(s->dln, s->blocks[L - 1].res3, m->hw[s->final_norm], s->rstdf, s->dres,
-	                               m->hg[s->final_norm], prio, model_name(m, "rmsnorm", L, "bwd"));
+	TRY(lspo_rmsnorm_bwd_submit(s->dln, s->blocks[L - 1].res3, m->hw[s->final_norm], s->rstdf, s->dres,
+	                            m->hg[s->final_norm], prio, model_name(m, "rmsnorm", L, "bwd")));
+	MODEL_ACTS_DEAD(m, m->logits, s->rf, s->rstdf, s->blocks[L - 1].res3);
+	return LSPO_OK;
 }
 
 /* s->dres holds d(res3 of block l) on entry, d(block input) on exit. */
@@ -349,7 +351,11 @@ static int block_bwd(struct lspo_model *m, int l)
 	TRY(model_linear_bwd(m, lin(l, ROLE_K), a->r1, s->dk, s->dln, 1, prio));
 	TRY(model_linear_bwd(m, lin(l, ROLE_V), a->r1, s->dv, s->dln, 1, prio));
 	TRY(model_grad_zero(m, m->hg[n1], prio, fill));
-	return lspo_rmsnorm_bwd_submit(s->dln, x, m->hw[n1], a->rstd1, s->dres, m->hg[n1], prio, norm);
+	TRY(lspo_rmsnorm_bwd_submit(s->dln, x, m->hw[n1], a->rstd1, s->dres, m->hg[n1], prio, norm));
+	/* The block's output is not here: it was the deeper block's input, dropped by that block's backward. */
+	MODEL_ACTS_DEAD(m, x, a->r1, a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->attproj, a->res2, a->r2,
+	                a->rstd2, a->gate, a->up, a->h, a->down);
+	return LSPO_OK;
 }
 
 static int embed_bwd(struct lspo_model *m)

@@ -20,7 +20,8 @@
  * it.
  * Anything moved beyond that was moved because the node had dropped a copy
  * it held: refetched.  Evicted bytes add the copies a node held in the
- * step, current and unused elsewhere, that it no longer holds at the end.
+ * step, current and unused elsewhere, that it no longer holds at the end, unless
+ * the engine dropped them (dead activations: lspo_mem_dropped).
  *
  * Handles enter the table only inside training steps, and StarPU is asked
  * about them only at the step's end, for those used in it: then they are
@@ -50,6 +51,7 @@ struct ment {
 	unsigned char valid[NODES];/* the node holds version vver[node] */
 	unsigned vver[NODES];
 	int used_on[NODES];        /* last step a task on that node used it */
+	int dropped;               /* last step its contents were dropped (lspo_mem_dropped) */
 };
 
 static struct {
@@ -64,7 +66,7 @@ static struct {
 	long long h2d0;            /* bus ledger at the step's opening */
 	double peak_step[NODES], peak_run[NODES];
 	struct lspo_mem_stats last;
-	int was_short;             /* a step of this run evicted */
+	int was_short;             /* a step of this run evicted (since lspo_mem_forget_short) */
 	struct lspo_mem_stats *hist;   /* per step, for the trace summary */
 	int *hist_step;
 	size_t nhist, caphist;
@@ -318,6 +320,22 @@ void lspo_mem_host_wrote(starpu_data_handle_t h)
 	pthread_mutex_unlock(&ms.lock);
 }
 
+void lspo_mem_forget_short(void)
+{
+	pthread_mutex_lock(&ms.lock);
+	ms.was_short = 0;
+	pthread_mutex_unlock(&ms.lock);
+}
+
+void lspo_mem_dropped(starpu_data_handle_t h)
+{
+	pthread_mutex_lock(&ms.lock);
+	struct ment *e = ms.on && ms.step > 0 ? insert(h) : NULL;
+	if (e)
+		e->dropped = ms.step;
+	pthread_mutex_unlock(&ms.lock);
+}
+
 void lspo_mem_step_end(void)
 {
 	long long h2d = ledger_h2d();
@@ -336,7 +354,8 @@ void lspo_mem_step_end(void)
 			if (!is_accel(n))
 				continue;
 			int held = holds(e, n);
-			if (e->used_on[n] == ms.step && e->valid[n] && e->vver[n] == e->wver && !held)
+			if (e->used_on[n] == ms.step && e->valid[n] && e->vver[n] == e->wver && !held &&
+			    e->dropped != ms.step)
 				left += (double)e->size;
 			/* what the node holds when the next step opens, unless
 			 * written meanwhile (wver moves) */
@@ -454,6 +473,14 @@ int lspo_mem_short_now(void)
 	int shrt = ms.on && ms.last.evicted > 0;
 	pthread_mutex_unlock(&ms.lock);
 	return shrt;
+}
+
+double lspo_mem_evicted_now(void)
+{
+	pthread_mutex_lock(&ms.lock);
+	double b = ms.on ? ms.last.evicted : 0.0;
+	pthread_mutex_unlock(&ms.lock);
+	return b;
 }
 
 int lspo_mem_short(void)

@@ -24,6 +24,9 @@ void lspo_mem_mark(int step);
 /* The host wrote h outside a task (starpu_data_acquire W): copies on the
  * accelerators are stale. */
 void lspo_mem_host_wrote(starpu_data_handle_t h);
+/* The engine dropped h's contents in this step (starpu_data_invalidate_submit
+ * after its last reader): copies gone at the step's end are not evicted. */
+void lspo_mem_dropped(starpu_data_handle_t h);
 /* After the step's tasks ended: its peaks, evicted and refetched bytes. */
 void lspo_mem_step_end(void);
 
@@ -32,8 +35,13 @@ void lspo_mem_step_end(void);
  * does not change from step to step, so it stays short). */
 int lspo_mem_step(void);
 int lspo_mem_short(void);
-/* The last step evicted. */
+/* The last step evicted; the bytes it evicted. */
 int lspo_mem_short_now(void);
+double lspo_mem_evicted_now(void);
+/* The engine changed how it uses memory (engine/model.c, drop_dead): the
+ * evictions so far say nothing of what follows; lspo_mem_short is 0 until
+ * a step evicts again. */
+void lspo_mem_forget_short(void);
 
 /* summary.txt (trace.c): the legend of the memory lines, and the line of
  * a step (step 0: the run's peaks). */
