@@ -16,7 +16,9 @@
 #   - a projector check keeps the GPU busy (its learning chains stay there);
 #   - on a 124M-shaped model, the lspo policy's step is at most dmdas's in
 #     lsp and zero mode, under a memory cap and without one (sched_mem_vs_dmdas);
-#     native just over a cap sends only part of its updates home (native_over_cap).
+#     native just over a cap sends only part of its updates home (native_over_cap);
+#   - GPT-2 124M lsp at B 4 fits 4 GiB once dead activations are dropped
+#     (sim_124m_drop).
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -348,6 +350,38 @@ sim_124m_bf16() {
   done
 }
 sim_124m_bf16
+
+# --- Dead activations dropped (issue 13; sim_124m_drop) ------------------------
+# GPT-2 124M lsp fp32, B 4 x T 1024 under 4 GiB: its first step overflows
+# (activations written back and fetched again: evicted), so the engine drops
+# each block's activations after their last reader from step 2 on
+# (engine/model.c, model_acts_dead); steps 3..5 then evict nothing and the
+# bus carries lsp's analytic volume plus the step's inputs and outputs under
+# the lspo policy; no eviction under dmdas either, and lspo's median step is
+# at most dmdas's.
+sim_124m_drop() {
+  d=$out/124M
+  for pol in lspo dmdas; do
+    "$lspo" train --model "$d" --random-init --data "$out/tok.bin" --steps 5 --batch 4 --seq 1024 --check-freq 0 \
+      --mode lsp --lsp-d 512 --lsp-r 8 --gpu-mem 4096 --sched $pol --log "$out/drop-$pol.csv" \
+      > "$out/drop-$pol.out" 2> "$out/drop-$pol.err" \
+      || { echo "FAILED: 124M drop $pol: lspo train"; tail -n 5 "$out/drop-$pol.err"; fail=1; return; }
+    v=$(volume drop-$pol)
+    ev1=$(awk -F, 'NR == 2 { print $10 + 0 }' "$out/drop-$pol.csv")
+    ev=$(awk -F, 'NR > 3 { s += $10 + $11 } END { print s + 0 }' "$out/drop-$pol.csv")
+    hi_d=$(steady drop-$pol 7) hi_h=$(steady drop-$pol 8)
+    echo "124M lsp B 4 4 GiB, $pol: step 1 evicted $ev1 B; steps 3..5 evicted+refetched $ev B, d2h <= $hi_d B, h2d <= $hi_h B (analytic $v B; simulated)"
+    check "124M lsp B 4 4 GiB, $pol: step 1 overflows" "[ ${ev1:-0} -gt 0 ]"
+    check "124M lsp B 4 4 GiB, $pol: no eviction once dead activations are dropped" "[ \"$ev\" = 0 ]"
+    # (dmdas places some dense work on CPU workers: its bus carries 20 MB more up)
+    [ $pol = lspo ] && check "124M lsp B 4 4 GiB, lspo: bus = analytic + step inputs and outputs" \
+      "[ $hi_d -le $((v + 16 * 1024 + 4096)) ] && [ $hi_h -le $((v + 32 * 1024 + 4096)) ]"
+  done
+  l=$(median drop-lspo) dm=$(median drop-dmdas)
+  echo "124M lsp B 4 4 GiB: lspo ${l:-?} ms, dmdas ${dm:-?} ms (median of steps 3..5; simulated)"
+  check "124M lsp B 4 4 GiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${l:-1} + 0 > 0 && ${l:-1} <= ${dm:-0}) }'"
+}
+sim_124m_drop
 
 # Projector checks as tasks (issue 12): a check's learning chains stay on the
 # GPU, which is busy for most of the check (the calibration passes aside).

@@ -42,8 +42,10 @@
  * a hint to StarPU).
  *
  * All three act only once an accelerator's memory was short (a step of
- * the run evicted: lspo_mem_short), the hints only while it still is (the
- * last step evicted): with room to spare the schedule is the policy's own.
+ * the run evicted: lspo_mem_short; counted afresh once the engine drops
+ * dead activations, which may make the step fit), the hints only while it
+ * still is (the last step evicted): with room to spare the schedule is the
+ * policy's own.
  * Steps are those of memstat.h (lspo_mem_step); outside steps everything
  * learned is dropped, handles may be unregistered there.
  */
