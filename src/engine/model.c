@@ -749,17 +749,28 @@ int lspo_model_forward_backward(struct lspo_model *m, const int32_t *inputs, con
 /* After a step that evicted more than an eighth of the accelerator's
  * memory (a step that lacks less pays less for it than dropping costs:
  * SIMULATED, tests/test_sim.sh's lsp under 64 MiB evicts 3 MB in its first
- * step, then runs 4.33 ms a step, 4.88 dropping), dropping dead
- * activations (model_acts_dead) is tried once, from the next step on, and
- * given up after a step that still evicts more than an eighth of what that
- * step did (model.h, drop_dead).  The trial's first step starts from the memory the step
- * without drops left, and may have to make room for it.  As the trial
- * starts, the lspo policy is told the memory is no longer known short. */
+ * step, then runs 4.33 ms a step, 4.88 dropping) and no more than the
+ * activations hold (dropping them cannot make up for more: GPT-2 1.5B with
+ * bf16 and checkpointing evicts 2.6 GB of weights and states in 4 GiB, its
+ * activations are 0.7 GB), dropping dead activations (model_acts_dead) is
+ * tried once, from the next step on, and given up after a step that still
+ * evicts more than an eighth of what that step did (model.h, drop_dead).
+ * The trial's first step starts from the memory the step without drops
+ * left, and may have to make room for it.  As the trial starts, the lspo
+ * policy is told the memory is no longer known short. */
 static double accel_memory(void)
 {
 	int w = starpu_worker_get_by_type(STARPU_CUDA_WORKER, 0);
 	starpu_ssize_t total = w < 0 ? 0 : starpu_memory_get_total(starpu_worker_get_memory_node((unsigned)w));
 	return total > 0 ? (double)total : 0.0;
+}
+
+static double activation_bytes(const struct lspo_model *m)
+{
+	double b = 0.0;
+	for (int i = 0; i < m->nacts; i++)
+		b += (double)starpu_data_get_size(m->acts[i]);
+	return b;
 }
 
 static void drop_dead_or_not(struct lspo_model *m)
@@ -768,7 +779,7 @@ static void drop_dead_or_not(struct lspo_model *m)
 	if (m->drop_dead) {
 		if (evicted > m->drop_base / 8.0)
 			m->drop_dead = 0;
-	} else if (!m->drop_tried && evicted > accel_memory() / 8.0) {
+	} else if (!m->drop_tried && evicted > accel_memory() / 8.0 && evicted <= activation_bytes(m)) {
 		m->drop_dead = 1;
 		m->drop_tried = 1;
 		m->drop_base = evicted;
