@@ -18,7 +18,9 @@
 #     lsp and zero mode, under a memory cap and without one (sched_mem_vs_dmdas);
 #     native just over a cap sends only part of its updates home (native_over_cap);
 #   - GPT-2 124M lsp at B 4 fits 4 GiB once dead activations are dropped
-#     (sim_124m_drop).
+#     (sim_124m_drop);
+#   - a Llama 7B whose weights stream through 8 GiB runs applies on the host
+#     rather than writing weights back (sim_7b_apply).
 # Usage: LSPO_BUILDDIR=build/sim tests/test_sim.sh
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -382,6 +384,40 @@ sim_124m_drop() {
   check "124M lsp B 4 4 GiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${l:-1} + 0 > 0 && ${l:-1} <= ${dm:-0}) }'"
 }
 sim_124m_drop
+
+# --- Applies on the host where weights stream (issue 13; sim_7b_apply) --------
+# A Llama 7B (config.json alone, --random-init) in lsp mode with bf16,
+# stochastic rounding and checkpointing, B 1 x T 1024, under 8 GiB: its
+# 12.5 GiB of weights stream through the accelerator.  An apply whose weight
+# the lspo policy's plan releases anyway runs on a CPU worker, where the
+# weight is valid, instead of leaving a dirty copy to be written back
+# (sched_lspo_mem.c, lspo_sched_mem_apply_home).  Steps 3..6: some applies
+# ran on CPU workers, lspo's bus carries less than half of dmdas's down, and
+# lspo's median step is at most dmdas's.
+sim_7b_apply() {
+  d=$out/llama-7B
+  mkdir -p "$d"
+  printf '{"model_type": "llama", "vocab_size": 32000, "max_position_embeddings": 4096, "hidden_size": 4096, %s}\n' \
+    '"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 11008, "rms_norm_eps": 1e-5, "tie_word_embeddings": false' \
+    > "$d/config.json"
+  for pol in lspo dmdas; do
+    "$lspo" train --model "$d" --random-init --data "$out/tok.bin" --steps 6 --batch 1 --seq 1024 --check-freq 0 \
+      --mode lsp --lsp-d 512 --lsp-r 8 --dtype bf16 --bf16-update stochastic --checkpoint-activations \
+      --gpu-mem 8192 --sched $pol --log "$out/7B-$pol.csv" --trace "$out/7B-$pol.trace" \
+      > "$out/7B-$pol.out" 2> "$out/7B-$pol.err" \
+      || { echo "FAILED: 7B lsp 8 GiB $pol: lspo train"; tail -n 5 "$out/7B-$pol.err"; fail=1; return; }
+  done
+  home=$(awk -F, '$1 >= 3 && $4 == "apply" && $6 == "cpu"' "$out/7B-lspo.trace/tasks.csv" | wc -l)
+  all=$(awk -F, '$1 >= 3 && $4 == "apply"' "$out/7B-lspo.trace/tasks.csv" | wc -l)
+  d2h_l=$(awk -F, 'NR > 3 { s += $7 } END { printf "%.0f", s }' "$out/7B-lspo.csv")
+  d2h_d=$(awk -F, 'NR > 3 { s += $7 } END { printf "%.0f", s }' "$out/7B-dmdas.csv")
+  l=$(median 7B-lspo) dm=$(median 7B-dmdas)
+  echo "7B lsp 8 GiB: $home of $all applies on the host (steps 3..6); d2h lspo $d2h_l B, dmdas $d2h_d B; lspo ${l:-?} ms, dmdas ${dm:-?} ms (median of steps 3..6; simulated)"
+  check "7B lsp 8 GiB: some applies on the host" "[ ${home:-0} -gt 0 ]"
+  check "7B lsp 8 GiB: lspo's d2h < half of dmdas's" "awk 'BEGIN { exit !(${d2h_l:-1} > 0 && 2 * ${d2h_l:-1} < ${d2h_d:-0}) }'"
+  check "7B lsp 8 GiB: lspo <= 1.0x dmdas" "awk 'BEGIN { exit !(${l:-1} + 0 > 0 && ${l:-1} <= ${dm:-0}) }'"
+}
+sim_7b_apply
 
 # Projector checks as tasks (issue 12): a check's learning chains stay on the
 # GPU, which is busy for most of the check (the calibration passes aside).

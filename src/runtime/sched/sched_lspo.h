@@ -178,5 +178,8 @@ void lspo_sched_mem_upd_home(struct starpu_task *task);
 /* 1: this forward or backward task goes to CPU worker `cpu_worker` rather
  * than to accelerator worker `accel_worker` (memory short; sched_lspo_mem.c). */
 int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker);
+/* 1: this apply goes to a CPU worker, where its weight is valid and the
+ * plan would release it from the accelerator anyway (memory short). */
+int lspo_sched_mem_apply_home(struct starpu_task *task);
 
 #endif
