@@ -441,15 +441,15 @@ int lspo_sched_mem_apply_home(struct starpu_task *task)
 	}
 	if (!w)
 		return 0;
-	int home = 0;
+	int valid_home = starpu_data_is_on_node(w, STARPU_MAIN_RAM), home = 0;
 	pthread_mutex_lock(&lu.lock);
-	if (lu.tab) {
-		struct hent *e = &lu.tab[find_slot(lu.tab, lu.cap, w)];
+	struct hent *e = lu.tab ? &lu.tab[find_slot(lu.tab, lu.cap, w)] : NULL;
+	if (e && e->h == w) {
 		/* Its uses so far this step all ended (the apply depends on them):
 		 * a release planned after the last of them or after the apply. */
-		for (int j = 0; e->h == w && !e->home && j < e->nhint; j++)
-			e->home = e->hint[j] >= e->uses && starpu_data_is_on_node(w, STARPU_MAIN_RAM);
-		home = e->h == w && e->home;
+		for (int j = 0; valid_home && !e->home && j < e->nhint; j++)
+			e->home = e->hint[j] >= e->uses;
+		home = e->home;
 	}
 	pthread_mutex_unlock(&lu.lock);
 	return home;
