@@ -287,8 +287,10 @@ static int push_task(struct starpu_task *task)
 		lspo_sched_mem_upd_home(task);   /* offloaded: its gradient goes home */
 	/* Memory short: a task whose data the host holds may run there. */
 	if ((st == LSPO_STAGE_FWD || st == LSPO_STAGE_BWD || st == LSPO_STAGE_RECOMPUTE) && place == P_ACCEL &&
-	    first_cpu >= 0 && lspo_sched_mem_on_host(task, ctx, first_acc, first_cpu))
+	    first_cpu >= 0 && lspo_sched_mem_on_host(task, ctx, first_acc, first_cpu)) {
 		place = P_CPU;
+		lspo_sched_mem_prefetch_later(task, first_acc);
+	}
 	if (st == LSPO_STAGE_APPLY && place == P_ACCEL && first_cpu >= 0 && lspo_sched_mem_apply_home(task))
 		place = P_CPU;   /* its weight would only be written back (sched_lspo_mem.c) */
 	int rep = place == P_ACCEL ? first_acc : place == P_CPU ? first_cpu

@@ -178,6 +178,9 @@ void lspo_sched_mem_upd_home(struct starpu_task *task);
 /* 1: this forward or backward task goes to CPU worker `cpu_worker` rather
  * than to accelerator worker `accel_worker` (memory short; sched_lspo_mem.c). */
 int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker);
+/* For a task on_host sent to a CPU worker: prefetches to accelerator worker
+ * `accel_worker` its read-only inputs that accelerator tasks read later. */
+void lspo_sched_mem_prefetch_later(struct starpu_task *task, int accel_worker);
 /* 1: this apply goes to a CPU worker, where its weight is valid and the
  * plan would release it from the accelerator anyway (memory short). */
 int lspo_sched_mem_apply_home(struct starpu_task *task);

@@ -72,6 +72,7 @@ struct hent {
 	starpu_data_handle_t h;     /* key; NULL: free */
 	size_t size;                /* bytes StarPU allocates for it */
 	int uses;                   /* accesses by accelerator tasks this step */
+	int used_before;            /* the recorded step's accesses */
 	int nhint;                  /* use ordinals (1-based) after which to release it */
 	int hint[MAX_HINTS];
 	int idx;                    /* planning: dense index; -1 */
@@ -287,8 +288,10 @@ static void new_step(int step)
 		for (size_t i = 0; i < lu.cap; i++)
 			lu.tab[i].nhint = 0;
 	}
-	for (size_t i = 0; i < lu.cap; i++)
+	for (size_t i = 0; i < lu.cap; i++) {
+		lu.tab[i].used_before = lu.tab[i].uses;
 		lu.tab[i].uses = 0;
+	}
 	lu.nacc = 0;
 	lu.ntasks = 0;
 	lu.mixed = 0;
@@ -464,6 +467,28 @@ static int is_home(starpu_data_handle_t h)
 	return home;
 }
 
+/* How many times the accelerator's tasks used h in the recorded step (or
+ * in this one, if more). */
+static int accel_uses(starpu_data_handle_t h)
+{
+	pthread_mutex_lock(&lu.lock);
+	struct hent *e = lu.tab ? &lu.tab[find_slot(lu.tab, lu.cap, h)] : NULL;
+	int n = e && e->h == h ? (e->used_before > e->uses ? e->used_before : e->uses) : 0;
+	pthread_mutex_unlock(&lu.lock);
+	return n;
+}
+
+/* 1: the recorded step evicted less than the accelerator's memory holds,
+ * so that a datum uploaded now can stay until a reader at the forward's end;
+ * when the step streams more (the weights do not fit), it would be evicted
+ * again before (SIMULATED, GPT-2 774M fp32 lsp in 4 GiB, 7.7 GB evicted a
+ * step: the embedding's forward on the host and the table prefetched,
+ * 1684.6 -> 1730.1 ms). */
+static int keeps_till_later(unsigned node)
+{
+	return lspo_mem_evicted_now() < (double)starpu_memory_get_total(node);
+}
+
 /*
  * A forward or backward task whose data are mostly in host memory and not
  * on the accelerator (a gradient its update took home, a weight the host
@@ -471,10 +496,20 @@ static int is_home(starpu_data_handle_t h)
  * bytes (its other inputs down, its outputs back up) and its expected time
  * there is under that of the transfers it saves: what it reads would cross
  * the bus once, what it also writes twice (up, and home again for its
- * update).  This is the embedding's backward, a scatter-add of T rows into a V x C gradient (SIMULATED,
- * GPT-2 1.5B, bf16, lsp, 4 GiB: on the accelerator it waited 121 ms for its
- * 322 MB gradient; median step 820 -> 659 ms, dmdas 669); its forward, a
- * gather that reads the table once, and the products stay.
+ * update).  Inputs that other accelerator tasks read too (used more than
+ * once there in the recorded step) cross anyway, for them: when they are
+ * most of the bytes, and they can stay uploaded until then
+ * (keeps_till_later), on the host the task runs while they cross (lspo_sched_mem_prefetch_later), on the
+ * accelerator the task waits for them, and with the memory full for as much
+ * to be freed first, which StarPU does by writing back what it evicts: the
+ * transfers then count twice.  (Counting them twice for any input sent the
+ * untied embedding's forward of a Llama 1B zero in 8 GiB to the host, and
+ * its step from 1279 to 1345 ms, SIMULATED.)  This is the embedding's backward, a
+ * scatter-add of T rows into a V x C gradient (SIMULATED, GPT-2 1.5B, bf16,
+ * lsp, 4 GiB: on the accelerator it waited 121 ms for its 322 MB gradient;
+ * median step 820 -> 659 ms, dmdas 669), and its forward, a gather from the
+ * table the host's AdamW has just rewritten (lspo_sched_mem_prefetch_later
+ * then uploads the table for the tied head); the products stay.
  */
 int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker)
 {
@@ -482,6 +517,7 @@ int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_wor
 		return 0;
 	unsigned node = starpu_worker_get_memory_node((unsigned)accel_worker);
 	double up = 0.0, crossings = 0.0, other = 0.0;   /* up: bytes that would go up for the accelerator */
+	double shared = 0.0;   /* of those, bytes that cross anyway, for other accelerator tasks */
 	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
 		starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
 		int mode = (int)STARPU_TASK_GET_MODE(task, i);
@@ -494,6 +530,8 @@ int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_wor
 		} else if (starpu_data_is_on_node(h, STARPU_MAIN_RAM) && !starpu_data_is_on_node(h, node)) {
 			up += b;
 			crossings += mode & STARPU_W ? 2.0 * b : b;
+			if (!(mode & STARPU_W) && accel_uses(h) > 1)
+				shared += b;
 		} else if (!starpu_data_is_on_node(h, STARPU_MAIN_RAM)) {
 			other += b;
 		}
@@ -505,7 +543,34 @@ int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_wor
 		return 0;
 	double cpu = starpu_task_expected_length(task, starpu_worker_get_perf_archtype(cpu_worker, ctx), nimpl);
 	double xfer = starpu_transfer_predict(STARPU_MAIN_RAM, node, (size_t)crossings);
+	if (2.0 * shared >= up && keeps_till_later(node) && starpu_memory_get_available(node) < (starpu_ssize_t)up)
+		xfer *= 2.0;   /* room first: as many bytes written back */
 	return isfinite(cpu) && cpu > 0.0 && isfinite(xfer) && cpu <= xfer;
+}
+
+/*
+ * A task lspo_sched_mem_on_host sent to a CPU worker: its inputs that it
+ * only reads and that other accelerator tasks read too (the embedding's
+ * table, which the tied head reads at the forward's end) are
+ * prefetched now, while the bus and the accelerator have time, rather than
+ * fetched when their reader is ready and the accelerator waits.  A prefetch
+ * evicts nothing StarPU may still need; when there is no room it is dropped
+ * and the reader fetches as it would have.  (SIMULATED, GPT-2 1.5B, bf16,
+ * lsp, 4 GiB: the embedding's forward on the accelerator waited 17 ms for
+ * the table, 48 in the steps where its prefetch found no room, about half
+ * the runs having such steps: median step 657 or 688 ms; with the forward
+ * on the host and this prefetch 655-657 ms in every run.)
+ */
+void lspo_sched_mem_prefetch_later(struct starpu_task *task, int accel_worker)
+{
+	unsigned node = starpu_worker_get_memory_node((unsigned)accel_worker);
+	if (!keeps_till_later(node))
+		return;
+	for (unsigned i = 0; i < STARPU_TASK_GET_NBUFFERS(task); i++) {
+		starpu_data_handle_t h = STARPU_TASK_GET_HANDLE(task, i);
+		if (STARPU_TASK_GET_MODE(task, i) == STARPU_R && !starpu_data_is_on_node(h, node) && accel_uses(h) > 1)
+			starpu_data_prefetch_on_node_prio(h, node, 1, task->priority);
+	}
 }
 
 int lspo_sched_inputs_on_host(struct starpu_task *task)
