@@ -497,19 +497,19 @@ static int keeps_till_later(unsigned node)
  * there is under that of the transfers it saves: what it reads would cross
  * the bus once, what it also writes twice (up, and home again for its
  * update).  Inputs that other accelerator tasks read too (used more than
- * once there in the recorded step) cross anyway, for them: when they are
- * most of the bytes, and they can stay uploaded until then
- * (keeps_till_later), on the host the task runs while they cross (lspo_sched_mem_prefetch_later), on the
- * accelerator the task waits for them, and with the memory full for as much
- * to be freed first, which StarPU does by writing back what it evicts: the
- * transfers then count twice.  (Counting them twice for any input sent the
- * untied embedding's forward of a Llama 1B zero in 8 GiB to the host, and
- * its step from 1279 to 1345 ms, SIMULATED.)  This is the embedding's backward, a
- * scatter-add of T rows into a V x C gradient (SIMULATED, GPT-2 1.5B, bf16,
- * lsp, 4 GiB: on the accelerator it waited 121 ms for its 322 MB gradient;
- * median step 820 -> 659 ms, dmdas 669), and its forward, a gather from the
- * table the host's AdamW has just rewritten (lspo_sched_mem_prefetch_later
- * then uploads the table for the tied head); the products stay.
+ * once there in the recorded step) cross anyway, for them.  When they are
+ * most of the bytes and can stay uploaded until then (keeps_till_later), the
+ * task on the host runs while they cross (lspo_sched_mem_prefetch_later);
+ * on the accelerator it waits for them, and with the memory full for as
+ * much to be freed first, which StarPU does by writing back what it evicts:
+ * the transfers then count twice.  (Counting them twice for any input sent
+ * the untied embedding's forward of a Llama 1B zero in 8 GiB to the host,
+ * its step from 1279 to 1345 ms, SIMULATED.)
+ * So run on the host: the embedding's backward, a scatter-add of T rows into
+ * a V x C gradient (SIMULATED, GPT-2 1.5B, bf16, lsp, 4 GiB: on the
+ * accelerator it waited 121 ms for its 322 MB gradient; median step 820 ->
+ * 659 ms, dmdas 669), and where the head is tied, its forward, a gather
+ * from the table the host's AdamW has just rewritten; the products stay.
  */
 int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_worker, int cpu_worker)
 {
@@ -558,8 +558,9 @@ int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_wor
  * and the reader fetches as it would have.  (SIMULATED, GPT-2 1.5B, bf16,
  * lsp, 4 GiB: the embedding's forward on the accelerator waited 17 ms for
  * the table, 48 in the steps where its prefetch found no room, about half
- * the runs having such steps: median step 657 or 688 ms; with the forward
- * on the host and this prefetch 655-657 ms in every run.)
+ * the runs having such steps, median step 657 or 688 ms; with the forward
+ * on the host and this prefetch, 651.7-657.7 ms in 13 runs of 14, 667.9 in
+ * one, 3 steps of the 84 taking 703 where this prefetch found no room.)
  */
 void lspo_sched_mem_prefetch_later(struct starpu_task *task, int accel_worker)
 {
