@@ -559,8 +559,8 @@ int lspo_sched_mem_on_host(struct starpu_task *task, unsigned ctx, int accel_wor
  * lsp, 4 GiB: the embedding's forward on the accelerator waited 17 ms for
  * the table, 48 in the steps where its prefetch found no room, about half
  * the runs having such steps, median step 657 or 688 ms; with the forward
- * on the host and this prefetch, 651.7-657.7 ms in 13 runs of 14, 667.9 in
- * one, 3 steps of the 84 taking 703 where this prefetch found no room.)
+ * on the host and this prefetch, 651.7-657.7 ms in 12 runs of 13, 667.9 in
+ * one; 3 of their 65 steps 4..8 took 703 ms, this prefetch finding no room.)
  */
 void lspo_sched_mem_prefetch_later(struct starpu_task *task, int accel_worker)
 {
