@@ -387,6 +387,20 @@ sim_124m_drop() {
 }
 sim_124m_drop
 
+# small_lsp_pair NAME DIR STEPS CAP_MIB: the model of config DIR in lsp mode
+# with the small-card options (bf16, stochastic rounding, checkpointing),
+# B 1 x T 1024, under the cap, traced, once under lspo and once under dmdas:
+# $out/NAME-POLICY.csv and .trace.
+small_lsp_pair() {
+  for pol in lspo dmdas; do
+    "$lspo" train --model "$2" --random-init --data "$out/tok.bin" --steps "$3" --batch 1 --seq 1024 --check-freq 0 \
+      --mode lsp --lsp-d 512 --lsp-r 8 --dtype bf16 --bf16-update stochastic --checkpoint-activations \
+      --gpu-mem "$4" --sched $pol --log "$out/$1-$pol.csv" --trace "$out/$1-$pol.trace" \
+      > "$out/$1-$pol.out" 2> "$out/$1-$pol.err" \
+      || { echo "FAILED: $1 lsp $4 MiB $pol: lspo train"; tail -n 5 "$out/$1-$pol.err"; fail=1; return 1; }
+  done
+}
+
 # --- Applies on the host where weights stream (issue 13; sim_7b_apply) --------
 # A Llama 7B (config.json alone, --random-init) in lsp mode with bf16,
 # stochastic rounding and checkpointing, B 1 x T 1024, under 8 GiB: its
@@ -402,13 +416,7 @@ sim_7b_apply() {
   printf '{"model_type": "llama", "vocab_size": 32000, "max_position_embeddings": 4096, "hidden_size": 4096, %s}\n' \
     '"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 11008, "rms_norm_eps": 1e-5, "tie_word_embeddings": false' \
     > "$d/config.json"
-  for pol in lspo dmdas; do
-    "$lspo" train --model "$d" --random-init --data "$out/tok.bin" --steps 6 --batch 1 --seq 1024 --check-freq 0 \
-      --mode lsp --lsp-d 512 --lsp-r 8 --dtype bf16 --bf16-update stochastic --checkpoint-activations \
-      --gpu-mem 8192 --sched $pol --log "$out/7B-$pol.csv" --trace "$out/7B-$pol.trace" \
-      > "$out/7B-$pol.out" 2> "$out/7B-$pol.err" \
-      || { echo "FAILED: 7B lsp 8 GiB $pol: lspo train"; tail -n 5 "$out/7B-$pol.err"; fail=1; return; }
-  done
+  small_lsp_pair 7B "$d" 6 8192 || return
   home=$(awk -F, '$1 >= 3 && $4 == "apply" && $6 == "cpu"' "$out/7B-lspo.trace/tasks.csv" | wc -l)
   all=$(awk -F, '$1 >= 3 && $4 == "apply"' "$out/7B-lspo.trace/tasks.csv" | wc -l)
   d2h_l=$(awk -F, 'NR > 3 { s += $7 } END { printf "%.0f", s }' "$out/7B-lspo.csv")
@@ -439,13 +447,7 @@ sim_15b_embedding() {
   mkdir -p "$d"
   printf '{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1600, "n_layer": 48, "n_head": 25}\n' \
     > "$d/config.json"
-  for pol in lspo dmdas; do
-    "$lspo" train --model "$d" --random-init --data "$out/tok.bin" --steps 8 --batch 1 --seq 1024 --check-freq 0 \
-      --mode lsp --lsp-d 512 --lsp-r 8 --dtype bf16 --bf16-update stochastic --checkpoint-activations \
-      --gpu-mem 4096 --sched $pol --log "$out/1.5B-$pol.csv" --trace "$out/1.5B-$pol.trace" \
-      > "$out/1.5B-$pol.out" 2> "$out/1.5B-$pol.err" \
-      || { echo "FAILED: 1.5B lsp 4 GiB $pol: lspo train"; tail -n 5 "$out/1.5B-$pol.err"; fail=1; return; }
-  done
+  small_lsp_pair 1.5B "$d" 8 4096 || return
   fwd=$(awk -F, '$1 >= 3 && $2 ~ /^encoder:/ && $4 == "fwd"' "$out/1.5B-lspo.trace/tasks.csv" | wc -l)
   host=$(awk -F, '$1 >= 3 && $2 ~ /^encoder:/ && $4 == "fwd" && $6 == "cpu"' "$out/1.5B-lspo.trace/tasks.csv" | wc -l)
   slowest() { awk -F, 'NR >= 5 && $5 > m { m = $5 } END { print m + 0 }' "$out/$1.csv"; }
