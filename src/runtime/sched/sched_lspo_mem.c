@@ -146,6 +146,15 @@ static long entry(starpu_data_handle_t h)
 	return (long)i;
 }
 
+/* Under lu.lock: h's entry, NULL when it has none. */
+static struct hent *lookup(starpu_data_handle_t h)
+{
+	if (!lu.tab)
+		return NULL;
+	struct hent *e = &lu.tab[find_slot(lu.tab, lu.cap, h)];
+	return e->h == h ? e : NULL;
+}
+
 static void forget_all(void)
 {
 	free(lu.tab);
@@ -446,8 +455,8 @@ int lspo_sched_mem_apply_home(struct starpu_task *task)
 		return 0;
 	int valid_home = starpu_data_is_on_node(w, STARPU_MAIN_RAM), home = 0;
 	pthread_mutex_lock(&lu.lock);
-	struct hent *e = lu.tab ? &lu.tab[find_slot(lu.tab, lu.cap, w)] : NULL;
-	if (e && e->h == w) {
+	struct hent *e = lookup(w);
+	if (e) {
 		/* Its uses so far this step all ended (the apply depends on them):
 		 * a release planned after the last of them or after the apply. */
 		for (int j = 0; valid_home && !e->home && j < e->nhint; j++)
@@ -462,7 +471,8 @@ int lspo_sched_mem_apply_home(struct starpu_task *task)
 static int is_home(starpu_data_handle_t h)
 {
 	pthread_mutex_lock(&lu.lock);
-	int home = lu.tab && lu.tab[find_slot(lu.tab, lu.cap, h)].home;
+	const struct hent *e = lookup(h);
+	int home = e && e->home;
 	pthread_mutex_unlock(&lu.lock);
 	return home;
 }
@@ -472,8 +482,8 @@ static int is_home(starpu_data_handle_t h)
 static int accel_uses(starpu_data_handle_t h)
 {
 	pthread_mutex_lock(&lu.lock);
-	struct hent *e = lu.tab ? &lu.tab[find_slot(lu.tab, lu.cap, h)] : NULL;
-	int n = e && e->h == h ? (e->used_before > e->uses ? e->used_before : e->uses) : 0;
+	const struct hent *e = lookup(h);
+	int n = !e ? 0 : e->used_before > e->uses ? e->used_before : e->uses;
 	pthread_mutex_unlock(&lu.lock);
 	return n;
 }
